@@ -19,12 +19,15 @@ def _digest(root):
 
 
 def test_layout_determinism_and_reuse(tmp_path):
-    a = make_synthetic_image_folder(tmp_path / "a", num_classes=4, images_per_class={"train": 3, "val": 2},
-                                    image_size=32, seed=1)
-    b = make_synthetic_image_folder(tmp_path / "b", num_classes=4, images_per_class={"train": 3, "val": 2},
-                                    image_size=32, seed=1)
-    c = make_synthetic_image_folder(tmp_path / "c", num_classes=4, images_per_class={"train": 3, "val": 2},
-                                    image_size=32, seed=2)
+    a = make_synthetic_image_folder(
+        tmp_path / "a", num_classes=4, images_per_class={"train": 3, "val": 2}, image_size=32, seed=1
+    )
+    b = make_synthetic_image_folder(
+        tmp_path / "b", num_classes=4, images_per_class={"train": 3, "val": 2}, image_size=32, seed=1
+    )
+    c = make_synthetic_image_folder(
+        tmp_path / "c", num_classes=4, images_per_class={"train": 3, "val": 2}, image_size=32, seed=2
+    )
     names = class_names(4)
     assert sorted(p.name for p in (a / "train").iterdir()) == names
     assert len(list((a / "val").rglob("*.png"))) == 4 * 2
@@ -33,7 +36,9 @@ def test_layout_determinism_and_reuse(tmp_path):
     assert _digest(a) == _digest(b) != _digest(c)
     # same arguments: reused untouched; other arguments on a used folder: refused
     mtime = (a / "train" / names[0] / "00000.png").stat().st_mtime_ns
-    make_synthetic_image_folder(a, num_classes=4, images_per_class={"train": 3, "val": 2}, image_size=32, seed=1)
+    make_synthetic_image_folder(
+        a, num_classes=4, images_per_class={"train": 3, "val": 2}, image_size=32, seed=1
+    )
     assert (a / "train" / names[0] / "00000.png").stat().st_mtime_ns == mtime
     with pytest.raises(TimmAssembleError, match="not an identical synthetic dataset"):
         make_synthetic_image_folder(a, num_classes=5, images_per_class=3, image_size=32, seed=1)
@@ -41,8 +46,9 @@ def test_layout_determinism_and_reuse(tmp_path):
 
 
 def test_single_folder_and_bad_args(tmp_path):
-    root = make_synthetic_image_folder(tmp_path / "flat", num_classes=3, images_per_class=2, image_size=24,
-                                       splits=())
+    root = make_synthetic_image_folder(
+        tmp_path / "flat", num_classes=3, images_per_class=2, image_size=24, splits=()
+    )
     assert sorted(p.name for p in root.iterdir() if p.is_dir()) == class_names(3)
     with pytest.raises(TimmAssembleError, match="num_classes"):
         make_synthetic_image_folder(tmp_path / "x", num_classes=1000)
@@ -55,8 +61,9 @@ def test_timm_reads_it_and_classes_are_separable(tmp_path):
     clearly, while position/scale vary (so the signal is real but not a constant image)."""
     from timm.data import create_dataset
 
-    root = make_synthetic_image_folder(tmp_path / "d", num_classes=6, images_per_class={"train": 12, "val": 6},
-                                       image_size=32, seed=0)
+    root = make_synthetic_image_folder(
+        tmp_path / "d", num_classes=6, images_per_class={"train": 12, "val": 6}, image_size=32, seed=0
+    )
     ds = create_dataset("", root=str(root), split="train")
     assert len(ds) == 72 and ds.reader.class_to_idx == {n: i for i, n in enumerate(class_names(6))}
 

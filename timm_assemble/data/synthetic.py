@@ -56,7 +56,7 @@ def _class_specs(num_classes: int) -> list[tuple[str, str]]:
 
 
 def class_names(num_classes: int) -> list[str]:
-    """Folder (= label) names, e.g. `00_red_circle`; the numeric prefix keeps ImageFolder order = class index."""
+    """Folder (= label) names like `00_red_circle`; the prefix keeps ImageFolder order = class index."""
     return [f"{i:02d}_{colour}_{shape}" for i, (shape, colour) in enumerate(_class_specs(num_classes))]
 
 
