@@ -1,0 +1,76 @@
+"""Hub-ready model folders (`model.safetensors` + `config.json` [+ `README.md`]), written atomically.
+
+Every producer (conversion, training, fine-tuning) writes through `export_hub_folder`, so a folder loads
+the same way everywhere: `timm.create_model('local-dir:DIR', pretrained=True)` after `import timm_assemble`,
+and publishes with `timm-assemble publish DIR`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from timm.models import save_for_hf
+
+from .errors import TimmAssembleError
+
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+CARD_NAME = "README.md"
+
+
+def export_hub_folder(
+    model: torch.nn.Module,
+    out_dir: str | Path,
+    *,
+    model_args: dict[str, Any] | None = None,
+    label_names: Sequence[str] | None = None,
+    pretrained_cfg: dict[str, Any] | None = None,
+    model_card: str | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write `model` as a timm Hub folder at `out_dir`; the folder appears complete or not at all.
+
+    `model_args` are extra constructor kwargs to record (timm records the factory's own kwargs, such
+    as `width`, by itself); `pretrained_cfg` entries override the exported preprocessing config.
+    An existing `out_dir` is replaced only with `overwrite=True`.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not overwrite:
+        raise TimmAssembleError(f"output folder {out_dir} already exists; pass overwrite to replace it")
+    if label_names is not None and len(label_names) != model.num_classes:
+        raise TimmAssembleError(
+            f"{len(label_names)} label names given for a model with {model.num_classes} classes"
+        )
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        model_config: dict[str, Any] = {}
+        if label_names is not None:
+            model_config["label_names"] = list(label_names)
+        if pretrained_cfg:
+            model_config["pretrained_cfg"] = dict(pretrained_cfg)
+        save_for_hf(model, staging, model_config=model_config, model_args=model_args, safe_serialization=True)
+        if model_card is not None:
+            (staging / CARD_NAME).write_text(model_card, encoding="utf-8")
+        _swap_into_place(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _swap_into_place(staging: Path, out_dir: Path) -> None:
+    """Rename the finished staging folder onto `out_dir`, keeping the old folder until the rename is done."""
+    if not out_dir.exists():
+        staging.rename(out_dir)
+        return
+    retired = out_dir.with_name(f".{out_dir.name}.old")
+    shutil.rmtree(retired, ignore_errors=True)
+    out_dir.rename(retired)
+    staging.rename(out_dir)
+    shutil.rmtree(retired, ignore_errors=True)

@@ -1,0 +1,1 @@
+"""Hugging Face Hub: where our published weights live and how they are checked."""

@@ -1,0 +1,49 @@
+"""Selective-kernel convolution, the light variant of the Assemble-ResNet paper.
+
+Not timm's `SelectiveKernel` (two conv paths, one BN each): here ONE 3x3 conv produces both candidate
+feature maps as the two halves of a 2x-wide output, and a squeeze-excite style attention picks between
+them per channel.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+
+class SKConv2d(nn.Module):
+    """3x3 conv to `2 * out_chs`, split into U1 | U2, output `a1 * U1 + a2 * U2` with a softmax over (a1, a2).
+
+    The attention is `fc2(ReLU(BN(fc1(mean(U1 + U2)))))` with hidden width `max(out_chs // 2, min_attn_chs)`.
+    A softmax over two logits equals a sigmoid of their difference, so the mix is one fused `lerp`.
+    """
+
+    def __init__(
+        self,
+        in_chs: int,
+        out_chs: int,
+        stride: int = 1,
+        min_attn_chs: int = 32,
+        act_layer: type[nn.Module] = nn.ReLU,
+        norm_layer: type[nn.Module] = nn.BatchNorm2d,
+    ) -> None:
+        super().__init__()
+        self.out_chs = out_chs
+        attn_chs = max(out_chs // 2, min_attn_chs)
+        self.conv = nn.Conv2d(in_chs, 2 * out_chs, 3, stride=stride, padding=1, bias=False)
+        self.bn = norm_layer(2 * out_chs)
+        self.act = act_layer(inplace=True)
+        self.fc1 = nn.Conv2d(out_chs, attn_chs, 1, bias=False)
+        self.bn_fc1 = norm_layer(attn_chs)
+        self.act_fc1 = act_layer(inplace=True)
+        self.fc2 = nn.Conv2d(attn_chs, 2 * out_chs, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act(self.bn(self.conv(x)))
+        batch, chs = x.shape[0], self.out_chs
+        u1, u2 = x[:, :chs], x[:, chs:]
+        # mean(U1 + U2) == mean(U1) + mean(U2): pool the 2C map once instead of materialising U.
+        pooled = x.mean((2, 3), keepdim=True).view(batch, 2, chs, 1, 1).sum(1)
+        logits = self.fc2(self.act_fc1(self.bn_fc1(self.fc1(pooled)))).view(batch, 2, chs, 1, 1)
+        weight_u1 = torch.sigmoid(logits[:, 0] - logits[:, 1])
+        return torch.lerp(u2, u1, weight_u1)
