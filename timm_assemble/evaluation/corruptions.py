@@ -1,0 +1,525 @@
+"""The ImageNet-C corruptions (Hendrycks & Dietterich, ICLR 2019), reimplemented with numpy, scipy and PIL.
+
+Why our own: the usual package (`imagecorruptions` 1.1.2) no longer imports on numpy 2 /
+scikit-image 0.26, and its maintained forks pull in OpenCV and numba. These functions follow the
+definitions and severity constants of ImageNet-C's generator (`make_imagenet_c.py`), with these
+deliberate, documented choices:
+
+* Randomness comes from a `numpy.random.Generator` passed in, so every image is reproducible from
+  (seed, corruption, severity, image index) whatever the worker layout; the random *streams* are
+  not the legacy `np.random` ones, so individual images differ from the released ImageNet-C files
+  while following the same distributions.
+* OpenCV / ImageMagick operations are replaced by their scipy equivalents: `filter2D`,
+  `GaussianBlur`, `blur` and `warpAffine` with BORDER_REFLECT_101 -> `scipy.ndimage` with
+  mode='mirror'; ImageMagick's motion blur -> the same one-sided Gaussian line kernel applied
+  with edge clamping; scikit-image's `gaussian` -> `scipy.ndimage.gaussian_filter` (what it calls);
+  OpenCV's 5x5-mask distance transform (spatter) -> the exact Euclidean one.
+* Any image size >= 32 px works (ImageNet-C is 224 px). Pixel-sized constants (blur radii,
+  elastic displacements) are kept as defined for 224 px, as in the official Assemble-ResNet
+  256 px evaluation set; the fog fractal and frost overlay grow to cover larger images.
+
+Each corruption takes an RGB uint8 HxWx3 array and returns float values in [0, 255]; `corrupt`
+casts to uint8 by truncation, as ImageNet-C's generator does before saving.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+from io import BytesIO
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..errors import TimmAssembleError
+
+__all__ = [
+    "COMMON_CORRUPTIONS",
+    "EXTRA_CORRUPTIONS",
+    "ALL_CORRUPTIONS",
+    "CORRUPTION_GROUPS",
+    "corrupt",
+    "parse_corruptions",
+    "parse_severities",
+]
+
+COMMON_CORRUPTIONS: tuple[str, ...] = (
+    "gaussian_noise", "shot_noise", "impulse_noise",
+    "defocus_blur", "glass_blur", "motion_blur", "zoom_blur",
+    "snow", "frost", "fog", "brightness",
+    "contrast", "elastic_transform", "pixelate", "jpeg_compression",
+)  # fmt: skip
+# ImageNet-C's four held-out "validation" corruptions.
+EXTRA_CORRUPTIONS: tuple[str, ...] = ("speckle_noise", "gaussian_blur", "spatter", "saturate")
+ALL_CORRUPTIONS: tuple[str, ...] = COMMON_CORRUPTIONS + EXTRA_CORRUPTIONS
+CORRUPTION_GROUPS: dict[str, tuple[str, ...]] = {
+    "common": COMMON_CORRUPTIONS,
+    "extra": EXTRA_CORRUPTIONS,
+    "all": ALL_CORRUPTIONS,
+    "noise": COMMON_CORRUPTIONS[0:3],
+    "blur": COMMON_CORRUPTIONS[3:7],
+    "weather": COMMON_CORRUPTIONS[7:11],
+    "digital": COMMON_CORRUPTIONS[11:15],
+}
+_FROST_DIR = Path(__file__).resolve().parent / "frost"
+_FROST_FILES = ("frost1.png", "frost2.png", "frost3.png", "frost4.jpg", "frost5.jpg")
+
+
+def _ndi():
+    """scipy.ndimage, imported lazily: scipy is only needed for corruption robustness."""
+    try:
+        import scipy.ndimage as ndi
+    except ImportError as err:
+        raise TimmAssembleError(
+            "image corruptions need scipy: pip install 'timm-assemble[robustness]'"
+        ) from err
+    return ndi
+
+
+def parse_corruptions(spec: str | list[str] | tuple[str, ...]) -> list[str]:
+    """Corruption names from a comma-separated list of names and/or group names, in order, deduplicated."""
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    names: list[str] = []
+    for item in (i.strip() for i in items):
+        if not item:
+            continue
+        group = CORRUPTION_GROUPS.get(item, (item,))
+        for name in group:
+            if name not in ALL_CORRUPTIONS:
+                raise TimmAssembleError(
+                    f"unknown corruption {name!r}; choose from {', '.join(ALL_CORRUPTIONS)} "
+                    f"or a group: {', '.join(CORRUPTION_GROUPS)}"
+                )
+            if name not in names:
+                names.append(name)
+    if not names:
+        raise TimmAssembleError("no corruption given")
+    return names
+
+
+def parse_severities(spec: str | list[int]) -> list[int]:
+    """Severities from '1-5', '1,3,5' or '3'; each must be in 1..5."""
+    if isinstance(spec, str):
+        out: list[int] = []
+        try:
+            for part in (p.strip() for p in spec.split(",") if p.strip()):
+                if "-" in part:
+                    lo, hi = (int(v) for v in part.split("-", 1))
+                    out.extend(range(lo, hi + 1))
+                else:
+                    out.append(int(part))
+        except ValueError as err:
+            raise TimmAssembleError(f"severities must look like '1-5' or '1,3,5', got {spec!r}") from err
+    else:
+        out = [int(s) for s in spec]
+    if not out or any(s < 1 or s > 5 for s in out):
+        raise TimmAssembleError(f"severities must be integers in 1..5, got {spec!r}")
+    return sorted(set(out))
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _gaussian(x: np.ndarray, sigma: float, mode: str = "nearest", truncate: float = 4.0) -> np.ndarray:
+    """scikit-image's `gaussian` (channel_axis=-1 for HxWxC): blur the spatial axes only."""
+    sigmas = (sigma, sigma, 0) if x.ndim == 3 else sigma
+    return _ndi().gaussian_filter(x, sigmas, mode=mode, truncate=truncate)
+
+
+def _gray(x: np.ndarray) -> np.ndarray:
+    """ITU-R 601 luma, as OpenCV's RGB2GRAY."""
+    return x[..., 0] * 0.299 + x[..., 1] * 0.587 + x[..., 2] * 0.114
+
+
+def _clipped_zoom(img: np.ndarray, zoom: float) -> np.ndarray:
+    """Zoom into the centre by `zoom` (bilinear) and crop back to the input size."""
+    h, w = img.shape[:2]
+    ch, cw = int(np.ceil(h / zoom)), int(np.ceil(w / zoom))
+    top, left = (h - ch) // 2, (w - cw) // 2
+    factors = (zoom, zoom) + (1,) * (img.ndim - 2)
+    out = _ndi().zoom(img[top : top + ch, left : left + cw], factors, order=1)
+    top, left = (out.shape[0] - h) // 2, (out.shape[1] - w) // 2
+    return out[top : top + h, left : left + w]
+
+
+def _motion_blur(x: np.ndarray, radius: int, sigma: float, angle: float) -> np.ndarray:
+    """ImageMagick's MotionBlurImage: a one-sided Gaussian along `angle` (degrees), edge pixels repeated."""
+    width = 2 * radius + 1
+    kernel = np.exp(-(np.arange(width, dtype=np.float64) ** 2) / (2.0 * sigma * sigma))
+    kernel /= kernel.sum()
+    sin, cos = math.sin(math.radians(angle)), math.cos(math.radians(angle))
+    h, w = x.shape[:2]
+    rows, cols = np.arange(h), np.arange(w)
+    out = np.zeros(x.shape, dtype=np.float64)
+    for i, k in enumerate(kernel):
+        oy, ox = math.ceil(i * sin - 0.5), math.ceil(i * cos - 0.5)
+        out += k * x[np.clip(rows + oy, 0, h - 1)][:, np.clip(cols + ox, 0, w - 1)]
+    return out
+
+
+def _plasma_fractal(size: int, decay: float, rng: np.random.Generator) -> np.ndarray:
+    """Diamond-square height map in [0, 1] on a `size` x `size` grid (`size` a power of two)."""
+    grid = np.zeros((size, size), dtype=np.float64)
+    step, wibble = size, 100.0
+
+    def noisy_mean(total: np.ndarray) -> np.ndarray:
+        return total / 4 + wibble * rng.uniform(-wibble, wibble, total.shape)
+
+    while step >= 2:
+        half = step // 2
+        # squares: centre of each square = mean of its four corners + noise
+        corners = grid[0:size:step, 0:size:step]
+        total = corners + np.roll(corners, -1, axis=0)
+        total = total + np.roll(total, -1, axis=1)
+        grid[half:size:step, half:size:step] = noisy_mean(total)
+        # diamonds: edge midpoints = mean of the two adjacent corners and two adjacent centres
+        centres = grid[half:size:step, half:size:step]
+        corners = grid[0:size:step, 0:size:step]
+        total = centres + np.roll(centres, 1, axis=0) + corners + np.roll(corners, -1, axis=1)
+        grid[0:size:step, half:size:step] = noisy_mean(total)
+        total = centres + np.roll(centres, 1, axis=1) + corners + np.roll(corners, -1, axis=0)
+        grid[half:size:step, 0:size:step] = noisy_mean(total)
+        step //= 2
+        wibble /= decay
+    grid -= grid.min()
+    return grid / grid.max()
+
+
+@functools.lru_cache(maxsize=len(_FROST_FILES))
+def _frost_image(index: int) -> np.ndarray:
+    with Image.open(_FROST_DIR / _FROST_FILES[index]) as img:
+        return np.asarray(img.convert("RGB"), dtype=np.float64)
+
+
+def _canny(img: np.ndarray, low: float, high: float) -> np.ndarray:
+    """OpenCV-style Canny on a uint8 image (3x3 Sobel, L1 magnitude, 8-connected hysteresis) -> bool edges."""
+    ndi = _ndi()
+    f = img.astype(np.float64)
+    gx, gy = ndi.sobel(f, axis=1, mode="nearest"), ndi.sobel(f, axis=0, mode="nearest")
+    mag = np.abs(gx) + np.abs(gy)
+    pad = np.pad(mag, 1)
+    h, w = mag.shape
+
+    def neighbour(dy: int, dx: int) -> np.ndarray:
+        return pad[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
+
+    ax, ay = np.abs(gx), np.abs(gy)
+    horizontal = ay <= ax * math.tan(math.radians(22.5))
+    vertical = ay > ax * math.tan(math.radians(67.5))
+    anti = (gx * gy) < 0  # gradient along the anti-diagonal
+    keep = np.where(
+        horizontal,
+        (mag > neighbour(0, -1)) & (mag >= neighbour(0, 1)),
+        np.where(
+            vertical,
+            (mag > neighbour(-1, 0)) & (mag >= neighbour(1, 0)),
+            np.where(
+                anti,
+                (mag > neighbour(-1, 1)) & (mag > neighbour(1, -1)),
+                (mag > neighbour(-1, -1)) & (mag > neighbour(1, 1)),
+            ),
+        ),
+    )
+    candidates = keep & (mag > low)
+    labels, count = ndi.label(candidates, structure=np.ones((3, 3), dtype=bool))
+    if count == 0:
+        return candidates
+    strong = np.zeros(count + 1, dtype=bool)
+    strong[np.unique(labels[candidates & (mag > high)])] = True
+    strong[0] = False
+    return strong[labels]
+
+
+def _equalize_hist(img: np.ndarray) -> np.ndarray:
+    """OpenCV's equalizeHist for uint8."""
+    hist = np.bincount(img.ravel(), minlength=256)
+    first = int(np.flatnonzero(hist)[0])
+    total = img.size
+    if hist[first] == total:
+        return np.full_like(img, first)
+    scale = 255.0 / (total - hist[first])
+    cdf = np.cumsum(hist) - hist[first]
+    lut = np.clip(np.rint(cdf * scale), 0, 255).astype(np.uint8)
+    lut[: first + 1] = 0
+    return lut[img]
+
+
+# --------------------------------------------------------------------------- corruptions
+
+
+def gaussian_noise(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+    c = (0.08, 0.12, 0.18, 0.26, 0.38)[severity - 1]
+    x = x / 255.0
+    return np.clip(x + rng.normal(size=x.shape, scale=c), 0, 1) * 255
+
+
+def shot_noise(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+    c = (60, 25, 12, 5, 3)[severity - 1]
+    x = x / 255.0
+    return np.clip(rng.poisson(x * c) / c, 0, 1) * 255
+
+
+def impulse_noise(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+    """Salt-and-pepper on a fraction `c` of all values, half salt, half pepper (scikit-image 's&p')."""
+    c = (0.03, 0.06, 0.09, 0.17, 0.27)[severity - 1]
+    x = x / 255.0
+    flipped = rng.random(x.shape) <= c
+    salted = rng.random(x.shape) <= 0.5
+    x[flipped & salted] = 1.0
+    x[flipped & ~salted] = 0.0
+    return x * 255
+
+
+def speckle_noise(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+    c = (0.15, 0.2, 0.35, 0.45, 0.6)[severity - 1]
+    x = x / 255.0
+    return np.clip(x + x * rng.normal(size=x.shape, scale=c), 0, 1) * 255
+
+
+def gaussian_blur(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+    c = (1, 2, 3, 4, 6)[severity - 1]
+    return np.clip(_gaussian(x / 255.0, c), 0, 1) * 255
+
+
+def glass_blur(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+    """Blur, then swap each pixel with a random neighbour (sequentially, bottom-right first), blur again."""
+    sigma, delta, iterations = ((0.7, 1, 2), (0.9, 2, 1), (1, 2, 3), (1.1, 3, 2), (1.5, 4, 2))[severity - 1]
+    x = np.uint8(_gaussian(x / 255.0, sigma) * 255)
+    h, w = x.shape[:2]
+    order = list(range(h * w))  # order[p] = source pixel now at position p
+    rows, cols = range(h - delta, delta, -1), range(w - delta, delta, -1)
+    offsets = rng.integers(-delta, delta, size=(iterations * len(rows) * len(cols), 2)).tolist()
+    k = 0
+    for _ in range(iterations):
+        for r in rows:
+            for c in cols:
+                dx, dy = offsets[k]
+                k += 1
+                a, b = r * w + c, (r + dy) * w + (c + dx)
+                order[a], order[b] = order[b], order[a]
+    x = x.reshape(h * w, -1)[order].reshape(h, w, -1)
+    return np.clip(_gaussian(x / 255.0, sigma), 0, 1) * 255
+
+
+def defocus_blur(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+    """Convolution with an anti-aliased disk."""
+    radius, alias_blur = ((3, 0.1), (4, 0.5), (6, 0.5), (8, 0.5), (10, 0.5))[severity - 1]
+    ndi = _ndi()
+    span = np.arange(-8, 9) if radius <= 8 else np.arange(-radius, radius + 1)
+    xx, yy = np.meshgrid(span, span)
+    disk = (xx**2 + yy**2 <= radius**2).astype(np.float32)
+    disk /= disk.sum()
+    ksize = 3 if radius <= 8 else 5
+    taps = np.exp(-((np.arange(ksize) - (ksize - 1) / 2) ** 2) / (2 * alias_blur**2))
+    taps /= taps.sum()
+    disk = ndi.correlate1d(ndi.correlate1d(disk, taps, axis=0, mode="mirror"), taps, axis=1, mode="mirror")
+    x = x / 255.0
+    out = np.stack([ndi.correlate(x[..., d], disk, mode="mirror") for d in range(x.shape[2])], axis=-1)
+    return np.clip(out, 0, 1) * 255
+
+
+def motion_blur(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+    radius, sigma = ((10, 3), (15, 5), (15, 8), (15, 12), (20, 15))[severity - 1]
+    out = _motion_blur(x.astype(np.float64), radius, sigma, rng.uniform(-45, 45))
+    return np.clip(np.rint(out), 0, 255)  # ImageMagick returns 8-bit pixels
+
+
+def zoom_blur(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+    zooms = (
+        np.arange(1, 1.11, 0.01),
+        np.arange(1, 1.16, 0.01),
+        np.arange(1, 1.21, 0.02),
+        np.arange(1, 1.26, 0.02),
+        np.arange(1, 1.31, 0.03),
+    )[severity - 1]
+    x = (x / 255.0).astype(np.float32)
+    out = np.zeros_like(x)
+    for z in zooms:
+        out += _clipped_zoom(x, z)
+    return np.clip((x + out) / (len(zooms) + 1), 0, 1) * 255
+
+
+def snow(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+    loc, scale, zoom, threshold, radius, sigma, blend = (
+        (0.1, 0.3, 3, 0.5, 10, 4, 0.8),
+        (0.2, 0.3, 2, 0.5, 12, 4, 0.7),
+        (0.55, 0.3, 4, 0.9, 12, 8, 0.7),
+        (0.55, 0.3, 4.5, 0.85, 12, 8, 0.65),
+        (0.55, 0.3, 2.5, 0.85, 12, 12, 0.55),
+    )[severity - 1]
+    x = x.astype(np.float32) / 255.0
+    flakes = rng.normal(size=x.shape[:2], loc=loc, scale=scale)
+    flakes = _clipped_zoom(flakes, zoom)
+    flakes[flakes < threshold] = 0
+    flakes = (np.clip(flakes, 0, 1) * 255).astype(np.uint8)  # the layer is an 8-bit image in ImageNet-C
+    flakes = np.clip(np.rint(_motion_blur(flakes.astype(np.float64), radius, sigma, rng.uniform(-135, -45))), 0, 255)
+    flakes = (flakes / 255.0)[..., None]
+    x = blend * x + (1 - blend) * np.maximum(x, _gray(x)[..., None] * 1.5 + 0.5)
+    return np.clip(x + flakes + np.rot90(flakes, k=2), 0, 1) * 255
+
+
+def frost(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+    """Blend with a random crop of one of ImageNet-C's frost photographs (scaled up if the image is larger)."""
+    keep, amount = ((1, 0.4), (0.8, 0.6), (0.7, 0.7), (0.65, 0.7), (0.6, 0.75))[severity - 1]
+    overlay = _frost_image(int(rng.integers(len(_FROST_FILES))))
+    h, w = x.shape[:2]
+    fh, fw = overlay.shape[:2]
+    if fh <= h or fw <= w:
+        scale = max(h / fh, w / fw) * 1.1
+        size = (int(np.ceil(fw * scale)), int(np.ceil(fh * scale)))
+        img = Image.fromarray(overlay.astype(np.uint8)).resize(size, Image.BICUBIC)
+        overlay = np.asarray(img, dtype=np.float64)
+        fh, fw = overlay.shape[:2]
+    top, left = int(rng.integers(0, fh - h)), int(rng.integers(0, fw - w))
+    return np.clip(keep * x + amount * overlay[top : top + h, left : left + w], 0, 255)
+
+
+def fog(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+    strength, decay = ((1.5, 2), (2.0, 2), (2.5, 1.7), (2.5, 1.5), (3.0, 1.4))[severity - 1]
+    h, w = x.shape[:2]
+    size = max(256, 1 << (max(h, w) - 1).bit_length())
+    x = x / 255.0
+    peak = x.max()
+    x = x + strength * _plasma_fractal(size, decay, rng)[:h, :w][..., None]
+    return np.clip(x * peak / (peak + strength), 0, 1) * 255
+
+
+def brightness(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+    from matplotlib.colors import hsv_to_rgb, rgb_to_hsv
+
+    c = (0.1, 0.2, 0.3, 0.4, 0.5)[severity - 1]
+    hsv = rgb_to_hsv(x / 255.0)
+    hsv[..., 2] = np.clip(hsv[..., 2] + c, 0, 1)
+    return np.clip(hsv_to_rgb(hsv), 0, 1) * 255
+
+
+def contrast(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+    c = (0.4, 0.3, 0.2, 0.1, 0.05)[severity - 1]
+    x = x / 255.0
+    means = x.mean(axis=(0, 1), keepdims=True)
+    return np.clip((x - means) * c + means, 0, 1) * 255
+
+
+def saturate(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+    from matplotlib.colors import hsv_to_rgb, rgb_to_hsv
+
+    gain, offset = ((0.3, 0), (0.1, 0), (2, 0), (5, 0.1), (20, 0.2))[severity - 1]
+    hsv = rgb_to_hsv(x / 255.0)
+    hsv[..., 1] = np.clip(hsv[..., 1] * gain + offset, 0, 1)
+    return np.clip(hsv_to_rgb(hsv), 0, 1) * 255
+
+
+def jpeg_compression(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+    quality = (25, 18, 15, 10, 7)[severity - 1]
+    buf = BytesIO()
+    Image.fromarray(x).save(buf, "JPEG", quality=quality)
+    buf.seek(0)
+    with Image.open(buf) as img:
+        return np.asarray(img.convert("RGB"), dtype=np.float64)
+
+
+def pixelate(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+    c = (0.6, 0.5, 0.4, 0.3, 0.25)[severity - 1]
+    h, w = x.shape[:2]
+    img = Image.fromarray(x).resize((int(w * c), int(h * c)), Image.BOX).resize((w, h), Image.BOX)
+    return np.asarray(img, dtype=np.float64)
+
+
+def elastic_transform(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+    """Random affine warp, then a smoothed random displacement field (ImageNet-C's constants, 244-based)."""
+    alpha, sigma, jitter = (
+        (244 * 2, 244 * 0.7, 244 * 0.1),
+        (244 * 2, 244 * 0.08, 244 * 0.2),
+        (244 * 0.05, 244 * 0.01, 244 * 0.02),
+        (244 * 0.07, 244 * 0.01, 244 * 0.02),
+        (244 * 0.12, 244 * 0.01, 244 * 0.02),
+    )[severity - 1]
+    ndi = _ndi()
+    image = x.astype(np.float32) / 255.0
+    h, w = image.shape[:2]
+    # affine from three points around the centre, each moved by up to `jitter` px ((x, y) order)
+    centre = np.array([w // 2, h // 2], dtype=np.float64)
+    half = min(h, w) // 3
+    src = np.array([centre + half, [centre[0] + half, centre[1] - half], centre - half])
+    dst = src + rng.uniform(-jitter, jitter, size=src.shape).astype(np.float32)
+    forward = np.linalg.solve(np.hstack([src, np.ones((3, 1))]), dst).T  # dst = forward @ [x, y, 1]
+    inverse = np.linalg.inv(np.vstack([forward, [0.0, 0.0, 1.0]]))[:2]
+    (a, b, c), (d, e, f) = inverse  # src_x = a x + b y + c ; src_y = d x + e y + f
+    matrix, offset = np.array([[e, d], [b, a]]), np.array([f, c])  # in (row, col) order
+    image = np.stack(
+        [ndi.affine_transform(image[..., k], matrix, offset, order=1, mode="mirror") for k in range(3)], axis=-1
+    )
+    dx = (_gaussian(rng.uniform(-1, 1, size=(h, w)), sigma, mode="reflect", truncate=3) * alpha).astype(np.float32)
+    dy = (_gaussian(rng.uniform(-1, 1, size=(h, w)), sigma, mode="reflect", truncate=3) * alpha).astype(np.float32)
+    yy, xx = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+    coords = np.stack([yy + dy, xx + dx])
+    out = np.stack([ndi.map_coordinates(image[..., k], coords, order=1, mode="reflect") for k in range(3)], -1)
+    return np.clip(out, 0, 1) * 255
+
+
+def spatter(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+    """Water droplets (severities 1-3) or mud (4-5) from a thresholded, smoothed noise layer."""
+    loc, scale, sigma, threshold, intensity, mud = (
+        (0.65, 0.3, 4, 0.69, 0.6, False),
+        (0.65, 0.3, 3, 0.68, 0.6, False),
+        (0.65, 0.3, 2, 0.68, 0.5, False),
+        (0.65, 0.3, 1, 0.65, 1.5, True),
+        (0.67, 0.4, 1, 0.65, 1.5, True),
+    )[severity - 1]
+    ndi = _ndi()
+    x = x.astype(np.float32) / 255.0
+    liquid = _gaussian(rng.normal(size=x.shape[:2], loc=loc, scale=scale), sigma)
+    liquid[liquid < threshold] = 0
+    if not mud:
+        liquid = (np.clip(liquid, 0, 1) * 255).astype(np.uint8)
+        dist = ndi.distance_transform_edt(~_canny(liquid, 50, 150)).astype(np.float32)
+        dist = np.minimum(dist, 20)
+        dist = ndi.uniform_filter(dist, 3, mode="mirror").astype(np.uint8)
+        dist = _equalize_hist(dist)
+        relief = np.array([[-2, -1, 0], [-1, 1, 1], [0, 1, 2]], dtype=np.float32)
+        dist = np.clip(np.rint(ndi.correlate(dist.astype(np.float32), relief, mode="mirror")), 0, 255)
+        dist = ndi.uniform_filter(dist.astype(np.float32), 3, mode="mirror")
+        m = liquid.astype(np.float32) * dist
+        m = m / m.max() * intensity if m.max() > 0 else m
+        colour = np.array([175, 238, 238], dtype=np.float32) / 255.0  # pale turquoise water
+        return np.clip(x + m[..., None] * colour, 0, 1) * 255
+    m = _gaussian((liquid > threshold).astype(np.float32), intensity)
+    m[m < 0.8] = 0
+    colour = np.array([63, 42, 20], dtype=np.float32) / 255.0  # mud brown
+    return np.clip(x * (1 - m[..., None]) + m[..., None] * colour, 0, 1) * 255
+
+
+_FUNCTIONS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]] = {
+    f.__name__: f
+    for f in (
+        gaussian_noise, shot_noise, impulse_noise, defocus_blur, glass_blur, motion_blur, zoom_blur,
+        snow, frost, fog, brightness, contrast, elastic_transform, pixelate, jpeg_compression,
+        speckle_noise, gaussian_blur, spatter, saturate,
+    )
+}  # fmt: skip
+
+
+def corrupt(
+    image: np.ndarray | Image.Image, name: str, severity: int, rng: np.random.Generator | int
+) -> np.ndarray:
+    """Apply ImageNet-C corruption `name` at `severity` (1-5) to an RGB image -> uint8 HxWx3.
+
+    `rng` is a numpy Generator or an int seed; the same seed gives the same output.
+    """
+    if name not in _FUNCTIONS:
+        raise TimmAssembleError(f"unknown corruption {name!r}; choose from {', '.join(ALL_CORRUPTIONS)}")
+    if severity not in (1, 2, 3, 4, 5):
+        raise TimmAssembleError(f"severity must be an integer in 1..5, got {severity!r}")
+    if isinstance(image, Image.Image):
+        image = np.asarray(image.convert("RGB"))
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise TimmAssembleError(f"corrupt() needs an RGB uint8 HxWx3 image, got {image.dtype} {image.shape}")
+    if min(image.shape[:2]) < 32:
+        raise TimmAssembleError(f"images must be at least 32x32 px to corrupt, got {image.shape[1]}x{image.shape[0]}")
+    if not isinstance(rng, np.random.Generator):
+        rng = np.random.default_rng(rng)
+    out = _FUNCTIONS[name](image.copy(), severity, rng)
+    return np.uint8(np.clip(out, 0, 255))
