@@ -1,0 +1,258 @@
+"""`timm-assemble publish`: every check and the real huggingface_hub upload code, against a fake Hub.
+
+Only the last layer is replaced: huggingface_hub's HTTP client gets an httpx MockTransport that speaks the
+Hub's create-repo, preupload, LFS batch/upload and commit endpoints. Xet storage is switched off so that
+the upload goes through that HTTP client (hf_xet uploads from native code).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from pathlib import Path
+
+import httpx2
+import huggingface_hub
+import huggingface_hub.constants as hf_constants
+import pytest
+import safetensors.torch
+from hub_testing import NAME, convert_fixture, patch_records
+from huggingface_hub import ModelCard
+
+from timm_assemble.cli import main
+from timm_assemble.hub.constants import DEFAULT_HUB_ORG
+from timm_assemble.hub.records import sha256_file
+
+REPO_ID = f"{DEFAULT_HUB_ORG}/{NAME}"
+TOKEN = "hf_test_token_not_real"
+
+
+class FakeHub:
+    """The Hub's upload endpoints, in memory; records every request it sees."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, str]] = []
+        self.created: list[dict] = []
+        self.lfs: dict[str, bytes] = {}
+        self.commits: list[list[dict]] = []
+        self.auth: set[str | None] = set()
+        self.validated: list[str] = []
+
+    def __call__(self, request: httpx2.Request) -> httpx2.Response:
+        path, body = request.url.path, request.read()
+        self.requests.append((request.method, path))
+        if path == "/api/agent-harnesses":  # huggingface_hub's best-effort telemetry lookup
+            return httpx2.Response(404)
+        if request.url.host == "huggingface.co":
+            self.auth.add(request.headers.get("authorization"))
+        if request.method == "POST" and path == "/api/repos/create":
+            payload = json.loads(body)
+            self.created.append(payload)
+            repo = f"{payload['organization']}/{payload['name']}"
+            return httpx2.Response(200, json={"url": f"https://huggingface.co/{repo}", "name": repo, "id": "1"})
+        if request.method == "POST" and path == "/api/validate-yaml":  # the Hub checks a card's metadata
+            content = json.loads(body)["content"]
+            self.validated.append(content)
+            try:
+                ModelCard(content, ignore_metadata_errors=False)
+            except ValueError as err:
+                return httpx2.Response(400, json={"errors": [{"message": str(err)}]})
+            return httpx2.Response(200, json={"errors": [], "warnings": []})
+        if request.method == "POST" and path.endswith("/preupload/main"):
+            files = json.loads(body)["files"]
+            modes = [
+                {
+                    "path": f["path"],
+                    "uploadMode": "lfs" if f["path"].endswith(".safetensors") else "regular",
+                    "shouldIgnore": False,
+                    "oid": None,
+                }
+                for f in files
+            ]
+            return httpx2.Response(200, json={"files": modes})
+        if request.method == "POST" and path.endswith(".git/info/lfs/objects/batch"):
+            objects = [
+                {
+                    "oid": o["oid"],
+                    "size": o["size"],
+                    "authenticated": True,
+                    "actions": {"upload": {"href": f"https://lfs.fake-hub.test/{o['oid']}"}},
+                }
+                for o in json.loads(body)["objects"]
+            ]
+            return httpx2.Response(200, json={"transfer": "basic", "objects": objects})
+        if request.method == "PUT" and request.url.host == "lfs.fake-hub.test":
+            self.lfs[path.strip("/")] = body
+            return httpx2.Response(200)
+        if request.method == "POST" and "/commit/main" in path:
+            self.commits.append([json.loads(line) for line in body.decode().splitlines() if line])
+            repo = path.split("/api/models/")[1].split("/commit/")[0]
+            return httpx2.Response(
+                200,
+                json={
+                    "commitUrl": f"https://huggingface.co/{repo}/commit/{'c' * 40}",
+                    "commitOid": "c" * 40,
+                    "pullRequestUrl": None,
+                },
+            )
+        return httpx2.Response(500, json={"error": f"fake hub: unexpected {request.method} {path}"})
+
+    def committed_files(self) -> dict[str, bytes]:
+        """Path -> content of the (single) commit, LFS files resolved through the uploaded objects."""
+        (commit,) = self.commits
+        files = {}
+        for op in commit:
+            if op["key"] == "file":
+                files[op["value"]["path"]] = base64.b64decode(op["value"]["content"])
+            elif op["key"] == "lfsFile":
+                files[op["value"]["path"]] = self.lfs[op["value"]["oid"]]
+                assert op["value"]["oid"] == hashlib.sha256(files[op["value"]["path"]]).hexdigest()
+        return files
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory) -> Path:
+    return convert_fixture(tmp_path_factory.mktemp("convert") / "assemble_resnet50_w8")
+
+
+@pytest.fixture
+def folder(tmp_path, converted) -> Path:
+    """A fresh copy of the converted folder (publish writes the rendered card into it)."""
+    out = tmp_path / "staging"
+    out.mkdir()
+    for f in converted.iterdir():
+        (out / f.name).write_bytes(f.read_bytes())
+    return out
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch) -> FakeHub:
+    fake = FakeHub()
+    monkeypatch.setattr(hf_constants, "HF_HUB_DISABLE_XET", True)
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(hf_constants, "HF_TOKEN_PATH", str(tmp_path / "no-token-file"))
+    monkeypatch.setattr(hf_constants, "AGENT_HARNESSES_PATH", str(tmp_path / "agent_harnesses.json"))
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    monkeypatch.delenv("TIMM_ASSEMBLE_HUB_ORG", raising=False)
+    huggingface_hub.set_client_factory(lambda: httpx2.Client(transport=httpx2.MockTransport(fake)))
+    yield fake
+    huggingface_hub.set_client_factory(huggingface_hub.utils._http.default_client_factory)
+
+
+def record_sha(monkeypatch, tmp_path, folder: Path) -> str:
+    """Record the folder's weights in a patched copy of the weight records, as a maintainer would."""
+    sha = sha256_file(folder / "model.safetensors")
+    patch_records(monkeypatch, tmp_path, sha256=sha, size_bytes=(folder / "model.safetensors").stat().st_size)
+    return sha
+
+
+def test_publish_uploads_exactly_what_dry_run_lists(tmp_path, monkeypatch, folder, hub, capsys):
+    sha = record_sha(monkeypatch, tmp_path, folder)
+    weights_bytes = (folder / "model.safetensors").read_bytes()
+
+    assert main(["publish", str(folder), "--repo-id", REPO_ID, "--dry-run"]) == 0
+    dry = capsys.readouterr().out
+    assert hub.requests == []  # a dry run sends nothing
+    assert "dry run: nothing was uploaded" in dry and f"sha256 matches record {NAME}" in dry
+    listed = {line.split()[0]: line.split()[4] for line in dry.splitlines() if " bytes  sha256 " in line}
+
+    assert main(["publish", str(folder), "--repo-id", REPO_ID]) == 0
+    out = capsys.readouterr().out
+    assert f"published: https://huggingface.co/{REPO_ID}/commit/{'c' * 40}" in out
+
+    assert hub.created == [{"name": NAME, "organization": DEFAULT_HUB_ORG, "visibility": "public", "type": "model"}]
+    assert hub.auth == {f"Bearer {TOKEN}"}  # token from HF_TOKEN, the usual mechanism
+    files = hub.committed_files()
+    assert set(files) == set(listed) == {"config.json", "model.safetensors", "README.md"}
+    assert {name: hashlib.sha256(data).hexdigest() for name, data in files.items()} == listed
+    assert files["model.safetensors"] == weights_bytes and listed["model.safetensors"] == sha
+    assert files["README.md"] == (folder / "README.md").read_bytes()  # the rendered card, written atomically
+    card = ModelCard(files["README.md"].decode())
+    assert card.data.library_name == "timm" and card.data.eval_results[0].metric_value == 82.78
+    assert "import timm_assemble" in card.text and sha in card.text
+    assert (
+        safetensors.torch.load(files["model.safetensors"]).keys()
+        == safetensors.torch.load_file(folder / "model.safetensors").keys()
+    )
+
+
+def test_publish_private_to_a_mirror_org(tmp_path, monkeypatch, folder, hub):
+    record_sha(monkeypatch, tmp_path, folder)
+    assert main(["publish", str(folder), "--repo-id", f"my-mirror/{NAME}", "--private"]) == 0
+    assert hub.created == [{"name": NAME, "organization": "my-mirror", "visibility": "private", "type": "model"}]
+    assert "model.safetensors" in hub.committed_files()
+
+
+def test_publish_refuses_sha256_mismatch(tmp_path, monkeypatch, folder, hub, capsys):
+    patch_records(monkeypatch, tmp_path, sha256="1" * 64, size_bytes=10)
+    for extra in (["--dry-run"], []):
+        assert main(["publish", str(folder), "--repo-id", REPO_ID, *extra]) == 2
+        err = capsys.readouterr().err
+        assert f"but the weight record {NAME} says {'1' * 64}" in err
+    assert hub.requests == []
+
+
+def test_publish_needs_a_recorded_sha256(folder, hub, capsys):
+    """The shipped record has no sha256 yet: a dry run says what to record, a real publish refuses."""
+    assert main(["publish", str(folder), "--repo-id", REPO_ID, "--dry-run"]) == 0
+    sha = sha256_file(folder / "model.safetensors")
+    assert f'add "sha256": "{sha}"' in capsys.readouterr().out
+    assert main(["publish", str(folder), "--repo-id", REPO_ID]) == 2
+    assert f'has no sha256, so downloads could not be verified: record "sha256": "{sha}"' in capsys.readouterr().err
+    assert hub.requests == []
+
+
+def test_publish_without_a_token(tmp_path, monkeypatch, folder, hub, capsys):
+    record_sha(monkeypatch, tmp_path, folder)
+    monkeypatch.delenv("HF_TOKEN")
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    assert main(["publish", str(folder), "--repo-id", REPO_ID]) == 2
+    assert "no Hugging Face token: run `hf auth login` or set HF_TOKEN" in capsys.readouterr().err
+    assert hub.requests == []
+
+
+def test_publish_unrecorded_repo_keeps_its_own_card(folder, hub):
+    """Fine-tuned exports (no weight record) upload their own card; no sha256 to compare."""
+    (folder / "README.md").write_text("---\nlibrary_name: timm\n---\n# my fine-tune\n")
+    (folder / "notes.txt").write_text("not part of a model repo")
+    assert main(["publish", str(folder), "--repo-id", "me/assemble_resnet50.flowers"]) == 0
+    files = hub.committed_files()
+    assert set(files) == {"config.json", "model.safetensors", "README.md"}
+    assert files["README.md"].decode().endswith("# my fine-tune\n")
+
+
+@pytest.mark.parametrize(
+    ("breakage", "message"),
+    [
+        ("unregistered", "names architecture 'resnet_that_does_not_exist', which is not a registered timm model"),
+        ("wrong_width", "does not load strictly into assemble_resnet50"),
+        ("wrong_arch", f"repo {REPO_ID} is the weight record {NAME} (architecture assemble_resnet50), but"),
+        ("no_weights", "has no model.safetensors"),
+        ("not_safetensors", "is not a readable safetensors file"),
+        ("bad_repo_id", "--repo-id must be ORG/NAME"),
+    ],
+)
+def test_publish_checks_the_folder(folder, hub, capsys, breakage, message):
+    config_path = folder / "config.json"
+    config = json.loads(config_path.read_text())
+    repo_id = REPO_ID
+    if breakage == "unregistered":
+        config["architecture"] = "resnet_that_does_not_exist"
+        repo_id = "me/my-model"  # no weight record: the registry check itself must catch it
+    elif breakage == "wrong_width":
+        config["model_args"]["width"] = 16
+    elif breakage == "wrong_arch":
+        config["architecture"] = "assemble_resnet152"
+        config["model_args"]["width"] = 8
+    elif breakage == "no_weights":
+        (folder / "model.safetensors").unlink()
+    elif breakage == "not_safetensors":
+        (folder / "model.safetensors").write_bytes(b"\x80\x04 pickle, not safetensors")
+    elif breakage == "bad_repo_id":
+        repo_id = NAME
+    config_path.write_text(json.dumps(config))
+    assert main(["publish", str(folder), "--repo-id", repo_id, "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert hub.requests == []
