@@ -1,0 +1,203 @@
+"""Convert the official TensorFlow Assemble-ResNet checkpoints to timm weights, without TensorFlow.
+
+`convert_checkpoint` reads the checkpoint's index, builds the matching timm model (width and classes taken
+from the checkpoint's shapes), checks every official variable against the model by name and shape, then
+streams the tensors one at a time into the model and writes a Hub-ready folder (model.safetensors,
+config.json, README.md). Peak memory is about one model plus one tensor.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import timm
+import torch
+from timm.data import ImageNetInfo
+from tqdm import tqdm
+
+from ..errors import TimmAssembleError
+from ..export import export_hub_folder
+from .mapping import (
+    DENSE_KERNEL,
+    NUM_OFFICIAL_CLASSES,
+    OFFICIAL_MODELS,
+    STEM_KERNEL,
+    build_mapping,
+    check_mapping,
+    transform,
+)
+from .tensor_bundle import TensorBundleReader
+
+__all__ = ["OFFICIAL_MODELS", "ConversionReport", "TensorBundleReader", "convert_checkpoint"]
+
+PRETRAINED_TAG = "clova_in1k"
+DEFAULT_WIDTH = 64
+BACKGROUND_LABEL = "background"
+
+
+@dataclass
+class ConversionReport:
+    """What a conversion read and wrote."""
+
+    model_name: str
+    out_dir: Path
+    width: int
+    num_classes: int
+    converted: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+    sha256: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _command(model_name: str, prefix: Path, out_dir: Path, keep_background: bool) -> str:
+    args = ["timm-assemble", "convert", "--model", model_name, "--checkpoint", str(prefix), "--out", str(out_dir)]
+    if keep_background:
+        args.append("--keep-background")
+    return shlex.join(args)
+
+
+def _model_card(report: ConversionReport, prefix: Path, keep_background: bool, command: str) -> str:
+    hashes = "\n".join(f"| `{name}` | `{digest}` |" for name, digest in report.sha256.items())
+    classes = (
+        "1001 classes: index 0 is the background class, 1-1000 the ImageNet classes (TF-slim order)"
+        if keep_background
+        else "1000 ImageNet classes (the official background class, index 0, was dropped)"
+    )
+    width = "" if report.width == DEFAULT_WIDTH else f", width={report.width}"
+    return f"""---
+library_name: timm
+license: apache-2.0
+tags:
+- image-classification
+- timm
+- timm-assemble
+---
+# {report.model_name}.{PRETRAINED_TAG} (converted)
+
+Official ImageNet weights of {report.model_name} from
+[clovaai/assembled-cnn](https://github.com/clovaai/assembled-cnn) (Lee et al., 2020,
+[arXiv:2001.06268](https://arxiv.org/abs/2001.06268)), converted from the TensorFlow checkpoint to timm
+by `timm-assemble` (pure Python reader, every tensor's CRC-32C verified).
+
+- Source checkpoint: `{prefix.name}` ({len(report.converted)} model variables converted,
+  {len(report.ignored)} non-model variables ignored)
+- Classifier: {classes}
+- Conversion: conv kernels HWIO -> OIHW, dense kernel [in, out] -> [out, in], BN gamma/beta/moving
+  statistics -> weight/bias/running_mean/running_var
+- Command: `{command}`
+
+| input file | sha256 |
+| --- | --- |
+{hashes}
+
+## Usage
+
+```python
+import timm
+import timm_assemble  # registers the architecture with timm
+
+model = timm.create_model("local-dir:/path/to/this/folder", pretrained=True).eval()
+# or: timm.create_model("{report.model_name}"{width}, pretrained=True,
+#         pretrained_cfg_overlay=dict(file="/path/to/this/folder/model.safetensors"))
+config = timm.data.resolve_data_config({{}}, model=model, use_test_size=True)  # 256x256 evaluation
+transform = timm.data.create_transform(**config)
+```
+
+Preprocessing is the official one: RGB pixels 0..255 minus the ImageNet means (123.68, 116.78, 103.94),
+no division by a standard deviation, bilinear resize, evaluation at 256x256.
+"""
+
+
+def _label_names(num_classes: int) -> list[str]:
+    names = list(ImageNetInfo().label_names())
+    return [BACKGROUND_LABEL, *names] if num_classes == len(names) + 1 else names
+
+
+def convert_checkpoint(
+    model_name: str,
+    prefix: str | Path,
+    out_dir: str | Path,
+    keep_background: bool = False,
+    overwrite: bool = False,
+    verbose: bool = False,
+) -> ConversionReport:
+    """Convert the official checkpoint `prefix` (path without `.index`) into a timm folder `out_dir`.
+
+    The background class (index 0 of the official 1001) is dropped unless `keep_background`. Raises
+    `TimmAssembleError` naming the problem for unreadable or mismatching checkpoints; nothing is written
+    then, and an existing `out_dir` is only replaced with `overwrite`.
+    """
+    start = time.perf_counter()
+    if model_name not in OFFICIAL_MODELS:
+        raise TimmAssembleError(f"unknown model {model_name!r}; choose one of {', '.join(OFFICIAL_MODELS)}")
+    prefix, out_dir = Path(prefix), Path(out_dir)
+    if out_dir.exists() and not overwrite:
+        raise TimmAssembleError(f"output folder {out_dir} already exists; pass --overwrite to replace it")
+    reader = TensorBundleReader(prefix)
+    shapes = {name: reader.entry(name).shape for name in reader}
+    for required in (STEM_KERNEL, DENSE_KERNEL):
+        if required not in shapes:
+            raise TimmAssembleError(
+                f"{reader.index_path}: not an official Assemble-ResNet checkpoint (no variable {required!r} "
+                f"among its {len(shapes)} variables)"
+            )
+    stem, dense = shapes[STEM_KERNEL], shapes[DENSE_KERNEL]
+    if len(stem) != 4 or len(dense) != 2:
+        raise TimmAssembleError(f"{reader.index_path}: unexpected shapes {STEM_KERNEL} {stem}, {DENSE_KERNEL} {dense}")
+    width, in_chans = stem[3], stem[2]
+    if not keep_background and dense[1] != NUM_OFFICIAL_CLASSES:
+        raise TimmAssembleError(
+            f"the checkpoint's classifier has {dense[1]} classes, not the official {NUM_OFFICIAL_CLASSES} "
+            "(background + ImageNet); pass --keep-background to keep all of them"
+        )
+    num_classes = dense[1] if keep_background else dense[1] - 1
+    model_args = {} if width == DEFAULT_WIDTH else {"width": width}
+    if in_chans != 3:
+        model_args["in_chans"] = in_chans
+    model = timm.create_model(f"{model_name}.{PRETRAINED_TAG}", num_classes=num_classes, **model_args).eval()
+    mapping = build_mapping(model)
+    state = model.state_dict()
+    report = ConversionReport(model_name, out_dir, width, num_classes)
+    report.ignored = check_mapping(
+        mapping, shapes, {k: tuple(v.shape) for k, v in state.items()}, model_name, not keep_background
+    )
+    with torch.no_grad():
+        for name, target in tqdm(mapping.items(), desc="converting", unit="tensor", disable=None):
+            entry = reader.entry(name)
+            if entry.dtype is None or entry.dtype.kind != "f":
+                raise TimmAssembleError(f"{name!r}: dtype {entry.dtype_name} is not a floating point weight")
+            state[target.key].copy_(torch.from_numpy(transform(target, reader.read(name), not keep_background)))
+            report.converted.append(name)
+        for key, value in state.items():
+            if key.endswith("num_batches_tracked"):
+                value.zero_()
+    inputs = [reader.index_path, *reader.shard_paths]
+    report.sha256 = {path.name: _sha256(path) for path in inputs}
+    command = _command(model_name, prefix, out_dir, keep_background)
+    has_imagenet_labels = num_classes in (1000, 1001)
+    export_hub_folder(
+        model,
+        out_dir,
+        label_names=_label_names(num_classes) if has_imagenet_labels else None,
+        model_card=_model_card(report, prefix, keep_background, command),
+        overwrite=overwrite,
+    )
+    report.seconds = time.perf_counter() - start
+    if verbose:
+        print(f"converted {len(report.converted)} variables of {prefix} into {out_dir} ({report.seconds:.1f} s)")
+        print(f"ignored {len(report.ignored)} non-model variables" + (":" if report.ignored else ""))
+        for name in report.ignored:
+            print(f"    {name}")
+    return report
