@@ -69,11 +69,6 @@ def test_records_match_registry_and_paper(monkeypatch):
         assert timm.models.get_pretrained_cfg(name).hf_hub_id == record.hf_hub_id == record.repo_id
         assert record.hf_hub_id.split("/")[0] == DEFAULT_HUB_ORG
         assert record.license == "apache-2.0"
-        assert (record.status == "published") == (record.sha256 is not None and record.size_bytes is not None) or (
-            record.status == "not published" and record.status_note
-        )
-        for metric in record.metrics:
-            assert metric.provenance in ("paper", "measured")
     # Table 7: E11 (Assemble-ResNet-50) and E12 (Assemble-ResNet-152)
     paper = {n: {m.type: m.value for m in r.metrics if m.provenance == "paper"} for n, r in recs.items()}
     assert paper["assemble_resnet50.clova_in1k"] == {"accuracy": 82.78, "mCE": 48.89}
