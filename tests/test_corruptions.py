@@ -31,8 +31,19 @@ def test_every_corruption_is_deterministic_and_changes_the_image(name: str, imag
 
 
 def test_random_corruptions_depend_on_the_seed(image: np.ndarray) -> None:
-    for name in ("gaussian_noise", "shot_noise", "impulse_noise", "glass_blur", "motion_blur", "snow", "frost",
-                 "fog", "elastic_transform", "speckle_noise", "spatter"):
+    for name in (
+        "gaussian_noise",
+        "shot_noise",
+        "impulse_noise",
+        "glass_blur",
+        "motion_blur",
+        "snow",
+        "frost",
+        "fog",
+        "elastic_transform",
+        "speckle_noise",
+        "spatter",
+    ):
         assert not np.array_equal(C.corrupt(image, name, 3, 1), C.corrupt(image, name, 3, 2)), name
 
 
@@ -89,7 +100,10 @@ def test_frost_scales_its_overlay_for_large_images() -> None:
 def test_parse_corruptions_and_severities() -> None:
     assert C.parse_corruptions("common") == list(C.COMMON_CORRUPTIONS)
     assert C.parse_corruptions("noise,gaussian_noise,spatter") == [
-        "gaussian_noise", "shot_noise", "impulse_noise", "spatter"
+        "gaussian_noise",
+        "shot_noise",
+        "impulse_noise",
+        "spatter",
     ]
     assert len(C.parse_corruptions("all")) == 19
     assert C.parse_severities("1-5") == [1, 2, 3, 4, 5]

@@ -1,0 +1,1 @@
+"""Evaluation: accuracy (`validate`), ImageNet-C corruption robustness (`robustness`) and speed (`benchmark`)."""

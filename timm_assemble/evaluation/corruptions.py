@@ -72,9 +72,7 @@ def _ndi():
     try:
         import scipy.ndimage as ndi
     except ImportError as err:
-        raise TimmAssembleError(
-            "image corruptions need scipy: pip install 'timm-assemble[robustness]'"
-        ) from err
+        raise TimmAssembleError("image corruptions need scipy: pip install 'timm-assemble[robustness]'") from err
     return ndi
 
 
@@ -501,9 +499,7 @@ _FUNCTIONS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarra
 }  # fmt: skip
 
 
-def corrupt(
-    image: np.ndarray | Image.Image, name: str, severity: int, rng: np.random.Generator | int
-) -> np.ndarray:
+def corrupt(image: np.ndarray | Image.Image, name: str, severity: int, rng: np.random.Generator | int) -> np.ndarray:
     """Apply ImageNet-C corruption `name` at `severity` (1-5) to an RGB image -> uint8 HxWx3.
 
     `rng` is a numpy Generator or an int seed; the same seed gives the same output.

@@ -1,0 +1,93 @@
+"""`timm-assemble benchmark`: measurements are present and consistent, the reference table is sourced."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+
+from timm_assemble.cli import main
+from timm_assemble.errors import TimmAssembleError
+from timm_assemble.evaluation.benchmark import DEFAULT_PEERS, OURS, benchmark, count_flops, reference_results
+
+TINY = dict(img_size=32, batch_size=2, warmup=1, repeats=2, iters=1)
+
+
+def test_benchmark_measures_every_model(tmp_path: Path) -> None:
+    result = benchmark(["test_resnet", "test_efficientnet"], train=True, **TINY)
+    assert result["config"]["batch_size"] == 2 and result["config"]["device"] == "cpu"
+    rows = {r["model"]: r for r in result["models"]}
+    assert rows["test_efficientnet"]["params_m"] == pytest.approx(
+        sum(p.numel() for p in timm.create_model("test_efficientnet").parameters()) / 1e6, abs=1e-3
+    )
+    for r in rows.values():
+        assert r["gflops"] > 0 and r["gmacs"] == pytest.approx(r["gflops"] / 2, abs=1e-3)
+    for r in rows.values():
+        for phase in ("infer", "train"):
+            assert r[f"{phase}_img_per_s_min"] <= r[f"{phase}_img_per_s"] <= r[f"{phase}_img_per_s_max"]
+            assert r[f"{phase}_latency_ms"] > 0 and r[f"{phase}_peak_mem_mb"] >= 0
+    assert "RSS" in result["memory_kind"]
+
+
+def test_flop_count_of_a_single_conv() -> None:
+    conv = torch.nn.Conv2d(3, 8, 3, padding=1, bias=False)
+    assert count_flops(conv, (3, 16, 16), torch.device("cpu")) == 2 * 8 * 3 * 9 * 16 * 16
+
+
+def test_cli_table_json_and_plot(tmp_path: Path, capsys) -> None:
+    out, png = tmp_path / "b.json", tmp_path / "b.png"
+    code = main(
+        [
+            "benchmark",
+            "--models",
+            "test_resnet",
+            "efficientnet_b0",
+            "--img-size",
+            "32",
+            "--batch-size",
+            "1",
+            "--warmup",
+            "0",
+            "--repeats",
+            "1",
+            "--iters",
+            "1",
+            "--json",
+            str(out),
+            "--plot",
+            str(png),
+        ]
+    )
+    assert code == 0
+    result = json.loads(out.read_text())
+    rows = {r["model"]: r for r in result["models"]}
+    assert rows["efficientnet_b0"]["imagenet_top1"] == 77.698 and rows["test_resnet"]["imagenet_top1"] is None
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    printed = capsys.readouterr().out
+    assert "efficientnet_b0" in printed and "img/s" in printed
+
+
+def test_reference_table_is_sourced_and_matches_timm_defaults() -> None:
+    table = reference_results()
+    for name in OURS + DEFAULT_PEERS:
+        entry = table["models"][name]
+        assert entry["source"] in table["sources"] and 70 < entry["top1"] < 90
+    assert table["models"]["assemble_resnet50"]["top1"] == 82.78  # paper Table 7, E11
+    assert table["models"]["assemble_resnet152"]["top1"] == 84.19  # paper Table 7, E12
+    for name, entry in table["models"].items():
+        if entry["source"] == "timm":  # the row is the one for timm's default weights at their input size
+            cfg = timm.models.get_pretrained_cfg(name)
+            assert entry["weights"] == f"{name}.{cfg.tag}" and entry["img_size"] == cfg.input_size[-1], name
+
+
+def test_bad_inputs_give_one_clear_error(capsys) -> None:
+    assert main(["benchmark", "--models", "resnet_nope", "--img-size", "32"]) == 2
+    assert "unknown model 'resnet_nope'" in capsys.readouterr().err
+    with pytest.raises(TimmAssembleError, match="only once"):
+        benchmark(["test_resnet", "test_resnet"], **TINY)
+    if not torch.cuda.is_available():
+        with pytest.raises(TimmAssembleError, match="CUDA is not available"):
+            benchmark(["test_resnet"], device="cuda", **TINY)

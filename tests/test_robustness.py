@@ -1,0 +1,146 @@
+"""`timm-assemble robustness`: on-the-fly and ImageNet-C-folder modes, CE/mCE arithmetic, clear errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+from PIL import Image
+
+from timm_assemble.cli import main
+from timm_assemble.data import make_synthetic_image_folder
+from timm_assemble.errors import TimmAssembleError
+from timm_assemble.evaluation.common import imagenet_synsets
+from timm_assemble.evaluation.robustness import ALEXNET_ERRORS, corruption_errors, robustness
+
+FAST = dict(workers=0, batch_size=8, img_size=32, crop_pct=1.0)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    return make_synthetic_image_folder(
+        tmp_path_factory.mktemp("rob") / "data", num_classes=2, images_per_class=2, image_size=32, splits=()
+    )
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> tuple[str, str]:
+    out = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        folder = tmp_path_factory.mktemp(f"m{seed}") / "model"
+        timm.models.save_for_hf(timm.create_model("test_resnet", num_classes=2), folder, safe_serialization=True)
+        out.append(f"local-dir:{folder}")
+    return out[0], out[1]
+
+
+def test_on_the_fly_with_baseline_is_deterministic(data: Path, models, tmp_path: Path) -> None:
+    model, base = models
+    runs = [
+        robustness(model, str(data), corruptions="gaussian_noise,fog", severities="1,5", baseline=base, **FAST)
+        for _ in range(2)
+    ]
+    assert runs[0]["error"] == runs[1]["error"] and runs[0]["ce"] == runs[1]["ce"]
+    r = runs[0]
+    assert r["ce_reference"] == "baseline" and r["source"] == "on-the-fly"
+    for name in ("gaussian_noise", "fog"):
+        errs, base_errs = r["error"][name], r["baseline_error"][name]
+        assert r["num_images"][name] == {1: 4, 5: 4}
+        if sum(base_errs.values()) > 0:
+            assert r["ce"][name] == pytest.approx(100 * sum(errs.values()) / sum(base_errs.values()), abs=1e-3)
+    ces = [r["ce"][n] for n in r["mce_over"]]
+    if all(c is not None for c in ces):
+        assert r["mce"] == pytest.approx(sum(ces) / len(ces), abs=1e-3)
+    assert not r["mce_is_standard_15"]
+
+
+def test_cli_writes_json_and_plot(data: Path, models, tmp_path: Path, capsys) -> None:
+    model, _ = models
+    out, png = tmp_path / "r.json", tmp_path / "ce.png"
+    code = main(
+        [
+            "robustness",
+            "--model",
+            model,
+            "--data-dir",
+            str(data),
+            "--corruptions",
+            "contrast",
+            "--severities",
+            "3",
+            "--img-size",
+            "32",
+            "--workers",
+            "0",
+            "--json",
+            str(out),
+            "--plot",
+            str(png),
+        ]
+    )
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert result["corruptions"] == ["contrast"] and result["ce"]["contrast"] is None  # no ImageNet, no baseline
+    assert "pass --baseline" in result["ce_note"]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "contrast" in capsys.readouterr().out
+
+
+def test_imagenet_c_folders_use_alexnet_normalisation(tmp_path: Path) -> None:
+    """Pre-corrupted folders identical to the clean images: every error equals the clean error."""
+    synsets = imagenet_synsets()
+    clean = tmp_path / "clean"
+    for i, idx in enumerate((3, 500)):
+        (clean / synsets[idx]).mkdir(parents=True)
+        for j in range(2):
+            Image.new("RGB", (32, 32), (40 + 100 * i, 60 * j, 90)).save(clean / synsets[idx] / f"{j}.png")
+    root = tmp_path / "imagenet-c"
+    for name in ("gaussian_noise", "saturate"):
+        for sev in range(1, 6):
+            shutil.copytree(clean, root / name / str(sev))
+    torch.manual_seed(0)
+    r = robustness(
+        "test_resnet", str(clean), imagenet_c=str(root), corruptions="gaussian_noise,saturate", pretrained=False, **FAST
+    )
+    assert r["label_map"] == "imagenet-synsets" and r["ce_reference"] == "alexnet"
+    for name in ("gaussian_noise", "saturate"):
+        assert all(e == pytest.approx(r["clean_error"]) for e in r["error"][name].values())
+        assert r["ce"][name] == pytest.approx(r["clean_error"] / ALEXNET_ERRORS[name], abs=1e-3)
+    assert r["mce_over"] == ["gaussian_noise"]  # the extra corruption is reported but not in the 15-mCE
+    with pytest.raises(TimmAssembleError, match="ImageNet-C folder for fog severity 1"):
+        robustness("test_resnet", None, imagenet_c=str(root), corruptions="fog", pretrained=False, **FAST)
+
+
+def test_corruption_errors_arithmetic() -> None:
+    errors = {"gaussian_noise": {s: 0.5 for s in range(1, 6)}, "fog": {s: 0.1 * s for s in range(1, 6)}}
+    ce, ref, _ = corruption_errors(errors, [1, 2, 3, 4, 5], None, imagenet=True)
+    assert ref == "alexnet"
+    assert ce["gaussian_noise"] == pytest.approx(0.5 / 0.886428)
+    assert ce["fog"] == pytest.approx(0.3 / 0.819324)
+    ce, ref, note = corruption_errors(errors, [1, 2, 3, 4, 5], None, imagenet=False)
+    assert ref is None and ce["fog"] is None and "--baseline" in note
+    ce, _, note = corruption_errors({"fog": {1: 0.2}}, [1], None, imagenet=True)
+    assert ce["fog"] is None and "all severities" in note
+    base = {"gaussian_noise": {s: 0.25 for s in range(1, 6)}, "fog": {s: 0.0 for s in range(1, 6)}}
+    ce, ref, _ = corruption_errors(errors, [1, 2, 3, 4, 5], base, imagenet=False)
+    assert ref == "baseline" and ce["gaussian_noise"] == pytest.approx(2.0) and ce["fog"] is None
+
+
+def test_bad_inputs_give_one_clear_error(data: Path, models, tmp_path: Path, capsys) -> None:
+    model, _ = models
+    assert main(["robustness", "--model", model, "--data-dir", str(data), "--corruptions", "rain"]) == 2
+    assert "unknown corruption 'rain'" in capsys.readouterr().err
+    assert main(["robustness", "--model", "no_such_net", "--data-dir", str(data)]) == 2
+    assert "unknown model 'no_such_net'" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["robustness", "--model", model, "--data-dir", str(empty), "--corruptions", "fog"]) == 2
+    assert "contains no images" in capsys.readouterr().err
+    assert main(["robustness", "--model", model]) == 2
+    assert "--data-dir" in capsys.readouterr().err
+    assert main(["robustness", "--model", model, "--data-dir", str(data), "--severities", "0-7"]) == 2
+    assert "severities" in capsys.readouterr().err

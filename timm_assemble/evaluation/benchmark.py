@@ -1,0 +1,396 @@
+"""`timm-assemble benchmark`: throughput, latency, memory, params and FLOPs of several models, side by side.
+
+All models are built first and then timed in one process, interleaved: every repeat runs each model
+once (in rotating order) for the same number of batches, so drifting clocks or background load hit
+all models alike. Reported throughput is the median over repeats, with the min-max spread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import json
+import platform
+import statistics
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from ..errors import TimmAssembleError
+from .common import AMP_DTYPES, autocast, create_eval_model, resolve_device, write_json
+
+OURS = ("assemble_resnet50", "assemble_resnet152")
+DEFAULT_PEERS = (
+    "resnet50", "resnet50d", "seresnet50", "skresnext50_32x4d", "resnetblur50",
+    "efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "efficientnet_b3", "efficientnet_b4",
+)  # fmt: skip
+_REFERENCE_FILE = Path(__file__).resolve().parent / "reference_results.json"
+
+
+@functools.lru_cache(maxsize=1)
+def reference_results() -> dict[str, Any]:
+    """Published ImageNet top-1 per model name, with sources (see reference_results.json)."""
+    return json.loads(_REFERENCE_FILE.read_text())
+
+
+def count_flops(model: torch.nn.Module, input_size: tuple[int, int, int], device: torch.device) -> float | None:
+    """Forward FLOPs for one image, counted by torch's FlopCounterMode (conv/matmul-type ops; 1 MAC = 2 FLOPs)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.randn(1, *input_size, device=device)
+    counter = FlopCounterMode(display=False)
+    try:
+        with torch.no_grad(), counter:
+            model(x)
+    except RuntimeError:
+        return None
+    return float(counter.get_total_flops())
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class _RssPeak:
+    """Peak resident set size above the RSS at entry, sampled every ~1 ms in a thread (CPU memory estimate)."""
+
+    def __init__(self, interval: float = 0.001):
+        import psutil
+
+        self.process, self.interval = psutil.Process(), interval
+        self.base = self.peak = 0
+        self._stop = threading.Event()
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.process.memory_info().rss)
+            time.sleep(self.interval)
+
+    def __enter__(self) -> _RssPeak:
+        self.base = self.peak = self.process.memory_info().rss
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.process.memory_info().rss)
+
+    @property
+    def delta_mb(self) -> float:
+        return (self.peak - self.base) / 2**20
+
+
+def _peak_memory_mb(fn: Callable[[], None], iters: int, device: torch.device) -> float:
+    if device.type == "cuda":
+        _sync(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        for _ in range(iters):
+            fn()
+        _sync(device)
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    _release_free_heap()
+    with _RssPeak() as rss:
+        for _ in range(iters):
+            fn()
+    return rss.delta_mb
+
+
+def _release_free_heap() -> bool:
+    """Return freed heap pages to the OS (glibc malloc_trim) so the next step's RSS growth shows its real peak."""
+    import ctypes
+    import ctypes.util
+    import gc
+
+    gc.collect()
+    name = ctypes.util.find_library("c")
+    try:
+        return bool(ctypes.CDLL(name).malloc_trim(0)) if name else False
+    except (OSError, AttributeError):
+        return False
+
+
+def _make_infer(model: torch.nn.Module, x: torch.Tensor, device: torch.device, amp: str) -> Callable[[], None]:
+    def step() -> None:
+        with torch.inference_mode(), autocast(device, amp):
+            model(x)
+
+    return step
+
+
+def _make_train(
+    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device, amp: str
+) -> Callable[[], None]:
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16" and device.type == "cuda")
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with autocast(device, amp):
+            loss = F.cross_entropy(model(x).float(), y)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+
+    return step
+
+
+def _time_interleaved(
+    steps: dict[str, Callable[[], None]], warmup: int, repeats: int, iters: int, device: torch.device, desc: str
+) -> dict[str, list[float]]:
+    """Seconds per batch for every repeat of every model, models interleaved in rotating order."""
+    names = list(steps)
+    with tqdm(total=len(names) * (warmup + repeats * iters), desc=desc, dynamic_ncols=True) as bar:
+        for name in names:
+            for _ in range(warmup):
+                steps[name]()
+                bar.update()
+            _sync(device)
+        times: dict[str, list[float]] = {n: [] for n in names}
+        for r in range(repeats):
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                _sync(device)
+                start = time.perf_counter()
+                for _ in range(iters):
+                    steps[name]()
+                _sync(device)
+                times[name].append((time.perf_counter() - start) / iters)
+                bar.update(iters)
+    return times
+
+
+def _summary(per_batch: list[float], batch_size: int) -> dict[str, float]:
+    rates = [batch_size / t for t in per_batch]
+    med = statistics.median(rates)
+    return {
+        "img_per_s": round(med, 2),
+        "img_per_s_min": round(min(rates), 2),
+        "img_per_s_max": round(max(rates), 2),
+        "spread_pct": round(100.0 * (max(rates) - min(rates)) / med, 1),
+        "latency_ms": round(1000.0 * statistics.median(per_batch), 2),
+    }
+
+
+def _cpu_name() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def benchmark(
+    models: Sequence[str] = OURS + DEFAULT_PEERS,
+    *,
+    device: str = "cpu",
+    batch_size: int | None = None,
+    img_size: int = 224,
+    amp: str = "none",
+    channels_last: bool = False,
+    compile: bool = False,
+    train: bool = False,
+    warmup: int = 2,
+    repeats: int = 5,
+    iters: int = 3,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Measure every model in `models` under one configuration; returns a JSON-ready dict."""
+    if len(set(models)) != len(models):
+        raise TimmAssembleError("each model may appear only once in --models")
+    if warmup < 0 or repeats < 1 or iters < 1 or img_size < 16:
+        raise TimmAssembleError("need --repeats >= 1, --iters >= 1, --warmup >= 0 and --img-size >= 16")
+    dev = resolve_device(device)
+    if amp not in AMP_DTYPES:
+        raise TimmAssembleError(f"--amp must be one of {', '.join(AMP_DTYPES)}, got {amp!r}")
+    batch = batch_size or (256 if dev.type == "cuda" else 8)
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, 3, img_size, img_size, generator=gen).to(dev)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+
+    built: dict[str, torch.nn.Module] = {}
+    rows: dict[str, dict[str, Any]] = {}
+    for name in tqdm(models, desc="build", dynamic_ncols=True):
+        model = create_eval_model(name, pretrained=False).to(dev)
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        flops = count_flops(model, (3, img_size, img_size), dev)
+        ref = reference_results()["models"].get(name)
+        rows[name] = {
+            "model": name,
+            "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 3),
+            "gflops": None if flops is None else round(flops / 1e9, 3),
+            "gmacs": None if flops is None else round(flops / 2e9, 3),
+            "imagenet_top1": None if ref is None else ref["top1"],
+            "imagenet_top1_source": None if ref is None else f"{ref['weights']} @ {ref['img_size']}px, {ref['source']}",
+        }
+        if compile:
+            try:
+                model = torch.compile(model)
+            except RuntimeError as err:
+                raise TimmAssembleError(f"torch.compile failed for {name}: {err}") from err
+        built[name] = model
+
+    def phase(label: str, make: Callable[[str, torch.nn.Module], Callable[[], None]]) -> None:
+        steps = {n: make(n, m) for n, m in built.items()}
+        times = _time_interleaved(steps, warmup, repeats, iters, dev, label)
+        for n in built:
+            summary = _summary(times[n], batch)
+            rows[n].update({f"{label}_{k}": v for k, v in summary.items()})
+            rows[n][f"{label}_peak_mem_mb"] = round(_peak_memory_mb(steps[n], 1, dev), 1)
+
+    for m in built.values():
+        m.eval()
+    phase("infer", lambda n, m: _make_infer(m, x, dev, amp))
+    if train:
+        y = torch.randint(0, 1000, (batch,), generator=gen).to(dev)
+        for m in built.values():
+            m.train()
+        phase("train", lambda n, m: _make_train(m, x, y, dev, amp))
+
+    return {
+        "config": {
+            "device": str(dev),
+            "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else _cpu_name(),
+            "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "batch_size": batch,
+            "img_size": img_size,
+            "amp": amp,
+            "channels_last": channels_last,
+            "compile": compile,
+            "warmup": warmup,
+            "repeats": repeats,
+            "iters_per_repeat": iters,
+        },
+        "memory_kind": (
+            "CUDA max_memory_allocated during one step (weights + activations + workspace)"
+            if dev.type == "cuda"
+            else "CPU: peak RSS growth during one step (psutil, sampled every ~1 ms), after freed heap pages "
+            "were returned to the OS (glibc malloc_trim): activations + workspace, weights excluded; an estimate"
+        ),
+        "flops_note": "forward FLOPs per image at img_size by torch.utils.flop_counter (GMACs = GFLOPs / 2)",
+        "reference_sources": reference_results()["sources"],
+        "models": [rows[n] for n in models],
+    }
+
+
+def format_table(result: dict[str, Any]) -> str:
+    cfg = result["config"]
+    has_train = "train_img_per_s" in result["models"][0]
+    head = (
+        f"{'model':<20}{'params(M)':>10}{'GMACs':>8}{'infer img/s':>13}{'spread':>8}{'ms/batch':>10}{'mem MB':>8}"
+        + (f"{'train img/s':>13}{'mem MB':>8}" if has_train else "")
+        + f"{'top-1':>8}"
+    )
+    lines = [
+        f"{cfg['device_name']} ({cfg['device']}, {cfg['torch_threads']} threads), batch {cfg['batch_size']}, "
+        f"{cfg['img_size']}px, amp {cfg['amp']}, channels_last {cfg['channels_last']}, compile {cfg['compile']}",
+        head,
+        "-" * len(head),
+    ]
+    for r in result["models"]:
+        line = (
+            f"{r['model']:<20}{r['params_m']:>10.2f}{r['gmacs'] if r['gmacs'] is not None else float('nan'):>8.2f}"
+            f"{r['infer_img_per_s']:>13.1f}{'±' + format(r['infer_spread_pct'] / 2, '.0f') + '%':>8}"
+            f"{r['infer_latency_ms']:>10.1f}{r['infer_peak_mem_mb']:>8.0f}"
+        )
+        if has_train:
+            line += f"{r['train_img_per_s']:>13.1f}{r['train_peak_mem_mb']:>8.0f}"
+        top1 = r["imagenet_top1"]
+        line += f"{top1:>8.2f}" if top1 is not None else f"{'-':>8}"
+        lines.append(line)
+    lines.append(f"img/s: median of {cfg['repeats']} interleaved repeats; spread: half the min-max range.")
+    lines.append(f"mem: {result['memory_kind']}")
+    return "\n".join(lines)
+
+
+def plot_throughput(result: dict[str, Any], path: str) -> None:
+    """Inference throughput vs published ImageNet top-1 (models without a known top-1 are left out)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cfg = result["config"]
+    pts = [r for r in result["models"] if r["imagenet_top1"] is not None]
+    if not pts:
+        raise TimmAssembleError("--plot: none of the models has a known ImageNet top-1 in reference_results.json")
+    fig, ax = plt.subplots(figsize=(7, 4.8))
+    for r in pts:
+        ours = r["model"].startswith("assemble_")
+        ax.scatter(r["infer_img_per_s"], r["imagenet_top1"], color="tab:red" if ours else "tab:blue", s=36)
+        ax.annotate(
+            r["model"],
+            (r["infer_img_per_s"], r["imagenet_top1"]),
+            fontsize=7,
+            xytext=(4, 3),
+            textcoords="offset points",
+        )
+    ax.set_xlabel(f"inference throughput (img/s), {cfg['device_name']}, batch {cfg['batch_size']}, {cfg['img_size']}px")
+    ax.set_ylabel("published ImageNet top-1 (%)")
+    ax.set_title("throughput vs accuracy (top-1: paper Table 7 for assemble_*, timm results for peers)", fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run(args: argparse.Namespace) -> int:
+    models = args.models or list(OURS + DEFAULT_PEERS)
+    result = benchmark(
+        models,
+        device=args.device,
+        batch_size=args.batch_size,
+        img_size=args.img_size,
+        amp=args.amp,
+        channels_last=args.channels_last,
+        compile=args.compile,
+        train=args.train,
+        warmup=args.warmup,
+        repeats=args.repeats,
+        iters=args.iters,
+        seed=args.seed,
+    )
+    print(format_table(result))
+    if args.json:
+        write_json(args.json, result)
+        print(f"wrote {args.json}")
+    if args.plot:
+        plot_throughput(result, args.plot)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "benchmark",
+        help="throughput, latency, memory, params and FLOPs of models side by side",
+        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
+    )
+    parser.add_argument(
+        "--models", nargs="+", default=None, help=f"timm names (default: {' '.join(OURS + DEFAULT_PEERS)})"
+    )
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batch-size", type=int, default=None, help="default: 8 on CPU, 256 on CUDA")
+    parser.add_argument("--img-size", type=int, default=224)
+    parser.add_argument("--amp", choices=sorted(AMP_DTYPES), default="none")
+    parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--compile", action="store_true", help="torch.compile every model first")
+    parser.add_argument("--train", action="store_true", help="also time a training step (fwd + bwd + SGD)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed batches per model")
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved timed rounds")
+    parser.add_argument("--iters", type=int, default=3, help="batches per model per round")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", default=None, metavar="OUT")
+    parser.add_argument("--plot", default=None, metavar="OUT.png", help="throughput vs published ImageNet top-1")
+    parser.set_defaults(func=run)

@@ -1,0 +1,377 @@
+"""`timm-assemble robustness`: error under the ImageNet-C corruptions, corruption error (CE) and mCE.
+
+CE of a corruption = the model's errors summed over severities / the reference's summed errors
+(Hendrycks & Dietterich, ICLR 2019). The reference is AlexNet on ImageNet (published constants
+below) or, on any other dataset, a `--baseline` model scored on exactly the same corrupted images.
+Images come either from pre-corrupted ImageNet-C folders (`--imagenet-c DIR`, laid out as
+DIR/<corruption>/<severity>/<class>/<image>) or are corrupted on the fly, deterministically per
+--seed, after the model's own eval resize/crop and followed by the JPEG quality-85 encoding that
+every ImageNet-C file went through.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from ..errors import TimmAssembleError
+from .common import (
+    ImageListDataset,
+    Scorer,
+    add_model_args,
+    create_eval_model,
+    index_image_folder,
+    limit_samples,
+    make_loader,
+    model_data_config,
+    resize_crop,
+    resolve_device,
+    run_scorers,
+    write_json,
+)
+from .corruptions import ALL_CORRUPTIONS, COMMON_CORRUPTIONS, corrupt, parse_corruptions, parse_severities
+
+# AlexNet top-1 error on ImageNet-C, averaged over severities 1-5 (Hendrycks & Dietterich 2019).
+# The 15 standard corruptions as listed in google-research/augmix `imagenet.py` (ALEXNET_ERR);
+# the 4 extra ("validation") corruptions as listed in clovaai/assembled-cnn `mce/eval_robustness.py`.
+ALEXNET_ERRORS: dict[str, float] = {
+    "gaussian_noise": 0.886428,
+    "shot_noise": 0.894468,
+    "impulse_noise": 0.922640,
+    "defocus_blur": 0.819880,
+    "glass_blur": 0.826268,
+    "motion_blur": 0.785948,
+    "zoom_blur": 0.798360,
+    "snow": 0.866816,
+    "frost": 0.826572,
+    "fog": 0.819324,
+    "brightness": 0.564592,
+    "contrast": 0.853204,
+    "elastic_transform": 0.646056,
+    "pixelate": 0.717840,
+    "jpeg_compression": 0.606500,
+    "speckle_noise": 0.8454,
+    "gaussian_blur": 0.7871,
+    "spatter": 0.7175,
+    "saturate": 0.6583,
+}
+ALEXNET_SOURCE = (
+    "AlexNet ImageNet-C errors (Hendrycks & Dietterich 2019): 15 standard corruptions from "
+    "google-research/augmix imagenet.py; speckle_noise, gaussian_blur, spatter, saturate from "
+    "clovaai/assembled-cnn mce/eval_robustness.py"
+)
+
+
+class _CorruptedView:
+    """Picklable per-image transform: eval resize/crop -> corruption -> JPEG round trip."""
+
+    def __init__(self, geometry, corruption: str, severity: int, seed: int, keys: list[int], jpeg_quality: int):
+        self.geometry, self.corruption, self.severity = geometry, corruption, severity
+        self.seed, self.keys, self.jpeg_quality = seed, keys, jpeg_quality
+        self.corruption_id = ALL_CORRUPTIONS.index(corruption)
+
+    def __call__(self, img: Image.Image, index: int) -> Image.Image:
+        rng = np.random.default_rng([self.seed, self.corruption_id, self.severity, self.keys[index]])
+        out = Image.fromarray(corrupt(self.geometry(img), self.corruption, self.severity, rng))
+        if self.jpeg_quality:
+            buf = io.BytesIO()
+            out.save(buf, "JPEG", quality=self.jpeg_quality)
+            buf.seek(0)
+            with Image.open(buf) as decoded:
+                out = decoded.convert("RGB")
+        return out
+
+
+class _Geometry:
+    """Picklable wrapper: apply a transform, ignore the index."""
+
+    def __init__(self, transform):
+        self.transform = transform
+
+    def __call__(self, img: Image.Image, index: int) -> Image.Image:
+        return self.transform(img)
+
+
+class _FitToInput:
+    """Pre-corrupted (already cropped) images: resize + centre-crop to the input size only if they differ."""
+
+    def __init__(self, size: tuple[int, int], interpolation: str):
+        from timm.data.transforms import str_to_interp_mode
+        from torchvision import transforms
+
+        self.size = size  # (h, w)
+        self.transform = transforms.Compose(
+            [transforms.Resize(min(size), interpolation=str_to_interp_mode(interpolation)), transforms.CenterCrop(size)]
+        )
+
+    def __call__(self, img: Image.Image, index: int) -> Image.Image:
+        return img if (img.height, img.width) == self.size else self.transform(img)
+
+
+def _mean(values: list[float]) -> float:
+    return float(sum(values) / len(values))
+
+
+def corruption_errors(
+    errors: dict[str, dict[int, float]],
+    severities: list[int],
+    baseline_errors: dict[str, dict[int, float]] | None,
+    imagenet: bool,
+) -> tuple[dict[str, float | None], str | None, str]:
+    """CE per corruption (fraction, 1.0 = as bad as the reference), the reference used, and a note."""
+    if baseline_errors is not None:
+        ce = {}
+        for name, per_sev in errors.items():
+            base = sum(baseline_errors[name].values())
+            ce[name] = sum(per_sev.values()) / base if base > 0 else None
+        return ce, "baseline", "CE relative to the baseline model on the same corrupted images"
+    if not imagenet:
+        return {n: None for n in errors}, None, "no CE: not ImageNet data; pass --baseline MODEL to normalise"
+    if severities != [1, 2, 3, 4, 5]:
+        return {n: None for n in errors}, None, "no CE: AlexNet normalisation needs all severities 1-5"
+    ce = {name: _mean(list(per_sev.values())) / ALEXNET_ERRORS[name] for name, per_sev in errors.items()}
+    return ce, "alexnet", ALEXNET_SOURCE
+
+
+def robustness(
+    model_name: str,
+    data_dir: str | None = None,
+    *,
+    imagenet_c: str | None = None,
+    corruptions: str | list[str] = "common",
+    severities: str | list[int] = "1-5",
+    baseline: str | None = None,
+    seed: int = 0,
+    jpeg_quality: int = 85,
+    pretrained: bool = True,
+    checkpoint: str | None = None,
+    num_classes: int | None = None,
+    img_size: int | None = None,
+    crop_pct: float | None = None,
+    batch_size: int = 64,
+    workers: int = 2,
+    limit: int | None = None,
+    device: str = "cpu",
+    amp: str = "none",
+    channels_last: bool = False,
+) -> dict[str, Any]:
+    """Errors per corruption and severity, CE per corruption and mCE; see the module docstring."""
+    names = parse_corruptions(corruptions)
+    sevs = parse_severities(severities)
+    if data_dir is None and imagenet_c is None:
+        raise TimmAssembleError("give --data-dir (corrupt on the fly) or --imagenet-c DIR (pre-corrupted folders)")
+    if not 0 <= jpeg_quality <= 100:
+        raise TimmAssembleError(f"--jpeg-quality must be in 0..100 (0 = no JPEG round trip), got {jpeg_quality}")
+    dev = resolve_device(device)
+    model = create_eval_model(model_name, pretrained=pretrained, num_classes=num_classes, checkpoint=checkpoint)
+    data_config = model_data_config(model, img_size, crop_pct)
+    scorers = [Scorer(model, data_config, dev, amp, channels_last)]
+    if baseline is not None:
+        base_model = create_eval_model(baseline, pretrained=pretrained, num_classes=num_classes)
+        if base_model.num_classes != model.num_classes:
+            raise TimmAssembleError(
+                f"baseline {baseline!r} predicts {base_model.num_classes} classes, the model {model.num_classes}"
+            )
+        # same images for both: the model's geometry, the baseline's own normalisation
+        base_config = {**model_data_config(base_model), **{k: data_config[k] for k in ("input_size", "crop_pct")}}
+        scorers.append(Scorer(base_model, base_config, dev, amp, channels_last))
+    geometry = resize_crop(data_config)
+    n_classes = model.num_classes
+
+    clean = None
+    label_map = None
+    if data_dir is not None:
+        index = index_image_folder(data_dir, n_classes)
+        label_map = index.label_map
+        keyed = limit_samples(list(enumerate(index.samples)), limit)
+        keys, samples = [k for k, _ in keyed], [s for _, s in keyed]
+        loader = make_loader(ImageListDataset(samples, _Geometry(geometry)), batch_size, workers)
+        clean = run_scorers(loader, scorers, "clean")
+
+    errors: dict[str, dict[int, float]] = {n: {} for n in names}
+    base_errors: dict[str, dict[int, float]] | None = {n: {} for n in names} if baseline else None
+    num_images: dict[str, dict[int, int]] = {n: {} for n in names}
+    _, h, w = data_config["input_size"]
+    for name in names:
+        for sev in sevs:
+            if imagenet_c is not None:
+                folder = f"{imagenet_c}/{name}/{sev}"
+                idx = index_image_folder(folder, n_classes, what=f"ImageNet-C folder for {name} severity {sev}")
+                label_map = label_map or idx.label_map
+                fit = _FitToInput((h, w), data_config["interpolation"])
+                dataset = ImageListDataset(limit_samples(idx.samples, limit), fit)
+            else:
+                view = _CorruptedView(geometry, name, sev, seed, keys, jpeg_quality)
+                dataset = ImageListDataset(samples, view)
+            results = run_scorers(make_loader(dataset, batch_size, workers), scorers, f"{name} s{sev}")
+            errors[name][sev] = results[0]["error"]
+            num_images[name][sev] = results[0]["num_images"]
+            if base_errors is not None:
+                base_errors[name][sev] = results[1]["error"]
+
+    ce, reference, note = corruption_errors(errors, sevs, base_errors, label_map == "imagenet-synsets")
+    common = [n for n in names if n in COMMON_CORRUPTIONS] or names
+    mce = _mean([ce[n] for n in common]) if all(ce[n] is not None for n in common) else None
+    mce_19 = (
+        _mean([ce[n] for n in ALL_CORRUPTIONS])
+        if set(ALL_CORRUPTIONS) <= set(names) and all(ce[n] is not None for n in ALL_CORRUPTIONS)
+        else None
+    )
+
+    def pct(v: float | None) -> float | None:
+        return None if v is None else round(100.0 * v, 4)
+
+    result: dict[str, Any] = {
+        "model": model_name,
+        "baseline": baseline,
+        "source": "imagenet-c folders" if imagenet_c else "on-the-fly",
+        "data_dir": data_dir,
+        "imagenet_c": imagenet_c,
+        "seed": seed if imagenet_c is None else None,
+        "jpeg_quality": jpeg_quality if imagenet_c is None else None,
+        "label_map": label_map,
+        "input_size": list(data_config["input_size"]),
+        "crop_pct": data_config["crop_pct"],
+        "corruptions": names,
+        "severities": sevs,
+        "clean_top1": None if clean is None else round(clean[0]["top1"], 4),
+        "clean_error": None if clean is None else pct(clean[0]["error"]),
+        "baseline_clean_error": pct(clean[1]["error"]) if clean is not None and baseline else None,
+        "num_images": num_images,
+        "error": {n: {str(s): pct(e) for s, e in per.items()} for n, per in errors.items()},
+        "mean_error": {n: pct(_mean(list(per.values()))) for n, per in errors.items()},
+        "baseline_error": None
+        if base_errors is None
+        else {n: {str(s): pct(e) for s, e in per.items()} for n, per in base_errors.items()},
+        "ce": {n: pct(v) for n, v in ce.items()},
+        "ce_reference": reference,
+        "ce_note": note,
+        "mce": pct(mce),
+        "mce_over": common if mce is not None else [],
+        "mce_is_standard_15": mce is not None and reference == "alexnet" and set(COMMON_CORRUPTIONS) <= set(names),
+        "mce_19": pct(mce_19),
+    }
+    return result
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """Errors (%) per corruption and severity, mean error and CE, then the summary line."""
+    sevs = result["severities"]
+    head = f"{'corruption':<18}" + "".join(f"{'s' + str(s):>7}" for s in sevs) + f"{'mean':>8}{'CE':>8}"
+    lines = [head, "-" * len(head)]
+    for name in result["corruptions"]:
+        errs = "".join(f"{result['error'][name][str(s)]:7.1f}" for s in sevs)
+        ce = result["ce"][name]
+        lines.append(f"{name:<18}{errs}{result['mean_error'][name]:8.1f}{'-' if ce is None else f'{ce:.1f}':>8}")
+    summary = []
+    if result["clean_error"] is not None:
+        summary.append(f"clean error {result['clean_error']:.2f}%")
+    if result["mce"] is not None:
+        kind = "standard 15-corruption mCE" if result["mce_is_standard_15"] else f"mCE over {len(result['mce_over'])}"
+        summary.append(f"{kind} ({result['ce_reference']}-normalised) {result['mce']:.2f}")
+    if result["mce_19"] is not None:
+        summary.append(f"19-corruption mCE (official assembled-cnn average) {result['mce_19']:.2f}")
+    lines.append("; ".join(summary) if summary else result["ce_note"])
+    return "\n".join(lines)
+
+
+def plot_ce(result: dict[str, Any], path: str) -> None:
+    """Bar chart of CE per corruption (or of mean error when no reference is available)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = result["corruptions"]
+    has_ce = all(result["ce"][n] is not None for n in names)
+    values = [result["ce"][n] if has_ce else result["mean_error"][n] for n in names]
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.55 * len(names) + 2), 4.2))
+    colours = ["tab:blue" if n in COMMON_CORRUPTIONS else "tab:gray" for n in names]
+    ax.bar(range(len(names)), values, color=colours)
+    ax.set_xticks(range(len(names)), names, rotation=60, ha="right")
+    if has_ce:
+        ax.set_ylabel(f"CE (%), {result['ce_reference']}-normalised")
+        ax.axhline(100, color="black", lw=0.8, ls=":", label=f"reference ({result['baseline'] or 'AlexNet'})")
+        if result["mce"] is not None:
+            ax.axhline(result["mce"], color="tab:red", ls="--", label=f"mCE {result['mce']:.1f}")
+        ax.legend(loc="upper right", fontsize=8)
+    else:
+        ax.set_ylabel("mean top-1 error over severities (%)")
+    ax.set_title(f"{result['model']}: corruption robustness")
+    ax.set_ylim(0, max(values + [100.0 if has_ce else 0.0]) * 1.1 or 1.0)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run(args: argparse.Namespace) -> int:
+    result = robustness(
+        args.model,
+        args.data_dir,
+        imagenet_c=args.imagenet_c,
+        corruptions=args.corruptions,
+        severities=args.severities,
+        baseline=args.baseline,
+        seed=args.seed,
+        jpeg_quality=args.jpeg_quality,
+        pretrained=args.pretrained,
+        checkpoint=args.checkpoint,
+        num_classes=args.num_classes,
+        img_size=args.img_size,
+        crop_pct=args.crop_pct,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        limit=args.limit,
+        device=args.device,
+        amp=args.amp,
+        channels_last=args.channels_last,
+    )
+    print(format_table(result))
+    if args.json:
+        write_json(args.json, result)
+        print(f"wrote {args.json}")
+    if args.plot:
+        plot_ce(result, args.plot)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "robustness",
+        help="ImageNet-C corruption errors, CE and mCE",
+        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
+    )
+    add_model_args(parser)
+    parser.add_argument("--data-dir", default=None, help="clean image folder DIR/<class>/<image>")
+    parser.add_argument(
+        "--imagenet-c",
+        default=None,
+        metavar="DIR",
+        help="pre-corrupted folders DIR/<corruption>/<severity>/<class>/<image>",
+    )
+    parser.add_argument(
+        "--corruptions",
+        default="common",
+        help="comma-separated names or groups (common, extra, all, noise, blur, weather, digital)",
+    )
+    parser.add_argument("--severities", default="1-5", help="e.g. 1-5, 3 or 1,3,5")
+    parser.add_argument(
+        "--baseline", default=None, metavar="MODEL", help="normalise CE by this model instead of AlexNet"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the on-the-fly corruptions")
+    parser.add_argument(
+        "--jpeg-quality",
+        type=int,
+        default=85,
+        help="JPEG round trip after corrupting, as ImageNet-C's stored files (0 = none)",
+    )
+    parser.add_argument("--plot", default=None, metavar="OUT.png", help="bar chart of CE per corruption")
+    parser.set_defaults(func=run)
+
+
+__all__ = ["ALEXNET_ERRORS", "corruption_errors", "format_table", "plot_ce", "robustness"]
