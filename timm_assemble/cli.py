@@ -10,7 +10,14 @@ from collections.abc import Sequence
 from .errors import TimmAssembleError
 
 # Modules that expose `add_parser(subparsers)`; the parser they add sets `func(args) -> int`.
-_SUBCOMMAND_MODULES: tuple[str, ...] = ()
+_SUBCOMMAND_MODULES: tuple[str, ...] = (
+    "timm_assemble.convert.cli",
+    "timm_assemble.hub.publish",
+    "timm_assemble.hub.download",
+    "timm_assemble.evaluation.validate",
+    "timm_assemble.evaluation.robustness",
+    "timm_assemble.evaluation.benchmark",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

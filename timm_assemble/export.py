@@ -7,6 +7,7 @@ and publishes with `timm-assemble publish DIR`.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -29,6 +30,7 @@ def export_hub_folder(
     *,
     model_args: dict[str, Any] | None = None,
     label_names: Sequence[str] | None = None,
+    label_descriptions: dict[str, str] | None = None,
     pretrained_cfg: dict[str, Any] | None = None,
     model_card: str | None = None,
     overwrite: bool = False,
@@ -52,16 +54,28 @@ def export_hub_folder(
         model_config: dict[str, Any] = {}
         if label_names is not None:
             model_config["label_names"] = list(label_names)
+        if label_descriptions:
+            model_config["label_descriptions"] = dict(label_descriptions)
         if pretrained_cfg:
             model_config["pretrained_cfg"] = dict(pretrained_cfg)
         save_for_hf(model, staging, model_config=model_config, model_args=model_args, safe_serialization=True)
         if model_card is not None:
             (staging / CARD_NAME).write_text(model_card, encoding="utf-8")
+        _apply_umask(staging)
         _swap_into_place(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return out_dir
+
+
+def _apply_umask(folder: Path) -> None:
+    """Give the staged folder the permissions a plain mkdir/open would have (mkdtemp makes it private)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    folder.chmod(0o777 & ~umask)
+    for path in folder.iterdir():
+        path.chmod(0o666 & ~umask)
 
 
 def _swap_into_place(staging: Path, out_dir: Path) -> None:

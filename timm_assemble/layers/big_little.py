@@ -11,11 +11,21 @@ from collections import OrderedDict
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from timm.layers import register_notrace_function
 
 
 def _conv_bn(in_chs: int, out_chs: int, kernel_size: int, stride: int, norm_layer: type[nn.Module]) -> nn.Sequential:
     conv = nn.Conv2d(in_chs, out_chs, kernel_size, stride=stride, padding=kernel_size // 2, bias=False)
     return nn.Sequential(OrderedDict(conv=conv, bn=norm_layer(out_chs)))
+
+
+@register_notrace_function  # branches on shapes: an FX leaf
+def upsample_add(little: torch.Tensor, big: torch.Tensor) -> torch.Tensor:
+    """`little + nearest_upsample(big, little's size)`; at exactly 2x a broadcast add, no upsampled copy."""
+    batch, chs, height, width = big.shape
+    if little.shape[-2] == 2 * height and little.shape[-1] == 2 * width:
+        return (little.view(batch, chs, height, 2, width, 2) + big[:, :, :, None, :, None]).view(little.shape)
+    return little + F.interpolate(big, size=(little.shape[-2], little.shape[-1]), mode="nearest")
 
 
 class BigLittleStem(nn.Module):
@@ -76,5 +86,4 @@ class BigLittleStage(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         big = self.big(x)
         little = self.little_e(self.little(x))
-        big = F.interpolate(big, size=(little.shape[-2], little.shape[-1]), mode="nearest")
-        return self.merge(self.act(little + big))
+        return self.merge(self.act(upsample_add(little, big)))

@@ -42,9 +42,10 @@ from timm.data import IMAGENET_DEFAULT_MEAN
 from timm.layers import BlurPool2d, DropPath, SEModule, create_classifier
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
-from timm.models._manipulate import checkpoint_seq
+from timm.models._manipulate import checkpoint, checkpoint_seq
 
 from ..hub.constants import hub_repo_id
+from ..hub.download import pretrained_guard
 from ..layers import BigLittleStage, BigLittleStem, DropBlock2d, SKConv2d
 
 __all__ = ["AssembleResNet", "Bottleneck"]
@@ -118,8 +119,9 @@ class Bottleneck(nn.Module):
         x = self.act1(self.drop_block1(self.bn1(self.conv1(x))))
         x = self.act2(self.drop_block2(self.bn2(self.conv2(x))))
         x = self.aa(x)
-        x = self.se(self.drop_block3(self.bn3(self.conv3(x))))
-        return self.act3(self.drop_path(x) + shortcut)
+        x = self.drop_path(self.se(self.drop_block3(self.bn3(self.conv3(x)))))
+        x += shortcut
+        return self.act3(x)
 
 
 def _make_shortcut(
@@ -251,7 +253,8 @@ class AssembleResNet(nn.Module):
             if big_little is not None and index < 3:
                 depth = depth - 1 + max(1, depth // big_little[1] - 1) + 1
             blocks_per_stage.append(depth)
-        rates = torch.linspace(0, drop_path_rate, sum(blocks_per_stage)).tolist()
+        num_blocks = sum(blocks_per_stage)
+        rates = [drop_path_rate * index / max(num_blocks - 1, 1) for index in range(num_blocks)]
         block_kwargs = dict(use_sk=use_sk, use_se=use_se, anti_alias=anti_alias, act_layer=act_layer,
                             norm_layer=norm_layer)
 
@@ -307,8 +310,8 @@ class AssembleResNet(nn.Module):
             blocks=[
                 (r"^layer(\d+)\.(\d+)", None),
                 (r"^layer(\d+)\.(?:big|little)\.(\d+)", None),
-                (r"^layer(\d+)\.little_e", (99998,)),
-                (r"^layer(\d+)\.merge", (99999,)),
+                (r"^layer(\d+)\.little_e", (99997,)),  # (99999,) is timm's "join the previous group"
+                (r"^layer(\d+)\.merge", (99998,)),
             ],
         )
 
@@ -352,7 +355,7 @@ class AssembleResNet(nn.Module):
             stages = stages[:max_index]
         for feat_idx, stage in enumerate(stages, start=1):
             if self.grad_checkpointing and not torch.jit.is_scripting():
-                x = checkpoint_seq(stage, x)
+                x = self._checkpoint_stage(stage, x)
             else:
                 x = stage(x)
             if feat_idx in take_indices:
@@ -377,10 +380,18 @@ class AssembleResNet(nn.Module):
             self.reset_classifier(0, "")
         return take_indices
 
+    @torch.jit.ignore
+    def _checkpoint_stage(self, stage: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """Recompute in backward: block by block in a plain stage, whole Big-Little stages otherwise."""
+        if isinstance(stage, nn.Sequential):
+            return checkpoint_seq(stage, x)
+        return checkpoint(stage, x)
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self._stem(x)
         if self.grad_checkpointing and not torch.jit.is_scripting():
-            x = checkpoint_seq([self.layer1, self.layer2, self.layer3, self.layer4], x, flatten=True)
+            for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
+                x = self._checkpoint_stage(stage, x)
         else:
             x = self.layer1(x)
             x = self.layer2(x)
@@ -399,7 +410,9 @@ class AssembleResNet(nn.Module):
 
 
 def _create_assemble_resnet(variant: str, pretrained: bool = False, **kwargs) -> AssembleResNet:
-    return build_model_with_cfg(AssembleResNet, variant, pretrained, **kwargs)
+    # Hub weights: sha256 checked against the weight record; a missing file is a clear TimmAssembleError.
+    with pretrained_guard(variant, pretrained, kwargs):
+        return build_model_with_cfg(AssembleResNet, variant, pretrained, **kwargs)
 
 
 def _cfg(**kwargs) -> dict:
@@ -426,6 +439,7 @@ def _clova_cfg(name: str, crop_pct: float) -> dict:
     """Official weights: trained at 224, evaluated at 256 (shorter side resized to 256 / crop_pct)."""
     return _cfg(
         hf_hub_id=hub_repo_id(name),
+        hf_hub_filename="model.safetensors",
         mean=CLOVA_MEAN,
         std=CLOVA_STD,
         crop_pct=crop_pct,
