@@ -196,7 +196,13 @@ def make_synthetic_image_folder(
                     rng = np.random.default_rng([seed, split_idx, cls_idx, i])
                     _render(shape, COLOURS[colour], image_size, rng).save(cls_dir / f"{i:05d}.png")
         (tmp / _MARKER).write_text(json.dumps(params, indent=1))
-        os.replace(tmp, root)
+        try:
+            os.replace(tmp, root)
+        except OSError:
+            # another process finished the same dataset first: use it if it is the same one
+            if not (marker.is_file() and json.loads(marker.read_text()) == params):
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

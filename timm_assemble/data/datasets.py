@@ -1,0 +1,229 @@
+"""Datasets for training: timm's `create_dataset`, checked up front, with unreadable images skipped and counted.
+
+timm's `ImageDataset` already survives a bad file, but it silently substitutes the next sample and logs
+only an index. Training needs the file's name, a count per epoch and a strict mode, so reading goes
+through `SkippingDataset` and `collate_skipping`, which drop unreadable samples from the batch and
+report their names to the training loop.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from timm.data import create_dataset
+from timm.data.dataset import ImageDataset
+from torch.utils.data import Dataset, default_collate
+
+from ..errors import TimmAssembleError
+
+_logger = logging.getLogger(__name__)
+
+# split folder names timm's create_dataset looks for (timm.data.dataset_factory)
+_TRAIN_NAMES = ("train", "training")
+_VAL_NAMES = ("val", "valid", "validation", "eval", "evaluation")
+
+# what PIL and the readers raise for truncated, corrupt or unsupported files
+READ_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
+
+
+@dataclass
+class Unreadable:
+    """Placeholder a dataset returns for a sample it could not decode; the collate function removes it."""
+
+    name: str
+    error: str
+
+
+class SkippingDataset(Dataset):
+    """Wrap a timm `ImageDataset` (or a subset of it): decode errors become `Unreadable` instead of a retry."""
+
+    def __init__(self, base: ImageDataset, indices: Sequence[int] | None = None, transform: Callable | None = None):
+        self.base = base
+        self.indices = list(indices) if indices is not None else None
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.indices) if self.indices is not None else len(self.base)
+
+    def __getitem__(self, i: int) -> Any:
+        index = self.indices[i] if self.indices is not None else i
+        try:
+            fileobj, target = self.base.reader[index][:2]
+            img = Image.open(fileobj)
+            img = img.convert(self.base.input_img_mode or "RGB")  # decodes the pixels
+        except READ_ERRORS as err:
+            return Unreadable(self.base.filename(index, absolute=True), f"{type(err).__name__}: {err}")
+        if self.transform is not None:
+            img = self.transform(img)
+        return img, -1 if target is None else target
+
+
+class TransformDataset(Dataset):
+    """A non-ImageFolder dataset (torchvision, HF, ...) seen through `indices` with its own transform."""
+
+    def __init__(self, base: Dataset, indices: Sequence[int] | None = None, transform: Callable | None = None):
+        self.base = base
+        self.indices = list(indices) if indices is not None else None
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.indices) if self.indices is not None else len(self.base)
+
+    def __getitem__(self, i: int) -> Any:
+        img, target = self.base[self.indices[i] if self.indices is not None else i][:2]
+        return (self.transform(img) if self.transform is not None else img), target
+
+
+class SkippingCollate:
+    """Collate readable samples; return `(images, targets, skipped_names)`.
+
+    With `even=True` (mixup pairs samples), an odd batch left after skipping repeats its last sample.
+    A batch in which nothing could be read is an error: that is a broken dataset, not a stray file.
+    """
+
+    def __init__(self, even: bool = False):
+        self.even = even
+
+    def __call__(self, batch: list[Any]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+        good = [b for b in batch if not isinstance(b, Unreadable)]
+        skipped = [f"{b.name} ({b.error})" for b in batch if isinstance(b, Unreadable)]
+        if not good:
+            raise TimmAssembleError(f"no image of a batch of {len(batch)} could be read, e.g. {skipped[0]}")
+        if self.even and len(good) % 2:
+            good.append(good[-1])
+        images, targets = default_collate(good)
+        return images, targets, skipped
+
+
+@dataclass
+class DataSplits:
+    """The training and validation datasets (untransformed) plus what the model needs to know."""
+
+    train: Dataset
+    val: Dataset
+    label_names: list[str]
+    train_indices: list[int] | None = None
+    val_indices: list[int] | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.label_names)
+
+    def with_transforms(self, train_transform: Callable, eval_transform: Callable) -> tuple[Dataset, Dataset]:
+        return (
+            _wrap(self.train, self.train_indices, train_transform),
+            _wrap(self.val, self.val_indices, eval_transform),
+        )
+
+
+def _wrap(ds: Dataset, indices: list[int] | None, transform: Callable) -> Dataset:
+    if isinstance(ds, ImageDataset):
+        return SkippingDataset(ds, indices, transform)
+    return TransformDataset(ds, indices, transform)
+
+
+def stratified_split(targets: Sequence[int], val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Seeded split keeping each class's share: every class with 2+ samples gets at least one of each."""
+    targets = np.asarray(targets)
+    rng = np.random.default_rng(seed)
+    train, val = [], []
+    for cls in np.unique(targets):
+        idx = np.flatnonzero(targets == cls)
+        rng.shuffle(idx)
+        n_val = int(round(len(idx) * val_fraction))
+        if len(idx) >= 2:
+            n_val = min(max(n_val, 1), len(idx) - 1)
+        val.extend(idx[:n_val].tolist())
+        train.extend(idx[n_val:].tolist())
+    return sorted(train), sorted(val)
+
+
+def _targets(ds: Dataset) -> list[int]:
+    if isinstance(ds, ImageDataset):
+        return [int(t) for _, t in ds.reader.samples]
+    for attr in ("targets", "labels"):
+        if hasattr(ds, attr):
+            return [int(t) for t in getattr(ds, attr)]
+    return [int(ds[i][1]) for i in range(len(ds))]
+
+
+def _label_names(ds: Dataset) -> list[str] | None:
+    reader = getattr(ds, "reader", None)
+    class_to_idx = getattr(reader, "class_to_idx", None) or getattr(ds, "class_to_idx", None)
+    if class_to_idx:
+        return [name for name, _ in sorted(class_to_idx.items(), key=lambda kv: kv[1])]
+    classes = getattr(ds, "classes", None)
+    return [str(c) for c in classes] if classes else None
+
+
+def _create(name: str, root: str | None, split: str, is_training: bool, download: bool, seed: int) -> Dataset:
+    try:
+        return create_dataset(name, root=root, split=split, is_training=is_training, download=download, seed=seed)
+    except (RuntimeError, FileNotFoundError, AssertionError) as err:
+        where = f"{root}" + (f" ({name})" if name else "")
+        raise TimmAssembleError(f"cannot read the {split} data from {where}: {err}") from err
+
+
+def build_data_splits(
+    data_dir: str | Path | None,
+    dataset: str = "",
+    train_split: str = "train",
+    val_split_name: str = "validation",
+    val_fraction: float | None = None,
+    download: bool = False,
+    seed: int = 0,
+) -> DataSplits:
+    """Find and check the data: ImageFolder `train/`+`val/`, one folder split by `val_fraction`, or a
+    timm named dataset. Everything that would stop training later fails here with one clear message."""
+    if not dataset:
+        if data_dir is None:
+            raise TimmAssembleError("no data: pass --data-dir DIR (or --dataset NAME)")
+        root = Path(data_dir)
+        if not root.is_dir():
+            raise TimmAssembleError(f"data dir {root} does not exist or is not a folder")
+        if not any(root.iterdir()):
+            raise TimmAssembleError(f"data dir {root} is empty")
+    root_str = str(data_dir) if data_dir is not None else None
+
+    if val_fraction is not None:
+        full = _create(dataset, root_str, train_split, False, download, seed)
+        if len(full) == 0:
+            raise TimmAssembleError(f"no images found in {data_dir}")
+        train_idx, val_idx = stratified_split(_targets(full), val_fraction, seed)
+        if not val_idx:
+            raise TimmAssembleError(f"--val-split {val_fraction} leaves no validation images in {data_dir}")
+        names = _label_names(full) or [str(i) for i in range(max(_targets(full)) + 1)]
+        return DataSplits(full, full, names, train_idx, val_idx)
+
+    if not dataset:
+        # timm falls back to the root itself when a split folder is missing; say which folder is missing
+        has_train = any((root / s).is_dir() for s in (train_split, *_TRAIN_NAMES))
+        has_val = any((root / s).is_dir() for s in (val_split_name, *_VAL_NAMES))
+        if not (has_train and has_val):
+            missing = "train/" if not has_train else "val/"
+            raise TimmAssembleError(
+                f"data dir {root} has no {missing} folder; use a train/ + val/ layout, or pass "
+                "--val-split 0.1 to hold out part of a single folder"
+            )
+    train = _create(dataset, root_str, train_split, True, download, seed)
+    val = _create(dataset, root_str, val_split_name, False, download, seed)
+    for split, ds in (("train", train), ("validation", val)):
+        if len(ds) == 0:
+            raise TimmAssembleError(f"the {split} split of {data_dir or dataset} has no images")
+    train_names, val_names = _label_names(train), _label_names(val)
+    if train_names and val_names and train_names != val_names:
+        only_train = sorted(set(train_names) - set(val_names))
+        only_val = sorted(set(val_names) - set(train_names))
+        raise TimmAssembleError(
+            f"train and validation classes differ (only in train: {only_train[:5]}, only in val: {only_val[:5]}); "
+            "every class folder must exist in both"
+        )
+    names = train_names or [str(i) for i in range(max(_targets(train)) + 1)]
+    return DataSplits(train, val, names)

@@ -1,0 +1,303 @@
+"""Training configuration: one dataclass, presets as small TOML files, command-line flags on top.
+
+Resolution order (later wins): dataclass defaults < mode defaults (`finetune`) < preset file < flags the
+user actually typed. `--print-config` shows the result in the same TOML format the presets use, so a
+printed config can be saved and passed back with `--config FILE`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import tomllib
+from timm.utils import ParseKwargs
+
+from ..errors import TimmAssembleError
+
+PRESET_DIR = Path(__file__).parent / "presets"
+DEMO_PRESET = "demo"
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a training or fine-tuning run. Field docs double as `--help` text."""
+
+    # what kind of run
+    mode: str = field(default="train", metadata=dict(help="train (from scratch) or finetune", cli=False))
+    preset: str | None = field(default=None, metadata=dict(help="preset name (e0..e12, demo)", cli=False))
+    description: str = field(default="", metadata=dict(help="free text shown in logs and model cards"))
+
+    # data
+    data_dir: str | None = field(default=None, metadata=dict(help="ImageFolder root (train/ and val/ or one folder)"))
+    dataset: str = field(
+        default="", metadata=dict(help="timm dataset name ('' = folder, e.g. torch/cifar10, hfds/NAME)")
+    )
+    train_split: str = field(default="train", metadata=dict(help="split name of the training data"))
+    val_split_name: str = field(default="validation", metadata=dict(help="split name of the validation data"))
+    val_split: float | None = field(
+        default=None, metadata=dict(help="hold out this fraction of one folder as validation (seeded, stratified)")
+    )
+    dataset_download: bool = field(default=False, metadata=dict(help="let timm download a named dataset"))
+    synthetic: bool = field(default=False, metadata=dict(help="use the built-in synthetic dataset"))
+    synthetic_classes: int = field(default=8, metadata=dict(help="classes of the synthetic dataset"))
+    synthetic_images: int = field(default=48, metadata=dict(help="training images per synthetic class"))
+    synthetic_image_size: int = field(default=64, metadata=dict(help="pixel size of the synthetic images"))
+    workers: int = field(default=4, metadata=dict(help="data loader worker processes per device"))
+    strict_data: bool = field(default=False, metadata=dict(help="an unreadable image is an error, not a skip"))
+
+    # model
+    model: str = field(default="assemble_resnet50", metadata=dict(help="timm model name or local-dir:DIR"))
+    model_kwargs: dict[str, Any] = field(
+        default_factory=dict, metadata=dict(help="architecture kwargs, e.g. width=32 (recorded in the export)")
+    )
+    pretrained: str = field(
+        default="none",
+        metadata=dict(help="start weights: none | default (--model's) | ARCH.TAG | local-dir:DIR | hf-hub:ID | FILE"),
+    )
+    pretrained_optional: bool = field(
+        default=False, metadata=dict(help="if the pretrained weights cannot be loaded, train from scratch")
+    )
+    scratch_model_kwargs: dict[str, Any] = field(
+        default_factory=dict, metadata=dict(help="model kwargs used instead when training from scratch as fallback")
+    )
+    num_classes: int | None = field(default=None, metadata=dict(help="expected class count (checked vs the data)"))
+    img_size: int | None = field(default=None, metadata=dict(help="training input size (default: model's)"))
+    eval_img_size: int | None = field(default=None, metadata=dict(help="evaluation input size (default: img_size)"))
+    crop_pct: float | None = field(default=None, metadata=dict(help="evaluation centre-crop fraction"))
+    channels_last: bool = field(default=False, metadata=dict(help="channels_last memory format"))
+    compile: bool = field(default=False, metadata=dict(help="torch.compile the model"))
+
+    # augmentation and regularisation
+    aa: str | None = field(default=None, metadata=dict(help="timm auto-augment: 'original' or 'rand-m9-mstd0.5'"))
+    scale: tuple[float, float] = field(default=(0.08, 1.0), metadata=dict(help="RandomResizedCrop area range"))
+    hflip: float = field(default=0.5, metadata=dict(help="horizontal flip probability"))
+    color_jitter: float | None = field(default=None, metadata=dict(help="colour jitter strength"))
+    reprob: float = field(default=0.0, metadata=dict(help="random erasing probability"))
+    label_smoothing: float = field(default=0.0, metadata=dict(help="label smoothing"))
+    mixup: float = field(default=0.0, metadata=dict(help="mixup alpha (0 = off)"))
+    cutmix: float = field(default=0.0, metadata=dict(help="cutmix alpha (0 = off)"))
+    mixup_prob: float = field(default=1.0, metadata=dict(help="probability of mixing a batch"))
+    mixup_switch_prob: float = field(default=0.5, metadata=dict(help="probability of cutmix when both are on"))
+    drop_rate: float = field(default=0.0, metadata=dict(help="dropout before the classifier"))
+    drop_path_rate: float = field(default=0.0, metadata=dict(help="stochastic depth rate"))
+    drop_block_rate: float = field(
+        default=0.0, metadata=dict(help="final DropBlock drop prob; keep-prob goes 1.0 -> 1-rate linearly per step")
+    )
+    zero_init_last: bool | None = field(
+        default=None, metadata=dict(help="zero-gamma: last BN of each block starts at 0 (unset: model default)")
+    )
+
+    # knowledge distillation
+    teacher: str | None = field(default=None, metadata=dict(help="KD teacher: timm name / local-dir:DIR"))
+    teacher_weights: str | None = field(default=None, metadata=dict(help="KD teacher weights file"))
+    kd_temperature: float = field(default=1.0, metadata=dict(help="KD softmax temperature"))
+    kd_weight: float = field(default=1.0, metadata=dict(help="KD loss weight (task loss weight is 1)"))
+
+    # EMA
+    model_ema: bool = field(default=False, metadata=dict(help="keep an EMA of the weights; evaluate/export it"))
+    model_ema_decay: float = field(default=0.9998, metadata=dict(help="EMA decay per step"))
+
+    # optimisation
+    opt: str = field(default="sgd", metadata=dict(help="optimizer (timm name: sgd, adamw, lamb, ...)"))
+    lr: float | None = field(default=None, metadata=dict(help="absolute lr (overrides lr_base scaling)"))
+    lr_base: float = field(default=0.1, metadata=dict(help="lr per lr_base_size images of global batch"))
+    lr_base_size: int = field(default=256, metadata=dict(help="global batch that lr_base refers to"))
+    momentum: float = field(default=0.9, metadata=dict(help="SGD momentum"))
+    weight_decay: float = field(default=1e-4, metadata=dict(help="weight decay (not on biases and norms)"))
+    clip_grad: float | None = field(default=None, metadata=dict(help="clip the gradient norm to this value"))
+    layer_decay: float | None = field(default=None, metadata=dict(help="layer-wise lr decay (group_matcher)"))
+    backbone_lr_scale: float = field(default=1.0, metadata=dict(help="lr multiplier of everything but the head"))
+    freeze_backbone: bool = field(default=False, metadata=dict(help="train the classifier only (linear probe)"))
+    sched: str = field(default="cosine", metadata=dict(help="timm scheduler, stepped every update"))
+    epochs: int = field(default=90, metadata=dict(help="training epochs"))
+    warmup_epochs: float = field(default=5.0, metadata=dict(help="linear warm-up epochs"))
+    warmup_lr: float = field(default=0.0, metadata=dict(help="lr at the start of the warm-up"))
+    min_lr: float = field(default=0.0, metadata=dict(help="lr at the end of the cosine"))
+
+    # run
+    batch_size: int = field(default=128, metadata=dict(help="batch per device per step"))
+    grad_accum_steps: int = field(default=1, metadata=dict(help="gradient accumulation steps"))
+    mixed_precision: str | None = field(
+        default=None, metadata=dict(help="no | fp16 | bf16 (default: what accelerate launch says)")
+    )
+    seed: int = field(default=42, metadata=dict(help="random seed"))
+    output_dir: str | None = field(default=None, metadata=dict(help="run folder (default: ./output/<name>-<time>)"))
+    resume: str | None = field(default=None, metadata=dict(help="'auto' (the output dir's last checkpoint) or a path"))
+    eval_metric: str = field(default="top1", metadata=dict(help="metric that picks the best checkpoint"))
+    hub_repo_id: str | None = field(
+        default=None, metadata=dict(help="ORG/NAME the exported model card names (default: local/<run folder>)")
+    )
+
+    @property
+    def distilling(self) -> bool:
+        return bool(self.teacher or self.teacher_weights)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+FIELDS = {f.name: f for f in fields(TrainConfig)}
+
+# Transfer learning starts from good weights: fewer epochs, smaller lr, short warm-up.
+FINETUNE_DEFAULTS: dict[str, Any] = dict(
+    mode="finetune",
+    pretrained="default",
+    epochs=15,
+    warmup_epochs=1,
+    lr_base=0.01,
+    batch_size=64,
+    label_smoothing=0.1,
+)
+
+
+def list_presets() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
+
+
+def _coerce(name: str, value: Any, source: str) -> Any:
+    """Check a value from a preset/config file against the field's type; TOML has no None, lists for tuples."""
+    if name not in FIELDS:
+        raise TimmAssembleError(f"{source}: unknown setting '{name}'")
+    if name in ("scale",):
+        if not (isinstance(value, list) and len(value) == 2):
+            raise TimmAssembleError(f"{source}: '{name}' must be a list of two numbers")
+        return tuple(float(v) for v in value)
+    if str(FIELDS[name].type).startswith("bool") and not isinstance(value, bool):
+        raise TimmAssembleError(f"{source}: '{name}' must be true or false, got {value!r}")
+    if str(FIELDS[name].type).startswith("float") and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def load_config_file(path: str | Path, source: str | None = None) -> dict[str, Any]:
+    """Settings from a preset/config TOML file (only the keys it sets)."""
+    path = Path(path)
+    source = source or str(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as err:
+        raise TimmAssembleError(f"config file {path} does not exist") from err
+    except tomllib.TOMLDecodeError as err:
+        raise TimmAssembleError(f"{source}: not valid TOML: {err}") from err
+    return {k: _coerce(k, v, source) for k, v in raw.items()}
+
+
+def load_preset(name: str) -> dict[str, Any]:
+    path = PRESET_DIR / f"{name.lower()}.toml"
+    if not path.is_file():
+        raise TimmAssembleError(f"unknown preset '{name}'; available: {', '.join(list_presets())}")
+    settings = load_config_file(path, source=f"preset {name}")
+    settings["preset"] = name.lower()
+    return settings
+
+
+def resolve_config(
+    mode: str, overrides: dict[str, Any], preset: str | None = None, config_file: str | None = None
+) -> TrainConfig:
+    """Merge defaults, mode defaults, preset, config file and explicit flags into one checked config."""
+    if mode not in ("train", "finetune"):
+        raise ValueError(mode)
+    values: dict[str, Any] = dict(FINETUNE_DEFAULTS) if mode == "finetune" else {}
+    if preset:
+        values.update(load_preset(preset))
+    if config_file:
+        values.update(load_config_file(config_file))
+    values.update(overrides)
+    values["mode"] = mode
+    cfg = TrainConfig(**values)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Reject settings that cannot work, before anything heavy happens."""
+    checks = [
+        (cfg.epochs >= 1, f"epochs must be >= 1, got {cfg.epochs}"),
+        (cfg.batch_size >= 1, f"batch_size must be >= 1, got {cfg.batch_size}"),
+        (cfg.grad_accum_steps >= 1, f"grad_accum_steps must be >= 1, got {cfg.grad_accum_steps}"),
+        (
+            0 <= cfg.warmup_epochs < cfg.epochs or cfg.warmup_epochs == 0,
+            f"warmup_epochs ({cfg.warmup_epochs}) must be smaller than epochs ({cfg.epochs})",
+        ),
+        (0.0 <= cfg.drop_block_rate < 1.0, f"drop_block_rate must be in [0, 1), got {cfg.drop_block_rate}"),
+        (0.0 <= cfg.label_smoothing < 1.0, f"label_smoothing must be in [0, 1), got {cfg.label_smoothing}"),
+        (cfg.val_split is None or 0.0 < cfg.val_split < 1.0, f"val_split must be in (0, 1), got {cfg.val_split}"),
+        (cfg.kd_temperature > 0, f"kd_temperature must be > 0, got {cfg.kd_temperature}"),
+        (
+            cfg.mixed_precision in (None, "no", "fp16", "bf16", "fp8"),
+            f"mixed_precision must be no, fp16 or bf16, got {cfg.mixed_precision!r}",
+        ),
+        (cfg.eval_metric in ("top1", "top5", "loss"), f"eval_metric must be top1, top5 or loss, got {cfg.eval_metric}"),
+        (cfg.backbone_lr_scale >= 0, f"backbone_lr_scale must be >= 0, got {cfg.backbone_lr_scale}"),
+        (not (cfg.freeze_backbone and cfg.layer_decay), "freeze_backbone and layer_decay exclude each other"),
+        (cfg.resume in (None, "auto") or bool(cfg.resume), "resume must be 'auto' or a checkpoint path"),
+        (cfg.mode == "finetune" or not cfg.freeze_backbone, "freeze_backbone needs weights: use finetune.py"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise TimmAssembleError(message)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }" if value else "{}"
+    raise TypeError(type(value))
+
+
+def format_config(cfg: TrainConfig) -> str:
+    """The resolved config as TOML; unset (None) values appear as comments."""
+    lines = []
+    for name, value in cfg.to_dict().items():
+        lines.append(f"# {name} = (unset)" if value is None else f"{name} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, mode: str) -> None:
+    """One flag per config field (`--lr-base`, `--no-channels-last`, ...); only typed flags override."""
+    defaults = TrainConfig(**(FINETUNE_DEFAULTS if mode == "finetune" else {"mode": mode}))
+    parser.add_argument("--preset", default=None, help=f"recipe preset ({', '.join(list_presets())})")
+    parser.add_argument("--config", default=None, metavar="FILE", help="TOML config file (e.g. a saved --print-config)")
+    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    for f in fields(TrainConfig):
+        if not f.metadata.get("cli", True):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = getattr(defaults, f.name)
+        help_text = f"{f.metadata['help']} (default: {default})"
+        kwargs: dict[str, Any] = dict(dest=f.name, default=argparse.SUPPRESS, help=help_text)
+        if f.name in ("model_kwargs", "scratch_model_kwargs"):
+            parser.add_argument(flag, nargs="*", action=ParseKwargs, metavar="KEY=VALUE", **kwargs)
+        elif f.name == "scale":
+            parser.add_argument(flag, nargs=2, type=float, metavar=("MIN", "MAX"), **kwargs)
+        elif str(f.type).startswith("bool"):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
+        else:
+            parser.add_argument(flag, type=_field_type(f), **kwargs)
+
+
+def _field_type(f: dataclasses.Field) -> type:
+    annotation = str(f.type)
+    for name, typ in (("int", int), ("float", float)):
+        if annotation.startswith(name):
+            return typ
+    return str
+
+
+def config_from_args(args: argparse.Namespace, mode: str) -> TrainConfig:
+    overrides = {k: v for k, v in vars(args).items() if k in FIELDS}
+    if "scale" in overrides:
+        overrides["scale"] = tuple(overrides["scale"])
+    return resolve_config(mode, overrides, preset=args.preset, config_file=args.config)

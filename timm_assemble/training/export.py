@@ -1,0 +1,113 @@
+"""The best model of a run as a hub-ready folder, with a model card holding the measured metrics.
+
+The folder itself is written by `timm_assemble.export.export_hub_folder` (the one exporter of the
+project); the card is rendered by `timm_assemble.hub.card` from the folder's own config.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch.nn as nn
+
+from ..export import CARD_NAME, CONFIG_NAME, export_hub_folder
+from ..hub.card import CardSpec, Metric, render_model_card
+from .config import TrainConfig
+
+
+def _dataset_name(cfg: TrainConfig) -> str:
+    if cfg.synthetic:
+        return "timm-assemble synthetic shapes"
+    if cfg.dataset:
+        return cfg.dataset
+    return Path(cfg.data_dir or "data").resolve().name
+
+
+def build_card(
+    cfg: TrainConfig,
+    config: dict[str, Any],
+    row: dict[str, Any],
+    command: str,
+    weights_source: str,
+    num_params: int,
+    repo_id: str,
+) -> str:
+    dataset = _dataset_name(cfg)
+    split = f"{cfg.val_split:.0%} held out of the training folder" if cfg.val_split else "validation"
+    metrics = [
+        Metric(
+            name=f"top-{k} accuracy",
+            type="accuracy",
+            value=round(row[f"top{k}"], 2),
+            dataset=dataset,
+            dataset_type=dataset,
+            split=split,
+            provenance="measured",
+            command=command,
+            notes=f"epoch {row['epoch']}, {row['val_images']} images",
+        )
+        for k in (1, 5)
+    ]
+    if "ema_top1" in row:
+        metrics[0] = Metric(
+            **{
+                **metrics[0].__dict__,
+                "value": round(row["ema_top1"], 2),
+                "notes": f"EMA weights, epoch {row['epoch']}, {row['val_images']} images",
+            }
+        )
+    verb = "Fine-tuned" if cfg.mode == "finetune" else "Trained from scratch"
+    provenance = (
+        f"{verb} with timm-assemble (`{cfg.mode}`): start weights {weights_source}; {cfg.epochs} epochs planned, "
+        f"best {cfg.eval_metric} at epoch {row['epoch']}; optimizer {cfg.opt}, batch {cfg.batch_size} per device, "
+        f"label smoothing {cfg.label_smoothing}, mixup {cfg.mixup}, cutmix {cfg.cutmix}, "
+        f"DropBlock {cfg.drop_block_rate}, KD teacher {cfg.teacher or cfg.teacher_weights or 'none'}."
+        + (" The backbone was frozen (linear probe)." if cfg.freeze_backbone else "")
+        + " The full resolved configuration is the run folder's `config.toml`."
+    )
+    return render_model_card(
+        CardSpec(
+            repo_id=repo_id,
+            config=config,
+            summary=f"{config['architecture']} image classifier for {config['num_classes']} classes of {dataset}. "
+            + (cfg.description or ""),
+            provenance=provenance,
+            metrics=metrics,
+            num_params=num_params,
+            training_command=command,
+        )
+    )
+
+
+def export_best_model(
+    model: nn.Module,
+    out_dir: Path,
+    *,
+    cfg: TrainConfig,
+    arch_kwargs: dict[str, Any],
+    label_names: Sequence[str],
+    data_cfg: dict[str, Any],
+    row: dict[str, Any],
+    command: str,
+    weights_source: str,
+) -> Path:
+    """Export (replacing the previous best), then add the card rendered from the written config.json."""
+    export_hub_folder(
+        model,
+        out_dir,
+        model_args=arch_kwargs or None,
+        label_names=list(label_names),
+        pretrained_cfg=data_cfg,
+        overwrite=True,
+    )
+    config = json.loads((out_dir / CONFIG_NAME).read_text())
+    repo_id = cfg.hub_repo_id or f"local/{out_dir.resolve().parent.name}"
+    card = build_card(cfg, config, row, command, weights_source, sum(p.numel() for p in model.parameters()), repo_id)
+    tmp = out_dir / (CARD_NAME + ".tmp")
+    tmp.write_text(card, encoding="utf-8")
+    os.replace(tmp, out_dir / CARD_NAME)
+    return out_dir

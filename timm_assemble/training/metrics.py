@@ -1,0 +1,108 @@
+"""Per-epoch metrics (metrics.jsonl), accuracy counting, and the plots (curves, confusion matrix)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+METRICS_NAME = "metrics.jsonl"
+
+
+def topk_correct(logits: torch.Tensor, target: torch.Tensor, ks: Sequence[int]) -> list[int]:
+    """Number of samples whose target is among the top-k predictions, for each k."""
+    maxk = min(max(ks), logits.shape[1])
+    pred = logits.topk(maxk, dim=1).indices
+    hit = pred.eq(target[:, None])
+    return [int(hit[:, : min(k, maxk)].any(dim=1).sum()) for k in ks]
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Rewrite the whole file atomically (used on resume to drop epochs the checkpoint does not cover)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    os.replace(tmp, path)
+
+
+def append_metrics(path: Path, row: dict[str, Any]) -> None:
+    with path.open("a") as f:
+        f.write(json.dumps(row) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _save(fig, path: Path) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)  # Agg canvas for this figure only; no global backend switch
+    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    os.replace(tmp, path)
+
+
+def plot_curves(rows: list[dict[str, Any]], path: Path, title: str = "") -> None:
+    """Loss, accuracy and lr per epoch."""
+    from matplotlib.figure import Figure
+
+    epochs = [r["epoch"] for r in rows]
+    fig = Figure(figsize=(13, 3.8))
+    ax_loss, ax_acc, ax_lr = fig.subplots(1, 3)
+    ax_loss.plot(epochs, [r["train_loss"] for r in rows], "o-", label="train")
+    ax_loss.plot(epochs, [r["val_loss"] for r in rows], "o-", label="val")
+    ax_loss.set(title="loss", xlabel="epoch")
+    ax_acc.plot(epochs, [r["top1"] for r in rows], "o-", label="top-1")
+    ax_acc.plot(epochs, [r["top5"] for r in rows], "o-", label="top-5")
+    if any("ema_top1" in r for r in rows):
+        ax_acc.plot(epochs, [r.get("ema_top1", np.nan) for r in rows], "o--", label="EMA top-1")
+    ax_acc.set(title="val accuracy (%)", xlabel="epoch")
+    ax_lr.plot(epochs, [r["lr"] for r in rows], "o-")
+    ax_lr.set(title="lr (end of epoch)", xlabel="epoch")
+    for ax in (ax_loss, ax_acc):
+        ax.legend()
+    for ax in (ax_loss, ax_acc, ax_lr):
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    _save(fig, path)
+
+
+def plot_confusion(matrix: np.ndarray, label_names: Sequence[str], path: Path, title: str = "") -> None:
+    """Row-normalised confusion matrix (rows: true class), counts written in the cells when they fit."""
+    from matplotlib.figure import Figure
+
+    n = len(label_names)
+    size = max(4.0, 0.35 * n + 2.0)
+    fig = Figure(figsize=(size + 1.0, size))
+    ax = fig.subplots()
+    rows = matrix.sum(axis=1, keepdims=True)
+    norm = np.divide(matrix, rows, out=np.zeros(matrix.shape, dtype=float), where=rows > 0)
+    im = ax.imshow(norm, cmap="Blues", vmin=0.0, vmax=1.0)
+    ax.set_xticks(range(n), labels=label_names, rotation=90, fontsize=7)
+    ax.set_yticks(range(n), labels=label_names, fontsize=7)
+    ax.set(xlabel="predicted", ylabel="true", title=title or "confusion matrix")
+    if n <= 20:
+        for i in range(n):
+            for j in range(n):
+                if matrix[i, j]:
+                    ax.text(
+                        j,
+                        i,
+                        str(int(matrix[i, j])),
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white" if norm[i, j] > 0.5 else "black",
+                    )
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    _save(fig, path)
