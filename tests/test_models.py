@@ -26,13 +26,12 @@ def _small(name: str, **kwargs) -> AssembleResNet:
     return timm.create_model(name, width=8, **kwargs).eval()
 
 
-def _official_param_shapes(name: str) -> list[tuple[int, ...]]:
-    shapes = []
+def _official_variables(name: str) -> dict[str, tuple[int, ...]]:
+    variables = {}
     for line in (SHARED / "reference" / "clova_tf" / f"{name}_full_variables.tsv").read_text().splitlines():
         var_name, shape, _ = line.split("\t")
-        if "moving_" not in var_name:
-            shapes.append(tuple(json.loads(shape)))
-    return shapes
+        variables[var_name] = tuple(json.loads(shape))
+    return variables
 
 
 def test_registered_names():
@@ -47,11 +46,28 @@ def test_registered_names():
 @pytest.mark.parametrize("name", OFFICIAL)
 def test_full_size_matches_official_variables(name):
     model = timm.create_model(name, num_classes=1001).eval()
-    official = _official_param_shapes(name)
+    official = [s for n, s in _official_variables(name).items() if "moving_" not in n]
     assert sum(p.numel() for p in model.parameters()) == sum(math.prod(s) for s in official)
     assert len(list(model.parameters())) == len(official)
     with torch.no_grad():
         assert model(torch.randn(1, 3, 64, 64)).shape == (1, 1001)
+
+
+@pytest.mark.parametrize("name", OFFICIAL)
+def test_every_tensor_has_one_official_counterpart(name):
+    """The converter's name table is a bijection between the full-size state_dict and the official variables."""
+    from timm_assemble.convert.mapping import build_mapping, official_shape
+
+    model = timm.create_model(name, num_classes=1001)
+    state = model.state_dict()
+    mapping = build_mapping(model)
+    official = _official_variables(name)
+    assert set(mapping) == set(official)
+    targets = [target.key for target in mapping.values()]
+    assert len(set(targets)) == len(targets)
+    assert set(targets) == {k for k in state if not k.endswith("num_batches_tracked")}
+    for tf_name, target in mapping.items():
+        assert official_shape(target, tuple(state[target.key].shape), drop_background=False) == official[tf_name]
 
 
 @pytest.mark.parametrize("name", MODELS)
