@@ -17,8 +17,11 @@ TINY = dict(img_size=32, batch_size=2, warmup=1, repeats=2, iters=1)
 
 
 def test_benchmark_measures_every_model(tmp_path: Path) -> None:
-    result = benchmark(["test_resnet", "test_efficientnet"], train=True, **TINY)
+    threads = torch.get_num_threads()
+    result = benchmark(["test_resnet", "test_efficientnet"], train=True, threads=1, **TINY)
+    assert torch.get_num_threads() == threads  # restored
     assert result["config"]["batch_size"] == 2 and result["config"]["device"] == "cpu"
+    assert result["config"]["torch_threads"] == 1
     rows = {r["model"]: r for r in result["models"]}
     assert rows["test_efficientnet"]["params_m"] == pytest.approx(
         sum(p.numel() for p in timm.create_model("test_efficientnet").parameters()) / 1e6, abs=1e-3

@@ -202,8 +202,40 @@ def benchmark(
     repeats: int = 5,
     iters: int = 3,
     seed: int = 0,
+    threads: int | None = None,
 ) -> dict[str, Any]:
-    """Measure every model in `models` under one configuration; returns a JSON-ready dict."""
+    """Measure every model in `models` under one configuration; returns a JSON-ready dict.
+
+    `threads` sets torch's intra-op CPU threads for the run (restored afterwards); on a shared
+    machine, fewer threads than cores keeps one busy neighbour from stalling every parallel op.
+    """
+    if threads is not None and threads < 1:
+        raise TimmAssembleError(f"--threads must be >= 1, got {threads}")
+    previous_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        return _benchmark(
+            models, device, batch_size, img_size, amp, channels_last, compile, train, warmup, repeats, iters, seed
+        )
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _benchmark(
+    models: Sequence[str],
+    device: str,
+    batch_size: int | None,
+    img_size: int,
+    amp: str,
+    channels_last: bool,
+    compile: bool,
+    train: bool,
+    warmup: int,
+    repeats: int,
+    iters: int,
+    seed: int,
+) -> dict[str, Any]:
     if len(set(models)) != len(models):
         raise TimmAssembleError("each model may appear only once in --models")
     if warmup < 0 or repeats < 1 or iters < 1 or img_size < 16:
@@ -360,6 +392,7 @@ def run(args: argparse.Namespace) -> int:
         repeats=args.repeats,
         iters=args.iters,
         seed=args.seed,
+        threads=args.threads,
     )
     print(format_table(result))
     if args.json:
@@ -391,6 +424,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--repeats", type=int, default=5, help="interleaved timed rounds")
     parser.add_argument("--iters", type=int, default=3, help="batches per model per round")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--json", default=None, metavar="OUT")
     parser.add_argument("--plot", default=None, metavar="OUT.png", help="throughput vs published ImageNet top-1")
     parser.set_defaults(func=run)
