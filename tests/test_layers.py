@@ -14,8 +14,10 @@ def _paper_sk(sk: SKConv2d, x: torch.Tensor) -> torch.Tensor:
     feats = F.relu(sk.bn(sk.conv(x)))
     u1, u2 = torch.split(feats, sk.out_chs, dim=1)
     s = (u1 + u2).mean((2, 3), keepdim=True)
-    z = F.relu(sk.bn_fc1(sk.fc1(s)))
-    a1, a2 = torch.split(sk.fc2(z), sk.out_chs, dim=1)
+    z = F.conv2d(s, sk.fc1.weight[:, :, None, None])  # sk_fc_1: a 1x1 conv without bias
+    bn = sk.bn_fc1
+    z = F.relu(F.batch_norm(z, bn.running_mean, bn.running_var, bn.weight, bn.bias, eps=bn.eps))
+    a1, a2 = torch.split(F.conv2d(z, sk.fc2.weight[:, :, None, None]), sk.out_chs, dim=1)
     attention = torch.softmax(torch.stack([a1, a2]), dim=0)
     return attention[0] * u1 + attention[1] * u2
 
@@ -30,8 +32,8 @@ def test_sk_conv_equals_paper_formula(stride):
     x = torch.randn(3, 8, 12, 12)
     with torch.no_grad():
         torch.testing.assert_close(sk(x), _paper_sk(sk, x), rtol=1e-5, atol=1e-6)
-    assert sk.fc1.out_channels == 32, "attention width is max(planes // 2, 32)"
-    assert SKConv2d(8, 128).fc1.out_channels == 64
+    assert sk.fc1.out_features == 32, "attention width is max(planes // 2, 32)"
+    assert SKConv2d(8, 128).fc1.out_features == 64
 
 
 def test_blur_pool_is_official_sconv():

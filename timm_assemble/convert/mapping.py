@@ -56,7 +56,9 @@ class Target:
     """Where one official variable goes and how it is transformed on the way."""
 
     key: str  # our state_dict key
-    kind: str  # "conv" (HWIO -> OIHW), "dense" ([in, out] -> [out, in]), "bias" or "bn" (1-D, as is)
+    # "conv" (HWIO -> OIHW), "fc" (1x1 conv [1, 1, in, out] -> Linear [out, in]), "dense" ([in, out] -> [out, in]),
+    # "bias" or "bn" (1-D, as is)
+    kind: str
 
 
 def _numbered(base: str, index: int) -> str:
@@ -109,9 +111,9 @@ def _block_group(mapping: dict[str, Target], scope: _Scope, blocks: nn.Sequentia
         _conv_bn(mapping, scope, f"{ours}.conv1", f"{ours}.bn1")
         _conv_bn(mapping, scope, f"{ours}.conv2.conv", f"{ours}.conv2.bn")
         sk = scope.next("sk_block")
-        _conv(mapping, f"{sk}/sk_fc_1", f"{ours}.conv2.fc1")
+        mapping[f"{sk}/sk_fc_1/kernel"] = Target(f"{ours}.conv2.fc1.weight", "fc")
         _bn(mapping, f"{sk}/batch_normalization", f"{ours}.conv2.bn_fc1")
-        _conv(mapping, f"{sk}/sk_fc_2", f"{ours}.conv2.fc2")
+        mapping[f"{sk}/sk_fc_2/kernel"] = Target(f"{ours}.conv2.fc2.weight", "fc")
         _conv_bn(mapping, scope, f"{ours}.conv3", f"{ours}.bn3")
 
 
@@ -143,6 +145,9 @@ def official_shape(target: Target, our_shape: tuple[int, ...], drop_background: 
     if target.kind == "conv":
         out_chs, in_chs, kh, kw = our_shape
         return (kh, kw, in_chs, out_chs)
+    if target.kind == "fc":
+        out_chs, in_chs = our_shape
+        return (1, 1, in_chs, out_chs)
     extra = 1 if drop_background else 0
     if target.kind == "dense":
         return (our_shape[1], our_shape[0] + extra)
@@ -155,6 +160,8 @@ def transform(target: Target, value: np.ndarray, drop_background: bool) -> np.nd
     """Official layout -> ours: HWIO -> OIHW, [in, out] -> [out, in], background class (index 0) dropped."""
     if target.kind == "conv":
         value = value.transpose(3, 2, 0, 1)
+    elif target.kind == "fc":
+        value = value[0, 0].T
     elif target.kind == "dense":
         value = value.T[1:] if drop_background else value.T
     elif target.kind == "bias" and drop_background:

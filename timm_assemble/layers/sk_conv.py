@@ -14,7 +14,8 @@ import torch.nn as nn
 class SKConv2d(nn.Module):
     """3x3 conv to `2 * out_chs`, split into U1 | U2, output `a1 * U1 + a2 * U2` with a softmax over (a1, a2).
 
-    The attention is `fc2(ReLU(BN(fc1(mean(U1 + U2)))))` with hidden width `max(out_chs // 2, min_attn_chs)`.
+    The attention is `fc2(ReLU(BN(fc1(mean(U1 + U2)))))` with hidden width `max(out_chs // 2, min_attn_chs)`
+    and no biases; `fc1` / `fc2` are the official `sk_fc_1` / `sk_fc_2` 1x1 convs.
     A softmax over two logits equals a sigmoid of their difference, so the mix is one fused `lerp`.
     """
 
@@ -33,17 +34,18 @@ class SKConv2d(nn.Module):
         self.conv = nn.Conv2d(in_chs, 2 * out_chs, 3, stride=stride, padding=1, bias=False)
         self.bn = norm_layer(2 * out_chs)
         self.act = act_layer(inplace=True)
-        self.fc1 = nn.Conv2d(out_chs, attn_chs, 1, bias=False)
-        self.bn_fc1 = norm_layer(attn_chs)
+        # The official 1x1 convs act on a 1x1 map: as Linear layers they skip the conv machinery entirely.
+        self.fc1 = nn.Linear(out_chs, attn_chs, bias=False)
+        self.bn_fc1 = nn.BatchNorm1d(attn_chs)
         self.act_fc1 = act_layer(inplace=True)
-        self.fc2 = nn.Conv2d(attn_chs, 2 * out_chs, 1, bias=False)
+        self.fc2 = nn.Linear(attn_chs, 2 * out_chs, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.act(self.bn(self.conv(x)))
         batch, chs = x.shape[0], self.out_chs
         u1, u2 = x[:, :chs], x[:, chs:]
         # mean(U1 + U2) == mean(U1) + mean(U2): pool the 2C map once instead of materialising U.
-        pooled = x.mean((2, 3), keepdim=True).view(batch, 2, chs, 1, 1).sum(1)
-        logits = self.fc2(self.act_fc1(self.bn_fc1(self.fc1(pooled)))).view(batch, 2, chs, 1, 1)
-        weight_u1 = torch.sigmoid(logits[:, 0] - logits[:, 1])
+        pooled = x.mean((2, 3)).view(batch, 2, chs).sum(1)
+        logits = self.fc2(self.act_fc1(self.bn_fc1(self.fc1(pooled)))).view(batch, 2, chs)
+        weight_u1 = torch.sigmoid(logits[:, 0] - logits[:, 1]).view(batch, chs, 1, 1)
         return torch.lerp(u2, u1, weight_u1)
