@@ -71,7 +71,7 @@ class RunResult:
 def synthetic_root(cfg: TrainConfig) -> Path:
     """The built-in dataset is cached under the temp dir, keyed by its parameters."""
     key = f"{cfg.synthetic_classes}c-{cfg.synthetic_images}i-{cfg.synthetic_image_size}px-s{cfg.seed}"
-    return Path(tempfile.gettempdir()) / "timm_assemble" / f"synthetic-{key}"
+    return Path(tempfile.gettempdir()) / "timm-assemble-synthetic" / key  # not a valid module name: no shadowing
 
 
 def prepare_data_dir(cfg: TrainConfig, accelerator: Accelerator) -> None:
