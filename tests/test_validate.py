@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -71,6 +72,9 @@ def test_validate_cli_matches_a_direct_evaluation(data: Path, local_model: Path,
     )
     assert code == 0
     result = json.loads(out.read_text())
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # atomic write keeps normal permissions
     assert result["num_images"] == 9 and result["label_map"] == "folder-order"
     top1, loss = _expected(local_model, data)
     assert result["top1"] == pytest.approx(top1, abs=1e-3)

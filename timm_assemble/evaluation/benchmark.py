@@ -368,7 +368,12 @@ def plot_throughput(result: dict[str, Any], path: str) -> None:
             xytext=(4, 3),
             textcoords="offset points",
         )
-    ax.set_xlabel(f"inference throughput (img/s), {cfg['device_name']}, batch {cfg['batch_size']}, {cfg['img_size']}px")
+    layout = ", channels_last" if cfg["channels_last"] else ""
+    ax.set_xlabel(
+        f"inference img/s: {cfg['device_name']} ({cfg['device']}, {cfg['torch_threads']} threads), "
+        f"batch {cfg['batch_size']}, {cfg['img_size']}px, amp {cfg['amp']}{layout}",
+        fontsize=8,
+    )
     ax.set_ylabel("published ImageNet top-1 (%)")
     ax.set_title("throughput vs accuracy (top-1: paper Table 7 for assemble_*, timm results for peers)", fontsize=9)
     ax.grid(alpha=0.3)

@@ -13,7 +13,7 @@ import difflib
 import functools
 import json
 import os
-import tempfile
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -296,11 +296,12 @@ def run_scorers(loader: torch.utils.data.DataLoader, scorers: Sequence[Scorer], 
 
 
 def write_json(path: str | os.PathLike, payload: Any) -> None:
-    """Write JSON atomically (temp file in the same folder, then rename)."""
+    """Write JSON atomically (temp file in the same folder, then rename); permissions follow the umask."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    tmp = target.parent / f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
     try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with os.fdopen(fd, "w") as f:
             json.dump(payload, f, indent=2)
             f.write("\n")
