@@ -17,6 +17,7 @@ _SUBCOMMAND_MODULES: tuple[str, ...] = (
     "timm_assemble.evaluation.validate",
     "timm_assemble.evaluation.robustness",
     "timm_assemble.evaluation.benchmark",
+    "timm_assemble.predict",
 )
 
 

@@ -1,0 +1,124 @@
+"""`timm-assemble predict --model local-dir:DIR IMAGE...`: top-k labels with probabilities.
+
+Preprocessing is the model's own data config (the evaluation size and crop it was exported with), so a
+fine-tuned export predicts as it was validated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import timm
+import torch
+import torch.nn as nn
+from PIL import Image
+from timm.data import ImageNetInfo, create_transform, infer_imagenet_subset, resolve_data_config
+
+from .data.datasets import READ_ERRORS
+from .errors import TimmAssembleError
+
+BATCH = 32
+
+
+def load_model(spec: str, device: str | torch.device = "cpu") -> nn.Module:
+    """`local-dir:DIR`, `hf-hub:ORG/NAME` or a timm name with pretrained weights, in eval mode."""
+    if spec.startswith("local-dir:") and not (Path(spec.removeprefix("local-dir:")) / "config.json").is_file():
+        raise TimmAssembleError(f"--model {spec}: no config.json in that folder (is it an exported model?)")
+    try:
+        model = timm.create_model(spec, pretrained=True)
+    except TimmAssembleError:
+        raise
+    except Exception as err:  # unknown name, unreachable Hub, unreadable weights: one line for the user
+        lines = str(err).strip().splitlines() or [""]
+        more = f" (+{len(lines) - 3} more lines)" if len(lines) > 3 else ""
+        detail = " ".join(line.strip() for line in lines[:3]) + more
+        raise TimmAssembleError(f"cannot load model '{spec}': {type(err).__name__}: {detail}") from err
+    return model.eval().to(device)
+
+
+def label_names(model: nn.Module) -> list[str] | None:
+    names = model.pretrained_cfg.get("label_names")
+    if names and len(names) == model.num_classes:
+        return list(names)
+    return None
+
+
+def _imagenet_descriptions(model: nn.Module) -> ImageNetInfo | None:
+    subset = infer_imagenet_subset(model)
+    return ImageNetInfo(subset) if subset else None
+
+
+def load_image(path: str | Path) -> Image.Image:
+    path = Path(path)
+    if not path.is_file():
+        raise TimmAssembleError(f"image {path} does not exist")
+    try:
+        with Image.open(path) as img:
+            return img.convert("RGB")
+    except READ_ERRORS as err:
+        raise TimmAssembleError(f"cannot decode image {path}: {err}") from err
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, images: Sequence[str | Path], top_k: int = 5) -> list[dict[str, Any]]:
+    """Top-k predictions per image; every image is decoded (and checked) before the model runs."""
+    if top_k < 1:
+        raise TimmAssembleError(f"--top-k must be >= 1, got {top_k}")
+    transform = create_transform(**resolve_data_config(model=model, use_test_size=True), is_training=False)
+    tensors = [transform(load_image(p)) for p in images]
+    device = next(model.parameters()).device
+    names = label_names(model)
+    info = _imagenet_descriptions(model) if names is None or names[0].startswith("n0") else None
+    k = min(top_k, model.num_classes)
+    results = []
+    for start in range(0, len(tensors), BATCH):
+        batch = torch.stack(tensors[start : start + BATCH]).to(device)
+        probs = model(batch).float().softmax(dim=-1)
+        top = probs.topk(k, dim=-1)
+        for i, (p, idx) in enumerate(zip(top.values.tolist(), top.indices.tolist(), strict=True)):
+            preds = []
+            for prob, index in zip(p, idx, strict=True):
+                entry: dict[str, Any] = dict(index=index, label=names[index] if names else str(index), probability=prob)
+                if info is not None:
+                    entry["description"] = info.index_to_description(index)
+                preds.append(entry)
+            results.append(dict(image=str(images[start + i]), predictions=preds))
+    return results
+
+
+def format_text(results: list[dict[str, Any]]) -> str:
+    lines = []
+    for res in results:
+        lines.append(res["image"])
+        for p in res["predictions"]:
+            desc = f" ({p['description']})" if "description" in p else ""
+            lines.append(f"  {100 * p['probability']:6.2f}%  {p['label']}{desc}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = load_model(args.model, device)
+    results = predict(model, args.images, args.top_k)
+    print(json.dumps(results, indent=1) if args.json else format_text(results))
+    return 0
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "predict",
+        help="classify images: top-k labels with probabilities",
+        description="Classify images with a model (e.g. the folder finetune.py exported), using the model's own "
+        "preprocessing config. Prints the top-k labels with probabilities per image.",
+    )
+    parser.add_argument("--model", required=True, help="local-dir:DIR, hf-hub:ORG/NAME or a timm model name")
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    parser.add_argument("--top-k", type=int, default=5, help="how many labels per image (default: 5)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    parser.set_defaults(func=run)
+    return parser
