@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shlex
 import sys
 from collections.abc import Sequence
@@ -49,7 +50,8 @@ def main(mode: str, argv: Sequence[str] | None = None) -> int:
             return 0
         from .engine import run  # heavy imports only when training
 
-        run(cfg, command=shlex.join(["accelerate", "launch", f"{mode}.py", *argv]))
+        launcher = ["accelerate", "launch"] if "ACCELERATE_MIXED_PRECISION" in os.environ else ["python"]
+        run(cfg, command=shlex.join([*launcher, f"{mode}.py", *argv]))
     except TimmAssembleError as err:
         print(f"{mode}.py: error: {err}", file=sys.stderr)
         return 2

@@ -101,6 +101,9 @@ class TrainConfig:
     # EMA
     model_ema: bool = field(default=False, metadata=dict(help="keep an EMA of the weights; evaluate/export it"))
     model_ema_decay: float = field(default=0.9998, metadata=dict(help="EMA decay per step"))
+    model_ema_warmup: bool = field(
+        default=True, metadata=dict(help="ramp the EMA decay up from 0 (timm ModelEmaV3 warm-up): short runs")
+    )
 
     # optimisation
     opt: str = field(default="sgd", metadata=dict(help="optimizer (timm name: sgd, adamw, lamb, ...)"))

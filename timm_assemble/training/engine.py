@@ -394,7 +394,7 @@ def run(cfg: TrainConfig, command: str | None = None) -> RunResult:
             teacher = teacher.to(memory_format=torch.channels_last)
     model = model.to(accelerator.device)
     optimizer = build_optimizer(cfg, model, lr)
-    ema = ModelEmaV3(model, decay=cfg.model_ema_decay) if cfg.model_ema else None
+    ema = ModelEmaV3(model, decay=cfg.model_ema_decay, use_warmup=cfg.model_ema_warmup) if cfg.model_ema else None
     model, optimizer, train_loader, val_loader = accelerator.prepare(model, optimizer, train_loader, val_loader)
     if teacher is not None:
         teacher = teacher.to(accelerator.device)
@@ -423,12 +423,12 @@ def run(cfg: TrainConfig, command: str | None = None) -> RunResult:
     metrics_path = out / METRICS_NAME
     if start_from is not None:
         differing = _compare_configs(out / "config.toml", cfg)
-        if differing:
+        if differing and accelerator.is_main_process:
             _logger.warning("resuming with settings that differ from the saved config.toml: %s", ", ".join(differing))
         ctx.state = ckpt.load_checkpoint(accelerator, start_from, ema)
         if accelerator.is_main_process:
             write_metrics(metrics_path, [r for r in read_metrics(metrics_path) if r["epoch"] <= ctx.state.epoch])
-    elif cfg.resume == "auto":
+    elif cfg.resume == "auto" and accelerator.is_main_process:
         _logger.info("--resume auto: no checkpoint in %s yet, starting a new run", out)
     scheduler.step_update(num_updates=ctx.state.step)
 
