@@ -75,7 +75,7 @@ def test_finetune_from_converted_official_weights(converted, data, tmp_path):
     assert config["label_names"] == class_names(4) and config["model_args"]["width"] == 8
     card = (out / "README.md").read_text()
     best = next(r for r in result.metrics if r["epoch"] == result.best_epoch)
-    assert f"{round(best['top1'], 2):g}" in card and "accelerate launch finetune.py" in card
+    assert f"{round(best['top1'], 2):g}" in card and "accelerate launch finetune.py" in card and "Fine-tuned" in card
 
     # the export loads back with timm and predicts exactly as the best checkpoint's in-memory model
     loaded = timm.create_model(f"local-dir:{out}", pretrained=True).eval()
@@ -102,6 +102,7 @@ def test_export_round_trip_of_an_in_memory_model(tmp_path):
         row=row,
         command="finetune.py x",
         weights_source="none",
+        pretrained=False,
     )
     loaded = timm.create_model(f"local-dir:{tmp_path / 'm'}", pretrained=True).eval()
     x = torch.randn(2, 3, 32, 32)

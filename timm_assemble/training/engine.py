@@ -153,12 +153,12 @@ def build_transforms(cfg: TrainConfig, model: nn.Module) -> tuple[Any, Any, dict
         crop_pct=crop_pct,
         crop_mode=data_cfg.get("crop_mode", "center"),
     )
-    # what the exported model's data config says: the sizes and crop we trained and evaluated with, and no
-    # tag of the weights we may have started from (None entries are dropped from the exported config)
+    # what the exported model's data config says: the sizes and crop we trained and evaluated with (replacing
+    # those of the weights we may have started from), and no tag or Hub id of those weights
     export_cfg = dict(
         input_size=(3, img_size, img_size),
-        test_input_size=(3, eval_size, eval_size) if eval_size != img_size else None,
-        test_crop_pct=crop_pct if eval_size != img_size else None,
+        test_input_size=(3, eval_size, eval_size),
+        test_crop_pct=crop_pct,
         interpolation=data_cfg["interpolation"],
         mean=tuple(data_cfg["mean"]),
         std=tuple(data_cfg["std"]),
@@ -514,6 +514,7 @@ def run(cfg: TrainConfig, command: str | None = None) -> RunResult:
                     row=row,
                     command=command,
                     weights_source=built.source,
+                    pretrained=built.pretrained,
                 )
                 if num_classes <= CONFUSION_MAX_CLASSES:
                     plot_confusion(

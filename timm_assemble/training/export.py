@@ -35,6 +35,7 @@ def build_card(
     weights_source: str,
     num_params: int,
     repo_id: str,
+    pretrained: bool,
 ) -> str:
     dataset = _dataset_name(cfg)
     split = f"{cfg.val_split:.0%} held out of the training folder" if cfg.val_split else "validation"
@@ -60,7 +61,7 @@ def build_card(
                 "notes": f"EMA weights, epoch {row['epoch']}, {row['val_images']} images",
             }
         )
-    verb = "Fine-tuned" if cfg.mode == "finetune" else "Trained from scratch"
+    verb = "Fine-tuned" if pretrained else "Trained from scratch"
     provenance = (
         f"{verb} with timm-assemble (`{cfg.mode}`): start weights {weights_source}; {cfg.epochs} epochs planned, "
         f"best {cfg.eval_metric} at epoch {row['epoch']}; optimizer {cfg.opt}, batch {cfg.batch_size} per device, "
@@ -68,6 +69,11 @@ def build_card(
         f"DropBlock {cfg.drop_block_rate}, KD teacher {cfg.teacher or cfg.teacher_weights or 'none'}."
         + (" The backbone was frozen (linear probe)." if cfg.freeze_backbone else "")
         + " The full resolved configuration is the run folder's `config.toml`."
+        + (
+            ""
+            if cfg.hub_repo_id
+            else f" Repo id `{repo_id}` is a local stand-in: train with `--hub-repo-id ORG/NAME` to name the real one."
+        )
     )
     return render_model_card(
         CardSpec(
@@ -94,6 +100,7 @@ def export_best_model(
     row: dict[str, Any],
     command: str,
     weights_source: str,
+    pretrained: bool,
 ) -> Path:
     """Export (replacing the previous best), then add the card rendered from the written config.json."""
     export_hub_folder(
@@ -106,7 +113,8 @@ def export_best_model(
     )
     config = json.loads((out_dir / CONFIG_NAME).read_text())
     repo_id = cfg.hub_repo_id or f"local/{out_dir.resolve().parent.name}"
-    card = build_card(cfg, config, row, command, weights_source, sum(p.numel() for p in model.parameters()), repo_id)
+    num_params = sum(p.numel() for p in model.parameters())
+    card = build_card(cfg, config, row, command, weights_source, num_params, repo_id, pretrained)
     tmp = out_dir / (CARD_NAME + ".tmp")
     tmp.write_text(card, encoding="utf-8")
     os.replace(tmp, out_dir / CARD_NAME)
