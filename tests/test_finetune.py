@@ -177,3 +177,11 @@ def test_embedded_default_is_the_demo_and_falls_back_to_scratch(tmp_path, monkey
     assert "could not be loaded" in built.notes[0] and "FROM SCRATCH" in built.notes[0]
     with pytest.raises(TimmAssembleError, match="pretrained"):
         build_model(with_data, 8)
+
+
+def test_single_folder_run_with_val_split(tmp_path):
+    root = make_synthetic_image_folder(tmp_path / "flat", num_classes=2, images_per_class=8, image_size=32, splits=())
+    cfg = tiny_config(root, tmp_path / "run", mode="finetune", epochs=1, batch_size=12, val_split=0.25)
+    result = engine.run(cfg, command="pytest")
+    assert result.metrics[0]["val_images"] == 4 and result.steps == 1
+    assert json.loads((result.export_dir / "config.json").read_text())["label_names"] == class_names(2)

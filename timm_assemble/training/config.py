@@ -159,7 +159,9 @@ FINETUNE_DEFAULTS: dict[str, Any] = dict(
 
 
 def list_presets() -> list[str]:
-    return sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
+    """Preset names in ladder order (e2 before e10)."""
+    names = [p.stem for p in PRESET_DIR.glob("*.toml")]
+    return sorted(names, key=lambda n: (n.rstrip("0123456789"), int(n[len(n.rstrip("0123456789")) :] or -1)))
 
 
 def _coerce(name: str, value: Any, source: str) -> Any:
