@@ -75,6 +75,12 @@ def test_learns_and_writes_run_folder(data, tmp_path):
         run(tiny_config(data, out))
 
 
+def test_grad_accumulation_and_linear_lr_scaling(data, tmp_path):
+    """Global batch 16 x 2 accumulation steps = 32 images per update: lr 0.1 * 32 / 256; 6 batches = 3 updates."""
+    result = run(tiny_config(data, tmp_path / "acc", epochs=1, lr=None, lr_base=0.1, grad_accum_steps=2))
+    assert result.lr == pytest.approx(0.1 * 32 / 256) and result.steps == 3
+
+
 class _KilledAfter:
     """A loader that dies after `n` batches, like a process killed mid-epoch."""
 

@@ -63,6 +63,7 @@ class RunResult:
     epochs_run: int
     steps: int
     metrics: list[dict[str, Any]]
+    lr: float  # peak lr after linear scaling with the global batch
 
 
 # ---------------------------------------------------------------------------------------------- setup
@@ -542,6 +543,7 @@ def run(cfg: TrainConfig, command: str | None = None) -> RunResult:
         ctx.state.epoch,
         ctx.state.step,
         rows,
+        lr,
     )
 
 
