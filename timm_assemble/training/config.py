@@ -129,7 +129,7 @@ class TrainConfig:
         default=None, metadata=dict(help="no | fp16 | bf16 (default: what accelerate launch says)")
     )
     seed: int = field(default=42, metadata=dict(help="random seed"))
-    output_dir: str | None = field(default=None, metadata=dict(help="run folder (default: ./output/<name>-<time>)"))
+    output_dir: str | None = field(default=None, metadata=dict(help="run folder (default: outputs/MODE-MODEL-TIME)"))
     resume: str | None = field(default=None, metadata=dict(help="'auto' (the output dir's last checkpoint) or a path"))
     eval_metric: str = field(default="top1", metadata=dict(help="metric that picks the best checkpoint"))
     hub_repo_id: str | None = field(

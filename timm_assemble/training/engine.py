@@ -92,7 +92,7 @@ def prepare_data_dir(cfg: TrainConfig, accelerator: Accelerator) -> None:
 
 
 def resolve_output_dir(cfg: TrainConfig, accelerator: Accelerator) -> Path:
-    """The run folder: given, or ./output/<mode>-<model>-<time> (one name for all processes)."""
+    """The run folder: given, or ./outputs/<mode>-<model>-<time> (one name for all processes)."""
     if cfg.output_dir is None:
         if cfg.resume == "auto":
             raise TimmAssembleError("--resume auto needs --output-dir (the run folder to continue)")
@@ -103,7 +103,7 @@ def resolve_output_dir(cfg: TrainConfig, accelerator: Accelerator) -> Path:
             cfg.output_dir = str(resume.parent.parent)
         else:
             name = f"{cfg.mode}-{cfg.model.replace('/', '_').replace(':', '_')}-{time.strftime('%Y%m%d-%H%M%S')}"
-            holder = [str(Path("output") / name)]
+            holder = [str(Path("outputs") / name)]
             broadcast_object_list(holder)
             cfg.output_dir = holder[0]
     out = Path(cfg.output_dir)
