@@ -259,3 +259,11 @@ def test_corrupt_image_is_skipped_and_counted(tmp_path, caplog):
     assert any("broken.png" in r.getMessage() for r in caplog.records)
     with pytest.raises(TimmAssembleError, match="broken.png.*--strict-data"):
         run(tiny_config(data, tmp_path / "strict", epochs=1, batch_size=17, strict_data=True))
+
+
+def test_printed_config_round_trips(tmp_path, capsys):
+    assert cli_main("train", ["--preset", "e5", "--epochs", "7", "--print-config"]) == 0
+    (tmp_path / "saved.toml").write_text(capsys.readouterr().out)
+    again, _ = parse_config("train", ["--config", str(tmp_path / "saved.toml")])
+    original, _ = parse_config("train", ["--preset", "e5", "--epochs", "7"])
+    assert again == original and again.epochs == 7

@@ -302,7 +302,7 @@ def _field_type(f: dataclasses.Field) -> type:
 
 
 def config_from_args(args: argparse.Namespace, mode: str) -> TrainConfig:
-    overrides = {k: v for k, v in vars(args).items() if k in FIELDS}
+    overrides = {k: v for k, v in vars(args).items() if k in FIELDS and k not in ("mode", "preset")}
     if "scale" in overrides:
         overrides["scale"] = tuple(overrides["scale"])
     return resolve_config(mode, overrides, preset=args.preset, config_file=args.config)
