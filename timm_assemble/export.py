@@ -7,6 +7,7 @@ and publishes with `timm-assemble publish DIR`.
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import tempfile
@@ -48,6 +49,8 @@ def export_hub_folder(
         raise TimmAssembleError(
             f"{len(label_names)} label names given for a model with {model.num_classes} classes"
         )
+    if any(not t.is_contiguous() for t in model.state_dict().values()):  # channels_last: safetensors wants dense
+        model = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:

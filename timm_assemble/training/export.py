@@ -6,14 +6,12 @@ project); the card is rendered by `timm_assemble.hub.card` from the folder's own
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
 import torch.nn as nn
 
 from ..export import CARD_NAME, CONFIG_NAME, export_hub_folder
@@ -105,8 +103,6 @@ def export_best_model(
     pretrained: bool,
 ) -> Path:
     """Export (replacing the previous best), then add the card rendered from the written config.json."""
-    if any(not t.is_contiguous() for t in model.state_dict().values()):  # channels_last: safetensors wants NCHW
-        model = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
     export_hub_folder(
         model,
         out_dir,
