@@ -1,0 +1,29 @@
+"""The `timm-assemble` entry point: every subcommand is registered, and user errors are one line, exit 2."""
+
+import pytest
+
+from timm_assemble.cli import main
+
+SUBCOMMANDS = ("convert", "publish", "download", "predict", "validate", "robustness", "benchmark")
+
+
+def test_help_lists_every_subcommand(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for name in SUBCOMMANDS:
+        assert name in out
+
+
+def test_no_command_prints_help(capsys):
+    assert main([]) == 0
+    assert "usage: timm-assemble" in capsys.readouterr().out
+
+
+def test_user_error_is_one_line(tmp_path, capsys):
+    code = main(["convert", "--model", "assemble_resnet50", "--checkpoint", str(tmp_path / "nope"),
+                 "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("timm-assemble convert: error: ") and err.count("\n") == 1
