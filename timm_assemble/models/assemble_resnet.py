@@ -6,7 +6,9 @@ code (clovaai/assembled-cnn, `nets/resnet_model.py`) layer for layer: Big-Little
 SK convolution, anti-aliased (blurred) strided convolutions, the Big-Little 3x3 average-pool projection
 shortcut and DropBlock at the official four places in stages 3 and 4. The paper's ablation ladder is
 registered as `assemble_r50`, `assemble_r50d`, `assemble_r50d_se`, `assemble_r50d_sk` and
-`assemble_r50d_bl_sk` (E0 .. E9 of Table 7); E10 .. E12 are the two official models.
+`assemble_r50d_bl_sk` (E0 .. E9 of Table 7); E10 .. E12 are the two official models. No weights exist
+for the ladder; its ResNet-D parts follow timm's `resnet50d` (deep stem, max-pool, 2x2 average-pool
+shortcut at stride 2 only), where the official code also pools stage 1's stride-1 shortcut (2x2, SAME).
 
 Parameters map one to one onto the official checkpoint variables (TF name -> our state_dict name, both
 models, any width; `N` = stage 1..3, `k` counts per scope in creation order):
