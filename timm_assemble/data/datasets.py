@@ -41,10 +41,10 @@ class Unreadable:
     error: str
 
 
-class SkippingDataset(Dataset):
-    """Wrap a timm `ImageDataset` (or a subset of it): decode errors become `Unreadable` instead of a retry."""
+class _IndexedView(Dataset):
+    """`base` seen through `indices` (all of it when None), with a transform of its own."""
 
-    def __init__(self, base: ImageDataset, indices: Sequence[int] | None = None, transform: Callable | None = None):
+    def __init__(self, base: Dataset, indices: Sequence[int] | None = None, transform: Callable | None = None):
         self.base = base
         self.indices = list(indices) if indices is not None else None
         self.transform = transform
@@ -52,8 +52,17 @@ class SkippingDataset(Dataset):
     def __len__(self) -> int:
         return len(self.indices) if self.indices is not None else len(self.base)
 
+    def _base_index(self, i: int) -> int:
+        return self.indices[i] if self.indices is not None else i
+
+
+class SkippingDataset(_IndexedView):
+    """Wrap a timm `ImageDataset` (or a subset of it): decode errors become `Unreadable` instead of a retry."""
+
+    base: ImageDataset
+
     def __getitem__(self, i: int) -> Any:
-        index = self.indices[i] if self.indices is not None else i
+        index = self._base_index(i)
         try:
             fileobj, target = self.base.reader[index][:2]
             img = Image.open(fileobj)
@@ -65,19 +74,11 @@ class SkippingDataset(Dataset):
         return img, -1 if target is None else target
 
 
-class TransformDataset(Dataset):
+class TransformDataset(_IndexedView):
     """A non-ImageFolder dataset (torchvision, HF, ...) seen through `indices` with its own transform."""
 
-    def __init__(self, base: Dataset, indices: Sequence[int] | None = None, transform: Callable | None = None):
-        self.base = base
-        self.indices = list(indices) if indices is not None else None
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.indices) if self.indices is not None else len(self.base)
-
     def __getitem__(self, i: int) -> Any:
-        img, target = self.base[self.indices[i] if self.indices is not None else i][:2]
+        img, target = self.base[self._base_index(i)][:2]
         return (self.transform(img) if self.transform is not None else img), target
 
 
