@@ -348,16 +348,16 @@ def format_table(result: dict[str, Any]) -> str:
 
 def plot_throughput(result: dict[str, Any], path: str) -> None:
     """Inference throughput vs published ImageNet top-1 (models without a known top-1 are left out)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     cfg = result["config"]
     pts = [r for r in result["models"] if r["imagenet_top1"] is not None]
     if not pts:
         raise TimmAssembleError("--plot: none of the models has a known ImageNet top-1 in reference_results.json")
-    fig, ax = plt.subplots(figsize=(7, 4.8))
+    fig = Figure(figsize=(7, 4.8))
+    FigureCanvasAgg(fig)  # an Agg canvas for this figure only: no global backend switch
+    ax = fig.subplots()
     for r in pts:
         ours = r["model"].startswith("assemble_")
         ax.scatter(r["infer_img_per_s"], r["imagenet_top1"], color="tab:red" if ours else "tab:blue", s=36)
@@ -379,7 +379,6 @@ def plot_throughput(result: dict[str, Any], path: str) -> None:
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def run(args: argparse.Namespace) -> int:

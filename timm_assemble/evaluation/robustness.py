@@ -281,15 +281,15 @@ def format_table(result: dict[str, Any]) -> str:
 
 def plot_ce(result: dict[str, Any], path: str) -> None:
     """Bar chart of CE per corruption (or of mean error when no reference is available)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     names = result["corruptions"]
     has_ce = all(result["ce"][n] is not None for n in names)
     values = [result["ce"][n] if has_ce else result["mean_error"][n] for n in names]
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.55 * len(names) + 2), 4.2))
+    fig = Figure(figsize=(max(6.0, 0.55 * len(names) + 2), 4.2))
+    FigureCanvasAgg(fig)  # an Agg canvas for this figure only: no global backend switch
+    ax = fig.subplots()
     colours = ["tab:blue" if n in COMMON_CORRUPTIONS else "tab:gray" for n in names]
     ax.bar(range(len(names)), values, color=colours)
     ax.set_xticks(range(len(names)), names, rotation=60, ha="right")
@@ -305,7 +305,6 @@ def plot_ce(result: dict[str, Any], path: str) -> None:
     ax.set_ylim(0, max(values + [100.0 if has_ce else 0.0]) * 1.1 or 1.0)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def run(args: argparse.Namespace) -> int:
