@@ -185,6 +185,11 @@ def _make_blocks(
     return nn.Sequential(*blocks)
 
 
+def _big_little_depths(depth: int, beta: int) -> tuple[int, int]:
+    """Blocks in the big and the little branch of a Big-Little stage of `depth` blocks (+1 merge block)."""
+    return depth - 1, max(1, depth // beta - 1)
+
+
 class AssembleResNet(nn.Module):
     """ResNet-50/152 family with Big-Little stages, SK convs, SE, anti-aliasing and DropBlock as options.
 
@@ -250,11 +255,10 @@ class AssembleResNet(nn.Module):
         self.feature_info = [dict(num_chs=width, reduction=4, module="stem_pool")]
 
         stage_strides = (2, 2, 1, 2) if big_little is not None else (1, 2, 2, 2)
-        blocks_per_stage = []
-        for index, depth in enumerate(layers):
-            if big_little is not None and index < 3:
-                depth = depth - 1 + max(1, depth // big_little[1] - 1) + 1
-            blocks_per_stage.append(depth)
+        blocks_per_stage = [
+            sum(_big_little_depths(depth, big_little[1])) + 1 if big_little is not None and index < 3 else depth
+            for index, depth in enumerate(layers)
+        ]
         num_blocks = sum(blocks_per_stage)
         rates = [drop_path_rate * index / max(num_blocks - 1, 1) for index in range(num_blocks)]
         block_kwargs = dict(use_sk=use_sk, use_se=use_se, anti_alias=anti_alias, act_layer=act_layer,
@@ -272,7 +276,7 @@ class AssembleResNet(nn.Module):
             group = partial(_make_blocks, shortcut_type=shortcut_type, drop_block=drop_block, **block_kwargs)
             if big_little is not None and index < 3:
                 alpha, beta = big_little
-                num_big, num_little = depth - 1, max(1, depth // beta - 1)
+                num_big, num_little = _big_little_depths(depth, beta)
                 stage: nn.Module = BigLittleStage(
                     big=group(in_chs, planes, num_big, 2, stage_rates[:num_big], last_act=False),
                     little=group(in_chs, planes // alpha, num_little, 1, stage_rates[num_big:-1]),
