@@ -312,6 +312,17 @@ def write_json(path: str | os.PathLike, payload: Any) -> None:
         raise
 
 
+MODEL_ARG_NAMES = (
+    "pretrained", "checkpoint", "num_classes", "img_size", "crop_pct", "batch_size", "workers", "limit", "device",
+    "amp", "channels_last",
+)
+
+
+def model_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The options `add_model_args` defined, as keyword arguments of `validate` / `robustness`."""
+    return {name: getattr(args, name) for name in MODEL_ARG_NAMES}
+
+
 def add_model_args(parser: argparse.ArgumentParser) -> None:
     """--model, weights and data-config options shared by validate and robustness."""
     parser.add_argument("--model", required=True, help="timm name, local-dir:DIR or hf-hub:ORG/NAME")

@@ -28,6 +28,7 @@ from .common import (
     limit_samples,
     make_loader,
     model_data_config,
+    model_kwargs,
     resize_crop,
     resolve_device,
     run_scorers,
@@ -317,17 +318,7 @@ def run(args: argparse.Namespace) -> int:
         baseline=args.baseline,
         seed=args.seed,
         jpeg_quality=args.jpeg_quality,
-        pretrained=args.pretrained,
-        checkpoint=args.checkpoint,
-        num_classes=args.num_classes,
-        img_size=args.img_size,
-        crop_pct=args.crop_pct,
-        batch_size=args.batch_size,
-        workers=args.workers,
-        limit=args.limit,
-        device=args.device,
-        amp=args.amp,
-        channels_last=args.channels_last,
+        **model_kwargs(args),
     )
     print(format_table(result))
     if args.json:

@@ -15,6 +15,7 @@ from .common import (
     limit_samples,
     make_loader,
     model_data_config,
+    model_kwargs,
     resize_crop,
     resolve_device,
     run_scorers,
@@ -71,17 +72,7 @@ def run(args: argparse.Namespace) -> int:
     result = validate(
         args.model,
         args.data_dir,
-        pretrained=args.pretrained,
-        checkpoint=args.checkpoint,
-        num_classes=args.num_classes,
-        img_size=args.img_size,
-        crop_pct=args.crop_pct,
-        batch_size=args.batch_size,
-        workers=args.workers,
-        limit=args.limit,
-        device=args.device,
-        amp=args.amp,
-        channels_last=args.channels_last,
+        **model_kwargs(args),
     )
     size = result["data_config"]["input_size"][-1]
     print(
