@@ -12,8 +12,8 @@ import pytest
 from timm_assemble.convert import convert_checkpoint
 from timm_assemble.hub import records
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-R50_W8_CHECKPOINT = SHARED / "reference" / "clova_tf" / "assemble_resnet50_w8" / "model.ckpt"
+CLOVA_TF = Path(__file__).resolve().parent / "fixtures" / "clova_tf"  # official-code outputs
+R50_W8_CHECKPOINT = CLOVA_TF / "assemble_resnet50_w8" / "model.ckpt"
 NAME = "assemble_resnet50.clova_in1k"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 

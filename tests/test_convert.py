@@ -19,7 +19,7 @@ from timm_assemble.convert import convert_checkpoint, mapping
 from timm_assemble.convert.tensor_bundle import TensorBundleReader
 from timm_assemble.errors import TimmAssembleError
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "clova_tf"
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "clova_tf"
 MODELS = ("assemble_resnet50", "assemble_resnet152")
 STAGES = ("stem", "stage1", "stage2", "stage3", "stage4")
 TOLERANCE = 1e-4

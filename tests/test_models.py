@@ -16,7 +16,7 @@ from timm.layers import DropPath
 import timm_assemble  # noqa: F401
 from timm_assemble.models.assemble_resnet import AssembleResNet
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+CLOVA_TF = Path(__file__).resolve().parent / "fixtures" / "clova_tf"  # official-code outputs
 MODELS = timm.list_models("assemble*")
 OFFICIAL = ["assemble_resnet50", "assemble_resnet152"]
 SMALL_INPUT = (2, 3, 64, 64)
@@ -28,7 +28,7 @@ def _small(name: str, **kwargs) -> AssembleResNet:
 
 def _official_variables(name: str) -> dict[str, tuple[int, ...]]:
     variables = {}
-    for line in (SHARED / "reference" / "clova_tf" / f"{name}_full_variables.tsv").read_text().splitlines():
+    for line in (CLOVA_TF / f"{name}_full_variables.tsv").read_text().splitlines():
         var_name, shape, _ = line.split("\t")
         variables[var_name] = tuple(json.loads(shape))
     return variables

@@ -13,7 +13,7 @@ from timm_assemble.convert.crc32c import _register_small, crc32c, mask, unmask
 from timm_assemble.convert.tensor_bundle import TensorBundleReader
 from timm_assemble.errors import TimmAssembleError
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "clova_tf"
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "clova_tf"
 
 
 def _tensors(seed: int = 0) -> dict[str, np.ndarray]:

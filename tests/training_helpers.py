@@ -13,8 +13,8 @@ from accelerate.state import AcceleratorState, GradientState
 from timm_assemble.data.synthetic import make_synthetic_image_folder
 from timm_assemble.training.config import TrainConfig, resolve_config
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-R50_W8 = SHARED / "reference" / "clova_tf" / "assemble_resnet50_w8"
+CLOVA_TF = Path(__file__).resolve().parent / "fixtures" / "clova_tf"  # official-code outputs
+R50_W8 = CLOVA_TF / "assemble_resnet50_w8"
 
 # a tiny Assemble-ResNet-50 at 32 px: a few dozen steps take seconds on 2 CPU cores
 TINY: dict[str, Any] = dict(

@@ -4,8 +4,6 @@ A big-little stage runs a deep, wide, downsampled "big" branch next to a shallow
 "little" branch, merges them at the little branch's resolution and refines the sum with one block.
 """
 
-from __future__ import annotations
-
 from collections import OrderedDict
 
 import torch

@@ -5,8 +5,6 @@ timm's `DropBlock2d` cannot express the official behaviour: it samples block see
 whole block fits and draws one mask of shape [1, C, H, W], shared by the batch and independent per channel.
 """
 
-from __future__ import annotations
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F

@@ -5,8 +5,6 @@ feature maps as the two halves of a 2x-wide output, and a squeeze-excite style a
 them per channel.
 """
 
-from __future__ import annotations
-
 import torch
 import torch.nn as nn
 

@@ -32,8 +32,6 @@ Conv kernels are HWIO in TF and OIHW here; the dense kernel is [in, out] in TF a
 `gamma, beta, moving_mean, moving_variance` are `weight, bias, running_mean, running_var`.
 """
 
-from __future__ import annotations
-
 from collections.abc import Callable
 from functools import partial
 
