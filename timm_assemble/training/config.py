@@ -21,6 +21,9 @@ from ..errors import TimmAssembleError
 
 PRESET_DIR = Path(__file__).parent / "presets"
 DEMO_PRESET = "demo"
+BASE_KEY = "base"  # a preset's `base = "e10"`: start from that preset's settings
+NO_TEACHER = "none"  # --teacher none: no distillation, whatever the preset says
+PRECISIONS = ("no", "fp16", "bf16", "fp8")
 
 
 @dataclass
@@ -93,7 +96,9 @@ class TrainConfig:
     )
 
     # knowledge distillation
-    teacher: str | None = field(default=None, metadata=dict(help="KD teacher: timm name / local-dir:DIR"))
+    teacher: str | None = field(
+        default=None, metadata=dict(help="KD teacher: timm name / local-dir:DIR; 'none' turns a preset's KD off")
+    )
     teacher_weights: str | None = field(default=None, metadata=dict(help="KD teacher weights file"))
     kd_temperature: float = field(default=1.0, metadata=dict(help="KD softmax temperature"))
     kd_weight: float = field(default=1.0, metadata=dict(help="KD loss weight (task loss weight is 1)"))
@@ -126,7 +131,16 @@ class TrainConfig:
     batch_size: int = field(default=128, metadata=dict(help="batch per device per step"))
     grad_accum_steps: int = field(default=1, metadata=dict(help="gradient accumulation steps"))
     mixed_precision: str | None = field(
-        default=None, metadata=dict(help="no | fp16 | bf16 (default: what accelerate launch says)")
+        default=None,
+        metadata=dict(
+            help="no | fp16 | bf16; wins over accelerate launch (default: the launcher's, else the preset's)"
+        ),
+    )
+    preset_mixed_precision: str | None = field(
+        default=None,
+        metadata=dict(
+            help="the recipe's precision, used when neither --mixed-precision nor the launcher chose one", cli=False
+        ),
     )
     seed: int = field(default=42, metadata=dict(help="random seed"))
     output_dir: str | None = field(default=None, metadata=dict(help="run folder (default: outputs/MODE-MODEL-TIME)"))
@@ -136,9 +150,22 @@ class TrainConfig:
         default=None, metadata=dict(help="ORG/NAME the exported model card names (default: local/<run folder>)")
     )
 
+    # tracking, progress and publishing
+    log_with: str | None = field(
+        default=None, metadata=dict(help="accelerate trackers, comma-separated: tensorboard, wandb, mlflow, ..., all")
+    )
+    tracker_project: str = field(default="timm-assemble", metadata=dict(help="project name given to the trackers"))
+    log_interval: int = field(
+        default=50, metadata=dict(help="optimizer steps between step-level logs (trackers, progress lines)")
+    )
+    push_to_hub: str | None = field(
+        default=None, metadata=dict(help="ORG/NAME: upload the exported best model to the Hub at the end of the run")
+    )
+    push_every: int = field(default=0, metadata=dict(help="with --push-to-hub: also upload every N epochs (0 = off)"))
+
     @property
     def distilling(self) -> bool:
-        return bool(self.teacher or self.teacher_weights)
+        return self.teacher != NO_TEACHER and bool(self.teacher or self.teacher_weights)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -159,8 +186,8 @@ FINETUNE_DEFAULTS: dict[str, Any] = dict(
 
 
 def list_presets() -> list[str]:
-    """Preset names in ladder order (e2 before e10)."""
-    names = [p.stem for p in PRESET_DIR.glob("*.toml")]
+    """Preset names in ladder order (e2 before e10); files named `_*.toml` are shared bases, not presets."""
+    names = [p.stem for p in PRESET_DIR.glob("*.toml") if not p.stem.startswith("_")]
     return sorted(names, key=lambda n: (n.rstrip("0123456789"), int(n[len(n.rstrip("0123456789")) :] or -1)))
 
 
@@ -179,24 +206,48 @@ def _coerce(name: str, value: Any, source: str) -> Any:
     return value
 
 
-def load_config_file(path: str | Path, source: str | None = None) -> dict[str, Any]:
-    """Settings from a preset/config TOML file (only the keys it sets)."""
-    path = Path(path)
-    source = source or str(path)
+def _read_toml(path: Path, source: str) -> dict[str, Any]:
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as err:
         raise TimmAssembleError(f"config file {path} does not exist") from err
     except tomllib.TOMLDecodeError as err:
         raise TimmAssembleError(f"{source}: not valid TOML: {err}") from err
-    return {k: _coerce(k, v, source) for k, v in raw.items()}
+
+
+def load_config_file(path: str | Path, source: str | None = None) -> dict[str, Any]:
+    """Settings from a config TOML file (only the keys it sets)."""
+    path = Path(path)
+    source = source or str(path)
+    return {k: _coerce(k, v, source) for k, v in _read_toml(path, source).items()}
+
+
+def _preset_settings(name: str, chain: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A preset's own keys on top of those of its `base = "NAME"` preset (recursively): each preset of the
+    ladder states only how it differs from the one it builds on."""
+    path = PRESET_DIR / f"{name.lower()}.toml"
+    if not path.is_file():
+        available = ", ".join(list_presets())
+        where = f" (the base of preset {chain[-1]})" if chain else ""
+        raise TimmAssembleError(f"unknown preset '{name}'{where}; available: {available}")
+    if name.lower() in chain:
+        raise TimmAssembleError(f"preset bases form a loop: {' -> '.join((*chain, name.lower()))}")
+    source = f"preset {name.lower()}"
+    raw = _read_toml(path, source)
+    base = raw.pop(BASE_KEY, None)
+    if base is not None and not isinstance(base, str):
+        raise TimmAssembleError(f"{source}: '{BASE_KEY}' must name another preset, got {base!r}")
+    settings = _preset_settings(base, (*chain, name.lower())) if base else {}
+    settings.update({k: _coerce(k, v, source) for k, v in raw.items()})
+    return settings
 
 
 def load_preset(name: str) -> dict[str, Any]:
-    path = PRESET_DIR / f"{name.lower()}.toml"
-    if not path.is_file():
-        raise TimmAssembleError(f"unknown preset '{name}'; available: {', '.join(list_presets())}")
-    settings = load_config_file(path, source=f"preset {name}")
+    """A preset's settings. Its `mixed_precision` is the recipe's default only: accelerate launch (or
+    `accelerate config`) and `--mixed-precision` decide first, so it is kept as `preset_mixed_precision`."""
+    settings = _preset_settings(name)
+    if "mixed_precision" in settings:
+        settings["preset_mixed_precision"] = settings.pop("mixed_precision")
     settings["preset"] = name.lower()
     return settings
 
@@ -234,9 +285,20 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.val_split is None or 0.0 < cfg.val_split < 1.0, f"val_split must be in (0, 1), got {cfg.val_split}"),
         (cfg.kd_temperature > 0, f"kd_temperature must be > 0, got {cfg.kd_temperature}"),
         (
-            cfg.mixed_precision in (None, "no", "fp16", "bf16", "fp8"),
+            cfg.mixed_precision in (None, *PRECISIONS),
             f"mixed_precision must be no, fp16 or bf16, got {cfg.mixed_precision!r}",
         ),
+        (
+            cfg.preset_mixed_precision in (None, *PRECISIONS),
+            f"the preset's mixed_precision must be no, fp16 or bf16, got {cfg.preset_mixed_precision!r}",
+        ),
+        (
+            not (cfg.teacher == NO_TEACHER and cfg.teacher_weights),
+            "--teacher none turns distillation off; --teacher-weights needs a teacher architecture",
+        ),
+        (cfg.log_interval >= 1, f"log_interval must be >= 1, got {cfg.log_interval}"),
+        (cfg.push_every >= 0, f"push_every must be >= 0, got {cfg.push_every}"),
+        (not cfg.push_every or bool(cfg.push_to_hub), "--push-every needs --push-to-hub ORG/NAME"),
         (cfg.eval_metric in ("top1", "top5", "loss"), f"eval_metric must be top1, top5 or loss, got {cfg.eval_metric}"),
         (cfg.backbone_lr_scale >= 0, f"backbone_lr_scale must be >= 0, got {cfg.backbone_lr_scale}"),
         (not (cfg.freeze_backbone and cfg.layer_decay), "freeze_backbone and layer_decay exclude each other"),

@@ -13,41 +13,46 @@ import shlex
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from accelerate import Accelerator, DataLoaderConfiguration
-from accelerate.utils import broadcast_object_list, set_seed
+from accelerate.tracking import LOGGER_TYPE_TO_CLASS, get_available_trackers
+from accelerate.utils import ProjectConfiguration, broadcast_object_list, set_seed
 from timm.data import create_transform, resolve_data_config
 from timm.optim import create_optimizer_v2, param_groups_weight_decay
 from timm.scheduler import create_scheduler_v2
 from timm.utils import ModelEmaV3
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from ..data.datasets import DataSplits, SkippingCollate, build_data_splits
 from ..data.synthetic import make_synthetic_image_folder
 from ..errors import TimmAssembleError
+from ..fileio import atomic_write
+from ..hub.publish import plan_publish, publish
 from ..layers import set_drop_block_keep_prob
 from . import checkpoint as ckpt
-from .config import TrainConfig, format_config
-from .export import export_best_model
+from .config import NO_TEACHER, TrainConfig, format_config
+from .export import check_push_target, export_best_model, released_base_model
 from .losses import build_criterion, build_mixup, build_task
 from .metrics import (
     METRICS_NAME,
-    append_metrics,
+    SUMMARY_NAME,
+    confusion_counts,
     plot_confusion,
     plot_curves,
     read_metrics,
     topk_correct,
     write_metrics,
+    write_summary,
 )
-from .models import build_model, build_teacher, freeze_backbone, head_parameters, set_train_mode
+from .models import BuiltModel, build_model, build_teacher, freeze_backbone, head_parameters, set_train_mode
+from .precision import Precision, choose_precision
+from .progress import Progress, format_seconds
 
 _logger = logging.getLogger(__name__)
 
@@ -197,100 +202,19 @@ def keep_prob_at(cfg: TrainConfig, step: int, total_steps: int) -> float:
     return 1.0 - cfg.drop_block_rate * min(1.0, step / max(1, total_steps))
 
 
-# ---------------------------------------------------------------------------------------------- loop
+# ---------------------------------------------------------------------------------------------- the run
 
 
-def train_one_epoch(ctx: _Run, epoch: int) -> dict[str, Any]:
-    acc, cfg, model = ctx.accelerator, ctx.cfg, ctx.model
-    set_train_mode(model, cfg.freeze_backbone)
-    ctx.task.train()
-    set_train_mode(model, cfg.freeze_backbone)  # task.train() flips the student back to train mode
-    loss_sum = torch.zeros((), device=acc.device)
-    seen = torch.zeros((), device=acc.device)
-    skipped = 0
-    start = time.perf_counter()
-    bar = tqdm(
-        ctx.train_loader,
-        desc=f"epoch {epoch + 1}/{cfg.epochs}",
-        disable=not acc.is_local_main_process,
-        leave=False,
-        dynamic_ncols=True,
-    )
-    keep_prob = 1.0
-    for images, targets, bad in bar:
-        skipped += ctx.report_skipped(bad)
-        with acc.accumulate(model):
-            if cfg.drop_block_rate > 0:
-                keep_prob = keep_prob_at(cfg, ctx.state.step, ctx.total_steps)
-                set_drop_block_keep_prob(model, keep_prob)
-            if ctx.mixup is not None:
-                images, targets = ctx.mixup(images, targets)
-            if cfg.channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            with acc.autocast():
-                loss = ctx.task(images, targets)["loss"]
-            acc.backward(loss)
-            if acc.sync_gradients and cfg.clip_grad:
-                acc.clip_grad_norm_(model.parameters(), cfg.clip_grad)
-            ctx.optimizer.step()
-            ctx.optimizer.zero_grad(set_to_none=True)
-        if acc.sync_gradients:
-            ctx.state.step += 1
-            ctx.scheduler.step_update(num_updates=ctx.state.step)
-            if ctx.ema is not None:
-                ctx.ema.update(acc.unwrap_model(model), step=ctx.state.step)
-        loss_sum += loss.detach().float() * images.shape[0]
-        seen += images.shape[0]
-        if acc.is_local_main_process:
-            bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{ctx.optimizer.param_groups[0]['lr']:.3g}")
-    elapsed = time.perf_counter() - start
-    totals = acc.reduce(torch.stack([loss_sum, seen, torch.tensor(float(skipped), device=acc.device)]), "sum")
-    return dict(
-        train_loss=float(totals[0] / totals[1].clamp(min=1)),
-        images_per_s=float(totals[1]) / max(elapsed, 1e-9),
-        skipped_images=int(totals[2]),
-        keep_prob=keep_prob,
-    )
+@dataclass
+class Run:
+    """What one run holds: built once by `setup`; `state` is what checkpoints carry and resume restores."""
 
-
-@torch.no_grad()
-def evaluate(ctx: _Run, model: nn.Module) -> dict[str, Any]:
-    acc = ctx.accelerator
-    model.eval()
-    n = ctx.num_classes
-    loss_sum, count, correct = 0.0, 0, [0, 0]
-    confusion = np.zeros((n, n), dtype=np.int64)
-    skipped = 0
-    bar = tqdm(ctx.val_loader, desc="eval", disable=not acc.is_local_main_process, leave=False, dynamic_ncols=True)
-    for images, targets, bad in bar:
-        skipped += ctx.report_skipped(bad)
-        if ctx.cfg.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        with acc.autocast():
-            logits = model(images)
-        logits, targets = acc.gather_for_metrics((logits.float(), targets))
-        loss_sum += float(F.cross_entropy(logits, targets, reduction="sum"))
-        count += targets.shape[0]
-        c1, c5 = topk_correct(logits, targets, (1, 5))
-        correct[0] += c1
-        correct[1] += c5
-        np.add.at(confusion, (targets.cpu().numpy(), logits.argmax(1).cpu().numpy()), 1)
-    skipped = int(acc.reduce(torch.tensor(skipped, device=acc.device), "sum"))
-    return dict(
-        val_loss=loss_sum / max(count, 1),
-        top1=100.0 * correct[0] / max(count, 1),
-        top5=100.0 * correct[1] / max(count, 1),
-        val_images=count,
-        val_skipped_images=skipped,
-        confusion=confusion,
-    )
-
-
-class _Run:
-    """Everything one run holds; built by `run`, used by the epoch functions."""
-
-    accelerator: Accelerator
     cfg: TrainConfig
+    accelerator: Accelerator
+    out: Path
+    command: str
+    built: BuiltModel
+    splits: DataSplits
     model: nn.Module
     task: nn.Module
     optimizer: torch.optim.Optimizer
@@ -299,9 +223,34 @@ class _Run:
     ema: ModelEmaV3 | None
     train_loader: DataLoader
     val_loader: DataLoader
-    state: ckpt.TrainState
-    total_steps: int
-    num_classes: int
+    export_data_cfg: dict[str, Any]
+    base_model: str | None
+    precision: Precision
+    lr: float
+    global_batch: int
+    updates_per_epoch: int
+    frozen: int = 0
+    start_from: Path | None = None
+    state: ckpt.TrainState = field(default_factory=ckpt.TrainState)
+
+    @property
+    def num_classes(self) -> int:
+        return self.splits.num_classes
+
+    @property
+    def total_steps(self) -> int:
+        return self.updates_per_epoch * self.cfg.epochs
+
+    @property
+    def export_dir(self) -> Path:
+        return self.out / "model"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.out / METRICS_NAME
+
+    def log(self, message: str) -> None:
+        self.accelerator.print(message)
 
     def report_skipped(self, bad: list[str]) -> int:
         for item in bad:
@@ -311,47 +260,51 @@ class _Run:
         return len(bad)
 
 
-def _better(metric: str, new: float, old: float | None) -> bool:
-    if old is None:
-        return True
-    return new < old if metric == "loss" else new > old
-
-
-def _metric_value(metric: str, stats: dict[str, Any]) -> float:
-    return stats["val_loss"] if metric == "loss" else stats[metric]
-
-
-def _compare_configs(saved: Path, cfg: TrainConfig) -> list[str]:
-    """Settings that differ from the run being resumed (informational: the user may extend epochs)."""
-    if not saved.is_file():
+def tracker_names(cfg: TrainConfig) -> list[str]:
+    """`--log-with` as a list, each one checked: accelerate silently drops a tracker that is not installed."""
+    if not cfg.log_with:
         return []
-    import tomllib
+    names = [n.strip() for n in cfg.log_with.split(",") if n.strip()]
+    if "all" in names:
+        return ["all"]
+    known, available = LOGGER_TYPE_TO_CLASS, {str(t) for t in get_available_trackers()}
+    for name in names:
+        if name not in known:
+            raise TimmAssembleError(f"--log-with {name}: not an accelerate tracker; known: {', '.join(sorted(known))}")
+        if name not in available:
+            hint = " (pip install 'timm-assemble[tensorboard]')" if name == "tensorboard" else f" (pip install {name})"
+            raise TimmAssembleError(f"--log-with {name}: its package is not installed{hint}")
+    return names
 
-    old = tomllib.loads(saved.read_text())
-    new = tomllib.loads(format_config(cfg))
-    skip = {"resume", "output_dir", "data_dir"}
-    return sorted(k for k in set(old) | set(new) if k not in skip and old.get(k) != new.get(k))
+
+def tracker_config(cfg: TrainConfig, run: Run) -> dict[str, Any]:
+    """The resolved config as hyper-parameters: trackers take numbers, strings and booleans only."""
+    values = {**cfg.to_dict(), "lr_peak": run.lr, "global_batch": run.global_batch, "precision": run.precision.mode}
+    return {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in values.items() if v is not None}
 
 
-def run(cfg: TrainConfig, command: str | None = None) -> RunResult:
-    """Train (or fine-tune) as `cfg` says; returns where the results are. Raises TimmAssembleError for bad input."""
-    if cfg.mixed_precision == "fp16" and not torch.cuda.is_available():
-        raise TimmAssembleError("mixed_precision fp16 needs a CUDA GPU; pass --mixed-precision bf16 or no")
+def setup(cfg: TrainConfig, command: str | None = None) -> Run:
+    """Everything before the first step, every check first: a bad input fails before anything is written."""
+    precision = choose_precision(cfg)
+    trackers = tracker_names(cfg)
+    if cfg.push_to_hub:
+        check_push_target(cfg.push_to_hub)
     accelerator = Accelerator(
-        mixed_precision=cfg.mixed_precision,
+        mixed_precision=precision.mode,
         gradient_accumulation_steps=cfg.grad_accum_steps,
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.seed),
         dynamo_backend="inductor" if cfg.compile else None,
+        log_with=trackers or None,
+        project_config=ProjectConfiguration(logging_dir=tempfile.gettempdir()),  # the run folder, once known
     )
     command = command or shlex.join(["python", *sys.argv])
     set_seed(cfg.seed)
     prepare_data_dir(cfg, accelerator)
     out = resolve_output_dir(cfg, accelerator)
-    ckpt_dir = out / "checkpoints"
+    accelerator.project_configuration.logging_dir = str(out)
     start_from = resume_path(cfg, out)
 
-    # ---- data and model, every check before any training
-    splits: DataSplits = build_data_splits(
+    splits = build_data_splits(
         cfg.data_dir, cfg.dataset, cfg.train_split, cfg.val_split_name, cfg.val_split, cfg.dataset_download, cfg.seed
     )
     num_classes = splits.num_classes
@@ -368,24 +321,9 @@ def run(cfg: TrainConfig, command: str | None = None) -> RunResult:
     mixup = build_mixup(cfg, num_classes)
     if mixup is not None and cfg.batch_size % 2:
         raise TimmAssembleError(f"mixup/cutmix pair samples: --batch-size must be even, got {cfg.batch_size}")
+    base_model = released_base_model(cfg, model, built.pretrained)
     train_tf, eval_tf, export_data_cfg = build_transforms(cfg, model)
-    train_ds, val_ds = splits.with_transforms(train_tf, eval_tf)
-    if len(train_ds) < cfg.batch_size:
-        raise TimmAssembleError(
-            f"--batch-size {cfg.batch_size} is larger than the training set ({len(train_ds)} images)"
-        )
-    loader_kw = dict(num_workers=cfg.workers, pin_memory=torch.cuda.is_available(), persistent_workers=False)
-    train_loader = DataLoader(
-        train_ds,
-        batch_size=cfg.batch_size,
-        shuffle=True,
-        drop_last=True,
-        collate_fn=SkippingCollate(even=mixup is not None),
-        **loader_kw,
-    )
-    val_loader = DataLoader(
-        val_ds, batch_size=cfg.batch_size, shuffle=False, drop_last=False, collate_fn=SkippingCollate(), **loader_kw
-    )
+    train_loader, val_loader = build_loaders(cfg, splits, train_tf, eval_tf, even=mixup is not None)
 
     global_batch = cfg.batch_size * accelerator.num_processes * cfg.grad_accum_steps
     lr = cfg.lr if cfg.lr is not None else cfg.lr_base * global_batch / cfg.lr_base_size
@@ -410,141 +348,339 @@ def run(cfg: TrainConfig, command: str | None = None) -> RunResult:
         step_on_epochs=False,
         updates_per_epoch=updates_per_epoch,
     )
-    criterion = build_criterion(cfg, mixup)
-    task = build_task(model, criterion, cfg, teacher, accelerator.device)
+    task = build_task(model, build_criterion(cfg, mixup), cfg, teacher, accelerator.device)
+    return Run(
+        cfg, accelerator, out, command, built, splits, model, task, optimizer, scheduler, mixup, ema,
+        train_loader, val_loader, export_data_cfg, base_model, precision, lr, global_batch, updates_per_epoch,
+        frozen=frozen, start_from=start_from,
+    )  # fmt: skip
 
-    ctx = _Run()
-    ctx.accelerator, ctx.cfg, ctx.model, ctx.task = accelerator, cfg, model, task
-    ctx.optimizer, ctx.scheduler, ctx.mixup, ctx.ema = optimizer, scheduler, mixup, ema
-    ctx.train_loader, ctx.val_loader, ctx.num_classes = train_loader, val_loader, num_classes
-    ctx.total_steps = updates_per_epoch * cfg.epochs
-    ctx.state = ckpt.TrainState()
 
-    # ---- resume
-    metrics_path = out / METRICS_NAME
-    if start_from is not None:
-        differing = _compare_configs(out / "config.toml", cfg)
-        if differing and accelerator.is_main_process:
+def build_loaders(
+    cfg: TrainConfig, splits: DataSplits, train_tf: Any, eval_tf: Any, even: bool
+) -> tuple[DataLoader, DataLoader]:
+    train_ds, val_ds = splits.with_transforms(train_tf, eval_tf)
+    if len(train_ds) < cfg.batch_size:
+        raise TimmAssembleError(
+            f"--batch-size {cfg.batch_size} is larger than the training set ({len(train_ds)} images)"
+        )
+    loader_kw = dict(num_workers=cfg.workers, pin_memory=torch.cuda.is_available(), persistent_workers=False)
+    train_loader = DataLoader(
+        train_ds, batch_size=cfg.batch_size, shuffle=True, drop_last=True, collate_fn=SkippingCollate(even=even),
+        **loader_kw,
+    )  # fmt: skip
+    val_loader = DataLoader(
+        val_ds, batch_size=cfg.batch_size, shuffle=False, drop_last=False, collate_fn=SkippingCollate(), **loader_kw
+    )
+    return train_loader, val_loader
+
+
+def resume(run: Run) -> None:
+    """Restore the checkpoint (if any), drop metrics rows it does not cover, write the run's config and command."""
+    acc, cfg = run.accelerator, run.cfg
+    if run.start_from is not None:
+        differing = _compare_configs(run.out / "config.toml", cfg)
+        if differing and acc.is_main_process:
             _logger.warning("resuming with settings that differ from the saved config.toml: %s", ", ".join(differing))
-        ctx.state = ckpt.load_checkpoint(accelerator, start_from, ema)
-        if accelerator.is_main_process:
-            write_metrics(metrics_path, [r for r in read_metrics(metrics_path) if r["epoch"] <= ctx.state.epoch])
-    elif cfg.resume == "auto" and accelerator.is_main_process:
-        _logger.info("--resume auto: no checkpoint in %s yet, starting a new run", out)
-    scheduler.step_update(num_updates=ctx.state.step)
+        run.state = ckpt.load_checkpoint(acc, run.start_from, run.ema)
+        if acc.is_main_process:
+            rows = [r for r in read_metrics(run.metrics_path) if r["epoch"] <= run.state.epoch]
+            write_metrics(run.metrics_path, rows)
+            write_summary(run.out / SUMMARY_NAME, rows)
+    elif cfg.resume == "auto" and acc.is_main_process:
+        _logger.info("--resume auto: no checkpoint in %s yet, starting a new run", run.out)
+    run.scheduler.step_update(num_updates=run.state.step)
+    if acc.is_main_process:
+        atomic_write(run.out / "config.toml", format_config(cfg))
+        atomic_write(run.out / "command.txt", run.command + "\n")
+    acc.wait_for_everyone()
+    names = {"wandb": {"name": run.out.name}, "mlflow": {"run_name": run.out.name}}
+    acc.init_trackers(cfg.tracker_project, config=tracker_config(cfg, run), init_kwargs=names)
 
-    if accelerator.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.toml").write_text(format_config(cfg))
-        (out / "command.txt").write_text(command + "\n")
-    accelerator.wait_for_everyone()
 
-    n_params = sum(p.numel() for p in accelerator.unwrap_model(model).parameters())
-    log = accelerator.print
-    log(f"[{cfg.mode}] {cfg.description or cfg.model}")
-    log(f"  weights: {built.source}")
+def describe(run: Run) -> None:
+    """What is about to happen, in a few lines."""
+    cfg, acc, built = run.cfg, run.accelerator, run.built
+    n_params = sum(p.numel() for p in acc.unwrap_model(run.model).parameters())
+    run.log(f"[{cfg.mode}] {cfg.description or cfg.model}")
+    run.log(f"  weights: {built.source}" + (f" (base model {run.base_model})" if run.base_model else ""))
     for note in built.notes:
-        log(f"  NOTE: {note}")
-    log(
-        f"  model {cfg.model} {built.arch_kwargs or ''}: {n_params / 1e6:.2f} M params, {num_classes} classes"
-        + (f", backbone frozen ({frozen} tensors)" if frozen else "")
+        run.log(f"  NOTE: {note}")
+    run.log(
+        f"  model {cfg.model} {built.arch_kwargs or ''}: {n_params / 1e6:.2f} M params, {run.num_classes} classes"
+        + (f", backbone frozen ({run.frozen} tensors)" if run.frozen else "")
     )
-    log(f"  data: {len(train_ds)} train / {len(val_ds)} val images from {cfg.data_dir or cfg.dataset}")
-    log(
-        f"  {accelerator.num_processes} process(es) on {accelerator.device}, global batch {global_batch}, "
-        f"lr {lr:.4g}, {updates_per_epoch} updates/epoch, mixed precision {accelerator.mixed_precision}"
+    run.log(
+        f"  data: {len(run.train_loader.dataset)} train / {len(run.val_loader.dataset)} val images "
+        f"from {cfg.data_dir or cfg.dataset}"
     )
-    if teacher is not None:
-        log(f"  KD teacher {cfg.teacher or ''} {cfg.teacher_weights or ''} T={cfg.kd_temperature} w={cfg.kd_weight}")
-    if start_from is not None:
-        log(f"  resumed from {start_from} at epoch {ctx.state.epoch}, step {ctx.state.step}")
-    log(f"  output: {out}")
+    run.log(
+        f"  {acc.num_processes} process(es) on {acc.device}, global batch {run.global_batch}, lr {run.lr:.4g}, "
+        f"{run.updates_per_epoch} updates/epoch"
+    )
+    run.log(f"  mixed precision: {run.precision.mode} ({run.precision.reason})")
+    if cfg.teacher == NO_TEACHER:
+        run.log("  KD: off (--teacher none)")
+    elif cfg.distilling:
+        teacher = " ".join(filter(None, (cfg.teacher, cfg.teacher_weights)))
+        run.log(f"  KD teacher {teacher} T={cfg.kd_temperature} w={cfg.kd_weight}")
+    if cfg.log_with:
+        run.log(f"  tracking: {cfg.log_with} every {cfg.log_interval} steps (logging dir {run.out})")
+    if cfg.push_to_hub:
+        every = f" and every {cfg.push_every} epochs" if cfg.push_every else ""
+        run.log(f"  push to the Hub: {cfg.push_to_hub} at the end{every}")
+    if run.start_from is not None:
+        run.log(f"  resumed from {run.start_from} at epoch {run.state.epoch}, step {run.state.step}")
+    run.log(f"  output: {run.out}")
 
-    export_dir = out / "model"
-    for epoch in range(ctx.state.epoch, cfg.epochs):
-        train_loader.set_epoch(epoch)
-        t0 = time.perf_counter()
-        stats = train_one_epoch(ctx, epoch)
-        ev = evaluate(ctx, model)
-        row = dict(
-            epoch=epoch + 1,
-            step=ctx.state.step,
-            lr=optimizer.param_groups[0]["lr"],
-            **stats,
-            **{k: v for k, v in ev.items() if k != "confusion"},
-        )
-        eval_target, confusion = accelerator.unwrap_model(model), ev["confusion"]
-        if ema is not None:
-            ema_ev = evaluate(ctx, ema.module)
-            row.update(ema_val_loss=ema_ev["val_loss"], ema_top1=ema_ev["top1"], ema_top5=ema_ev["top5"])
-            eval_target, confusion = ema.module, ema_ev["confusion"]
-            value = _metric_value(cfg.eval_metric, ema_ev)
-        else:
-            value = _metric_value(cfg.eval_metric, ev)
-        row["epoch_time_s"] = time.perf_counter() - t0
-        is_best = _better(cfg.eval_metric, value, ctx.state.best_metric)
+
+def train_one_epoch(run: Run, epoch: int) -> dict[str, Any]:
+    """One pass over the training data. The loss is summed on the device and read at log intervals only:
+    no device sync per step."""
+    acc, cfg, model = run.accelerator, run.cfg, run.model
+    set_train_mode(model, cfg.freeze_backbone)
+    run.task.train()
+    set_train_mode(model, cfg.freeze_backbone)  # task.train() flips the student back to train mode
+    loss_sum = torch.zeros((), device=acc.device)
+    seen, skipped = 0, 0
+    window = _Window(time.perf_counter())
+    progress = Progress(len(run.train_loader), f"epoch {epoch + 1}/{cfg.epochs}", enabled=acc.is_local_main_process)
+    keep_prob = 1.0
+    start = time.perf_counter()
+    for images, targets, bad in run.train_loader:
+        skipped += run.report_skipped(bad)
+        with acc.accumulate(model):
+            if cfg.drop_block_rate > 0:
+                keep_prob = keep_prob_at(cfg, run.state.step, run.total_steps)
+                set_drop_block_keep_prob(model, keep_prob)
+            if run.mixup is not None:
+                images, targets = run.mixup(images, targets)
+            if cfg.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            with acc.autocast():
+                loss = run.task(images, targets)["loss"]
+            acc.backward(loss)
+            if acc.sync_gradients and cfg.clip_grad:
+                acc.clip_grad_norm_(model.parameters(), cfg.clip_grad)
+            run.optimizer.step()
+            run.optimizer.zero_grad(set_to_none=True)
+        loss_sum += loss.detach().float() * images.shape[0]
+        seen += images.shape[0]
+        progress.advance()
+        if acc.sync_gradients:
+            run.state.step += 1
+            run.scheduler.step_update(num_updates=run.state.step)
+            if run.ema is not None:
+                run.ema.update(acc.unwrap_model(model), step=run.state.step)
+            if run.state.step % cfg.log_interval == 0:
+                log_step(run, progress, window.advance(float(loss_sum), seen), keep_prob)
+    progress.close()
+    elapsed = time.perf_counter() - start
+    totals = acc.reduce(torch.cat([loss_sum[None], torch.tensor([seen, skipped], device=acc.device).float()]), "sum")
+    return dict(
+        train_loss=float(totals[0] / totals[1].clamp(min=1)),
+        images_per_s=float(totals[1]) / max(elapsed, 1e-9),
+        skipped_images=int(totals[2]),
+        keep_prob=keep_prob,
+    )
+
+
+@dataclass
+class _Window:
+    """Loss and images since the previous log interval."""
+
+    time: float
+    loss_sum: float = 0.0
+    images: int = 0
+
+    def advance(self, loss_sum: float, images: int) -> tuple[float, float]:
+        """(mean loss, images/s of this process) over the window, and start the next one."""
+        now = time.perf_counter()
+        n = max(images - self.images, 1)
+        result = ((loss_sum - self.loss_sum) / n, n / max(now - self.time, 1e-9))
+        self.time, self.loss_sum, self.images = now, loss_sum, images
+        return result
+
+
+def log_step(run: Run, progress: Progress, window: tuple[float, float], keep_prob: float) -> None:
+    """Step-level numbers to the trackers and the progress output (the main process's loss)."""
+    loss, images_per_s = window
+    images_per_s *= run.accelerator.num_processes
+    lr = run.optimizer.param_groups[0]["lr"]
+    values = {"train/loss": loss, "train/lr": lr, "train/images_per_s": images_per_s}
+    if run.cfg.drop_block_rate > 0:
+        values["train/keep_prob"] = keep_prob
+    run.accelerator.log(values, step=run.state.step)
+    shown = dict(step=str(run.state.step), loss=f"{loss:.4f}", lr=f"{lr:.3g}", img_s=f"{images_per_s:.1f}")
+    if run.cfg.drop_block_rate > 0:
+        shown["keep"] = f"{keep_prob:.4f}"
+    progress.report(shown)
+
+
+@torch.no_grad()
+def evaluate(run: Run, model: nn.Module) -> dict[str, Any]:
+    """Loss, top-1/5 and the confusion matrix, summed on the device and read once at the end."""
+    acc, n = run.accelerator, run.num_classes
+    model.eval()
+    sums = torch.zeros(4, device=acc.device, dtype=torch.float64)  # loss, count, top-1, top-5 hits
+    confusion = torch.zeros((n, n), device=acc.device, dtype=torch.long)
+    skipped = 0
+    progress = Progress(len(run.val_loader), "eval", enabled=acc.is_local_main_process)
+    for images, targets, bad in run.val_loader:
+        skipped += run.report_skipped(bad)
+        if run.cfg.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with acc.autocast():
+            logits = model(images)
+        logits, targets = acc.gather_for_metrics((logits.float(), targets))
+        hits = topk_correct(logits, targets, (1, 5))
+        loss = F.cross_entropy(logits, targets, reduction="sum")
+        sums += torch.stack([loss, loss.new_tensor(len(targets)), *hits.to(loss.dtype)])
+        confusion += confusion_counts(logits, targets, n)
+        progress.advance()
+    progress.close()
+    loss_sum, count, top1, top5 = sums.tolist()
+    count = max(count, 1)
+    return dict(
+        val_loss=loss_sum / count,
+        top1=100.0 * top1 / count,
+        top5=100.0 * top5 / count,
+        val_images=int(sums[1]),
+        val_skipped_images=int(acc.reduce(torch.tensor(skipped, device=acc.device), "sum")),
+        confusion=confusion.cpu().numpy(),
+    )
+
+
+def _better(metric: str, new: float, old: float | None) -> bool:
+    if old is None:
+        return True
+    return new < old if metric == "loss" else new > old
+
+
+def _metric_value(metric: str, stats: dict[str, Any]) -> float:
+    return stats["val_loss"] if metric == "loss" else stats[metric]
+
+
+def _compare_configs(saved: Path, cfg: TrainConfig) -> list[str]:
+    """Settings that differ from the run being resumed (informational: the user may extend epochs)."""
+    if not saved.is_file():
+        return []
+    import tomllib
+
+    old = tomllib.loads(saved.read_text())
+    new = tomllib.loads(format_config(cfg))
+    skip = {"resume", "output_dir", "data_dir"}
+    return sorted(k for k in set(old) | set(new) if k not in skip and old.get(k) != new.get(k))
+
+
+def end_of_epoch(run: Run, epoch: int, stats: dict[str, Any], started: float) -> None:
+    """Evaluate, record (metrics.jsonl, summary.csv, trackers, log line), checkpoint, export the best, plot, push."""
+    acc, cfg, state = run.accelerator, run.cfg, run.state
+    ev = evaluate(run, run.model)
+    row = dict(
+        epoch=epoch + 1,
+        step=state.step,
+        lr=run.optimizer.param_groups[0]["lr"],
+        **stats,
+        **{k: v for k, v in ev.items() if k != "confusion"},
+    )
+    best_model, confusion, chosen = acc.unwrap_model(run.model), ev["confusion"], ev
+    if run.ema is not None:
+        chosen = evaluate(run, run.ema.module)
+        row.update(ema_val_loss=chosen["val_loss"], ema_top1=chosen["top1"], ema_top5=chosen["top5"])
+        best_model, confusion = run.ema.module, chosen["confusion"]
+    value = _metric_value(cfg.eval_metric, chosen)
+    row["epoch_time_s"] = time.perf_counter() - started
+    is_best = _better(cfg.eval_metric, value, state.best_metric)
+    if is_best:
+        state.best_metric, state.best_epoch = value, epoch + 1
+    row["best_" + cfg.eval_metric] = state.best_metric
+    state.epoch = epoch + 1
+    rows = read_metrics(run.metrics_path) + [row]
+    if acc.is_main_process:
+        write_metrics(run.metrics_path, rows)
+        write_summary(run.out / SUMMARY_NAME, rows)
+    acc.log({f"epoch/{k}": v for k, v in row.items() if isinstance(v, (int, float))}, step=state.step)
+    run.log(epoch_line(run, row, is_best))
+    ckpt.save_checkpoint(acc, run.out / "checkpoints", state, run.ema, best=is_best)
+    if acc.is_main_process:
         if is_best:
-            ctx.state.best_metric, ctx.state.best_epoch = value, epoch + 1
-        row["best_" + cfg.eval_metric] = ctx.state.best_metric
-        ctx.state.epoch = epoch + 1
-        if accelerator.is_main_process:
-            append_metrics(metrics_path, row)
-        log(
-            f"epoch {epoch + 1}/{cfg.epochs}  train loss {row['train_loss']:.4f}  val loss {row['val_loss']:.4f}  "
-            f"top-1 {row['top1']:.2f}  top-5 {row['top5']:.2f}"
-            + (f"  EMA top-1 {row['ema_top1']:.2f}" if ema is not None else "")
-            + f"  lr {row['lr']:.3g}  {row['images_per_s']:.1f} img/s"
-            + (f"  keep-prob {row['keep_prob']:.3f}" if cfg.drop_block_rate > 0 else "")
-            + (
-                f"  skipped {row['skipped_images'] + row['val_skipped_images']} unreadable"
-                if row["skipped_images"] + row["val_skipped_images"]
-                else ""
-            )
-            + ("  *best*" if is_best else "")
+            export_best_model(
+                best_model, run.export_dir, cfg=cfg, arch_kwargs=run.built.arch_kwargs,
+                label_names=run.splits.label_names, data_cfg=run.export_data_cfg, row=row, command=run.command,
+                weights_source=run.built.source, pretrained=run.built.pretrained, base_model=run.base_model,
+            )  # fmt: skip
+            if run.num_classes <= CONFUSION_MAX_CLASSES:
+                title = f"best epoch {epoch + 1}: top-1 {value:.2f}"
+                plot_confusion(confusion, run.splits.label_names, run.out / "confusion_matrix.png", title=title)
+        plot_curves(rows, run.out / "curves.png", title=cfg.description or cfg.model)
+        if cfg.push_every and state.epoch % cfg.push_every == 0 and state.epoch < cfg.epochs:
+            push(run, final=False)
+    acc.wait_for_everyone()
+
+
+def epoch_line(run: Run, row: dict[str, Any], is_best: bool) -> str:
+    skipped = row["skipped_images"] + row["val_skipped_images"]
+    return (
+        f"epoch {row['epoch']}/{run.cfg.epochs}  train loss {row['train_loss']:.4f}  val loss {row['val_loss']:.4f}  "
+        f"top-1 {row['top1']:.2f}  top-5 {row['top5']:.2f}"
+        + (f"  EMA top-1 {row['ema_top1']:.2f}" if "ema_top1" in row else "")
+        + f"  lr {row['lr']:.3g}  {row['images_per_s']:.1f} img/s"
+        + (f"  keep-prob {row['keep_prob']:.3f}" if run.cfg.drop_block_rate > 0 else "")
+        + (f"  skipped {skipped} unreadable" if skipped else "")
+        + f"  ({format_seconds(row['epoch_time_s'])})"
+        + ("  *best*" if is_best else "")
+    )
+
+
+def push(run: Run, final: bool) -> str | None:
+    """Upload the exported best model with `timm-assemble publish`'s code. A failed upload during the run is a
+    warning (the next one retries); at the end it is an error, after everything is saved."""
+    repo_id = run.cfg.push_to_hub
+    retry = f"timm-assemble publish {run.export_dir} --repo-id {repo_id}"
+    try:
+        url = publish(plan_publish(run.export_dir, repo_id))
+    except TimmAssembleError as err:
+        if final:
+            raise TimmAssembleError(f"training finished and is saved, but {err}; retry with: {retry}") from err
+        _logger.warning("push to %s after epoch %d failed (training goes on): %s", repo_id, run.state.epoch, err)
+        return None
+    run.log(f"pushed the best model (epoch {run.state.best_epoch}) to {url}")
+    return url
+
+
+def finish(run: Run) -> RunResult:
+    """The final upload (when asked for) and the run's summary."""
+    acc, state = run.accelerator, run.state
+    if run.cfg.push_to_hub and acc.is_main_process and run.export_dir.is_dir():
+        push(run, final=True)
+    acc.wait_for_everyone()
+    if state.best_metric is not None:
+        run.log(
+            f"done: best {run.cfg.eval_metric} {state.best_metric:.2f} at epoch {state.best_epoch}; "
+            f"exported model: {run.export_dir.resolve()}"
         )
-        ckpt.save_checkpoint(accelerator, ckpt_dir, ctx.state, ema, best=is_best)
-        if accelerator.is_main_process:
-            if is_best:
-                export_best_model(
-                    eval_target,
-                    export_dir,
-                    cfg=cfg,
-                    arch_kwargs=built.arch_kwargs,
-                    label_names=splits.label_names,
-                    data_cfg=export_data_cfg,
-                    row=row,
-                    command=command,
-                    weights_source=built.source,
-                    pretrained=built.pretrained,
-                )
-                if num_classes <= CONFUSION_MAX_CLASSES:
-                    plot_confusion(
-                        confusion,
-                        splits.label_names,
-                        out / "confusion_matrix.png",
-                        title=f"best epoch {epoch + 1}: top-1 {value:.2f}",
-                    )
-            plot_curves(read_metrics(metrics_path), out / "curves.png", title=cfg.description or cfg.model)
-        accelerator.wait_for_everyone()
-
-    rows = read_metrics(metrics_path)
-    log(
-        f"done: best {cfg.eval_metric} {ctx.state.best_metric:.2f} at epoch {ctx.state.best_epoch}; "
-        f"exported model: {export_dir.resolve()}"
-        if ctx.state.best_metric is not None
-        else "done"
-    )
-    accelerator.end_training()
-    return RunResult(
-        out,
-        export_dir if export_dir.exists() else None,
-        ctx.state.best_metric,
-        ctx.state.best_epoch,
-        ctx.state.epoch,
-        ctx.state.step,
-        rows,
-        lr,
-    )
+    else:
+        run.log("done")
+    export_dir = run.export_dir if run.export_dir.exists() else None
+    rows = read_metrics(run.metrics_path)
+    return RunResult(run.out, export_dir, state.best_metric, state.best_epoch, state.epoch, state.step, rows, run.lr)
 
 
-__all__ = ["RunResult", "TrainConfig", "asdict", "run"]
+def run(cfg: TrainConfig, command: str | None = None) -> RunResult:
+    """Train (or fine-tune) as `cfg` says; returns where the results are. Raises TimmAssembleError for bad input."""
+    current = setup(cfg, command)
+    try:
+        resume(current)
+        describe(current)
+        for epoch in range(current.state.epoch, cfg.epochs):
+            current.train_loader.set_epoch(epoch)
+            started = time.perf_counter()
+            stats = train_one_epoch(current, epoch)
+            end_of_epoch(current, epoch, stats, started)
+        return finish(current)
+    finally:
+        current.accelerator.end_training()
+
+
+__all__ = ["Run", "RunResult", "TrainConfig", "run"]

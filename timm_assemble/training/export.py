@@ -7,16 +7,21 @@ project); the card is rendered by `timm_assemble.hub.card` from the folder's own
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch.nn as nn
+from huggingface_hub import get_token
+from huggingface_hub.errors import HFValidationError
+from huggingface_hub.utils import validate_repo_id
 
+from ..errors import TimmAssembleError
 from ..export import CARD_NAME, CONFIG_NAME, export_hub_folder
+from ..fileio import atomic_write
 from ..hub.card import CardSpec, Metric, render_model_card
 from .config import TrainConfig
+from .models import WEIGHT_SUFFIXES
 
 
 def _dataset_name(cfg: TrainConfig) -> str:
@@ -36,6 +41,7 @@ def build_card(
     num_params: int,
     repo_id: str,
     pretrained: bool,
+    base_model: str | None = None,
 ) -> str:
     dataset = _dataset_name(cfg)
     split = f"{cfg.val_split:.0%} held out of the training folder" if cfg.val_split else "validation"
@@ -71,8 +77,8 @@ def build_card(
         + " The full resolved configuration is the run folder's `config.toml`."
         + (
             ""
-            if cfg.hub_repo_id
-            else f" Repo id `{repo_id}` is a local stand-in: train with `--hub-repo-id ORG/NAME` to name the real one."
+            if cfg.push_to_hub or cfg.hub_repo_id
+            else f" Repo id `{repo_id}` is a local stand-in: train with `--push-to-hub ORG/NAME` to name the real one."
         )
     )
     return render_model_card(
@@ -85,6 +91,7 @@ def build_card(
             metrics=metrics,
             num_params=num_params,
             training_command=command,
+            base_model=base_model,
         )
     )
 
@@ -101,6 +108,7 @@ def export_best_model(
     command: str,
     weights_source: str,
     pretrained: bool,
+    base_model: str | None = None,
 ) -> Path:
     """Export (replacing the previous best), then add the card rendered from the written config.json."""
     export_hub_folder(
@@ -112,10 +120,30 @@ def export_best_model(
         overwrite=True,
     )
     config = json.loads((out_dir / CONFIG_NAME).read_text())
-    repo_id = cfg.hub_repo_id or f"local/{out_dir.resolve().parent.name}"
+    repo_id = cfg.push_to_hub or cfg.hub_repo_id or f"local/{out_dir.resolve().parent.name}"
     num_params = sum(p.numel() for p in model.parameters())
-    card = build_card(cfg, config, row, command, weights_source, num_params, repo_id, pretrained)
-    tmp = out_dir / (CARD_NAME + ".tmp")
-    tmp.write_text(card, encoding="utf-8")
-    os.replace(tmp, out_dir / CARD_NAME)
+    card = build_card(cfg, config, row, command, weights_source, num_params, repo_id, pretrained, base_model)
+    atomic_write(out_dir / CARD_NAME, card)
     return out_dir
+
+
+def released_base_model(cfg: TrainConfig, model: nn.Module, pretrained: bool) -> str | None:
+    """The Hub repo of the released weights a fine-tune started from (`default`, ARCH.TAG, hf-hub:ID), else None:
+    a weights file or local folder has no public name, and a model trained from scratch has no base."""
+    if not pretrained or cfg.pretrained == "none" or cfg.pretrained.startswith("local-dir:"):
+        return None
+    if cfg.pretrained.endswith(WEIGHT_SUFFIXES) or Path(cfg.pretrained).is_file():
+        return None
+    return getattr(model, "pretrained_cfg", {}).get("hf_hub_id") or None
+
+
+def check_push_target(repo_id: str) -> None:
+    """Before training for days: the repo id is one huggingface_hub accepts and a token is there to upload with."""
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as err:
+        raise TimmAssembleError(f"--push-to-hub {repo_id!r} is not a valid Hub repo id: {err}") from err
+    if repo_id.count("/") != 1:
+        raise TimmAssembleError(f"--push-to-hub must be ORG/NAME, got {repo_id!r}")
+    if get_token() is None:
+        raise TimmAssembleError("--push-to-hub needs a Hugging Face token: run `hf auth login` or set HF_TOKEN")

@@ -1,9 +1,10 @@
-"""Per-epoch metrics (metrics.jsonl), accuracy counting, and the plots (curves, confusion matrix)."""
+"""Per-epoch metrics (metrics.jsonl, and summary.csv as timm writes it), accuracy counting, and the plots."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -11,15 +12,32 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..fileio import atomic_path, atomic_write
+
 METRICS_NAME = "metrics.jsonl"
+SUMMARY_NAME = "summary.csv"
+# metrics.jsonl key -> summary.csv column, as timm's train.py names them
+SUMMARY_NAMES = {
+    "val_loss": "eval_loss",
+    "top1": "eval_top1",
+    "top5": "eval_top5",
+    "ema_val_loss": "eval_ema_loss",
+    "ema_top1": "eval_ema_top1",
+    "ema_top5": "eval_ema_top5",
+}
 
 
-def topk_correct(logits: torch.Tensor, target: torch.Tensor, ks: Sequence[int]) -> list[int]:
-    """Number of samples whose target is among the top-k predictions, for each k."""
+def topk_correct(logits: torch.Tensor, target: torch.Tensor, ks: Sequence[int]) -> torch.Tensor:
+    """How many samples have their target among the top-k predictions, for each k; stays on the device."""
     maxk = min(max(ks), logits.shape[1])
-    pred = logits.topk(maxk, dim=1).indices
-    hit = pred.eq(target[:, None])
-    return [int(hit[:, : min(k, maxk)].any(dim=1).sum()) for k in ks]
+    hit = logits.topk(maxk, dim=1).indices.eq(target[:, None])
+    return torch.stack([hit[:, : min(k, maxk)].any(dim=1).sum() for k in ks])
+
+
+def confusion_counts(logits: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """[true, predicted] counts of one batch, on the device (summed over the evaluation without syncs)."""
+    index = target * num_classes + logits.argmax(dim=1)
+    return torch.bincount(index, minlength=num_classes * num_classes).view(num_classes, num_classes)
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
@@ -29,26 +47,37 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
 
 
 def write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
-    """Rewrite the whole file atomically (used on resume to drop epochs the checkpoint does not cover)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    os.replace(tmp, path)
+    """Rewrite the whole file atomically: a kill leaves the old rows or the new ones, never half a line."""
+    atomic_write(path, "".join(json.dumps(r) + "\n" for r in rows), fsync=True)
 
 
-def append_metrics(path: Path, row: dict[str, Any]) -> None:
-    with path.open("a") as f:
-        f.write(json.dumps(row) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+def summary_columns(rows: list[dict[str, Any]]) -> list[str]:
+    """timm train.py's columns first (epoch, train_loss, eval_*, lr), then every other key in first-seen order."""
+    keys: dict[str, None] = {}
+    for row in rows:
+        keys.update(dict.fromkeys(row))
+    names = [SUMMARY_NAMES.get(k, k) for k in keys if k != "confusion"]
+    lead = [n for n in ("epoch", "train_loss", "eval_loss", "eval_top1", "eval_top5", "lr") if n in names]
+    return lead + [n for n in names if n not in lead]
+
+
+def write_summary(path: Path, rows: list[dict[str, Any]]) -> None:
+    """`summary.csv`, one row per epoch, as timm's train.py writes it (`val_loss` -> `eval_loss`, ...)."""
+    columns = summary_columns(rows)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, restval="", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({SUMMARY_NAMES.get(k, k): v for k, v in row.items() if k != "confusion"})
+    atomic_write(path, buffer.getvalue())
 
 
 def _save(fig, path: Path) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(fig)  # Agg canvas for this figure only; no global backend switch
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=path.suffix.lstrip("."), dpi=110, bbox_inches="tight")
 
 
 def plot_curves(rows: list[dict[str, Any]], path: Path, title: str = "") -> None:

@@ -1,0 +1,60 @@
+"""Which mixed precision a run uses: the user's flag, else the launcher's, else the preset's recipe default.
+
+`accelerate launch --mixed_precision X` and `accelerate config` reach the script as ACCELERATE_MIXED_PRECISION.
+accelerate writes "no" there when nothing was chosen, so "no" from the launcher cannot be told apart from
+silence: it lets a preset's default apply (pass `--mixed-precision no` to force full precision). fp16 needs
+a CUDA GPU: asked for explicitly (flag or launcher) without one, it is an error; as a preset's default it
+falls back to full precision and says so. bf16 runs on CPUs too.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+from accelerate.utils import parse_flag_from_env
+
+from ..errors import TimmAssembleError
+from .config import TrainConfig
+
+LAUNCHER_ENV = "ACCELERATE_MIXED_PRECISION"
+
+
+@dataclass(frozen=True)
+class Precision:
+    mode: str  # what the Accelerator gets: no | fp16 | bf16 | fp8
+    reason: str  # who chose it, in words, for the run's log
+
+
+def cuda_in_use() -> bool:
+    """CUDA is there and the launcher did not ask for the CPU (`accelerate launch --cpu`)."""
+    return torch.cuda.is_available() and not parse_flag_from_env("ACCELERATE_USE_CPU")
+
+
+def choose_precision(cfg: TrainConfig, launcher: str | None = None, cuda: bool | None = None) -> Precision:
+    """`launcher` defaults to ACCELERATE_MIXED_PRECISION, `cuda` to `cuda_in_use()` (arguments for tests)."""
+    launcher = os.environ.get(LAUNCHER_ENV) if launcher is None else launcher
+    cuda = cuda_in_use() if cuda is None else cuda
+    if cfg.mixed_precision is not None:
+        if cfg.mixed_precision == "fp16" and not cuda:
+            raise TimmAssembleError("--mixed-precision fp16 needs a CUDA GPU and none is in use; use bf16 or no")
+        return Precision(cfg.mixed_precision, "--mixed-precision")
+    if launcher and launcher != "no":
+        if launcher == "fp16" and not cuda:
+            raise TimmAssembleError(
+                "accelerate launch / accelerate config asks for fp16, which needs a CUDA GPU and none is in use; "
+                "launch with --mixed_precision bf16 or no"
+            )
+        return Precision(launcher, "chosen by accelerate launch / accelerate config")
+    preset = cfg.preset_mixed_precision
+    if preset is None or preset == "no":
+        return Precision("no", "nothing chose mixed precision")
+    name = f"preset {cfg.preset}" if cfg.preset else "the config"
+    if preset == "fp16" and not cuda:
+        return Precision(
+            "no",
+            f"{name}'s default fp16 needs a CUDA GPU, none is in use: full precision (--mixed-precision bf16 "
+            "or accelerate launch --mixed_precision bf16 for bf16)",
+        )
+    return Precision(preset, f"{name}'s default; --mixed-precision or accelerate launch --mixed_precision override it")
