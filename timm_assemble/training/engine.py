@@ -574,7 +574,7 @@ def _compare_configs(saved: Path, cfg: TrainConfig) -> list[str]:
 
 
 def end_of_epoch(run: Run, epoch: int, stats: dict[str, Any], started: float) -> None:
-    """Evaluate, record (metrics.jsonl, summary.csv, trackers, log line), checkpoint, export the best, plot, push."""
+    """Evaluate, record (metrics.jsonl, summary.csv, trackers, log line), export the best, plot, checkpoint, push."""
     acc, cfg, state = run.accelerator, run.cfg, run.state
     ev = evaluate(run, run.model)
     row = dict(
@@ -602,7 +602,6 @@ def end_of_epoch(run: Run, epoch: int, stats: dict[str, Any], started: float) ->
         write_summary(run.out / SUMMARY_NAME, rows)
     acc.log({f"epoch/{k}": v for k, v in row.items() if isinstance(v, (int, float))}, step=state.step)
     run.log(epoch_line(run, row, is_best))
-    ckpt.save_checkpoint(acc, run.out / "checkpoints", state, run.ema, best=is_best)
     if acc.is_main_process:
         if is_best:
             export_best_model(
@@ -614,8 +613,12 @@ def end_of_epoch(run: Run, epoch: int, stats: dict[str, Any], started: float) ->
                 title = f"best epoch {epoch + 1}: top-1 {value:.2f}"
                 plot_confusion(confusion, run.splits.label_names, run.out / "confusion_matrix.png", title=title)
         plot_curves(rows, run.out / "curves.png", title=cfg.description or cfg.model)
-        if cfg.push_every and state.epoch % cfg.push_every == 0 and state.epoch < cfg.epochs:
-            push(run, final=False)
+    acc.wait_for_everyone()
+    # after the export: a kill between the two repeats this epoch instead of losing its best model
+    ckpt.save_checkpoint(acc, run.out / "checkpoints", state, run.ema, best=is_best)
+    run.log(f"  saved checkpoint (epoch {state.epoch}, step {state.step}) in {run.out / 'checkpoints'}")
+    if acc.is_main_process and cfg.push_every and state.epoch % cfg.push_every == 0 and state.epoch < cfg.epochs:
+        push(run, final=False)
     acc.wait_for_everyone()
 
 
