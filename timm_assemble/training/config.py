@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import tomllib
-from timm.utils import ParseKwargs
 
+from ..cliargs import add_dataclass_arguments
 from ..errors import TimmAssembleError
 
 PRESET_DIR = Path(__file__).parent / "presets"
@@ -338,29 +338,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, mode: str) -> None:
     parser.add_argument("--preset", default=None, help=f"recipe preset ({', '.join(list_presets())})")
     parser.add_argument("--config", default=None, metavar="FILE", help="TOML config file (e.g. a saved --print-config)")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
-    for f in fields(TrainConfig):
-        if not f.metadata.get("cli", True):
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        default = getattr(defaults, f.name)
-        help_text = f"{f.metadata['help']} (default: {default})"
-        kwargs: dict[str, Any] = dict(dest=f.name, default=argparse.SUPPRESS, help=help_text)
-        if f.name in ("model_kwargs", "scratch_model_kwargs"):
-            parser.add_argument(flag, nargs="*", action=ParseKwargs, metavar="KEY=VALUE", **kwargs)
-        elif f.name == "scale":
-            parser.add_argument(flag, nargs=2, type=float, metavar=("MIN", "MAX"), **kwargs)
-        elif str(f.type).startswith("bool"):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
-        else:
-            parser.add_argument(flag, type=_field_type(f), **kwargs)
-
-
-def _field_type(f: dataclasses.Field) -> type:
-    annotation = str(f.type)
-    for name, typ in (("int", int), ("float", float)):
-        if annotation.startswith(name):
-            return typ
-    return str
+    add_dataclass_arguments(parser, TrainConfig, defaults=defaults, only_typed=True)
 
 
 def config_from_args(args: argparse.Namespace, mode: str) -> TrainConfig:
