@@ -51,7 +51,7 @@ from .metrics import (
     write_summary,
 )
 from .models import BuiltModel, build_model, build_teacher, freeze_backbone, head_parameters, set_train_mode
-from .precision import Precision, choose_precision
+from .precision import Precision, choose_precision, cpu_has_native_bf16
 from .progress import Progress, format_seconds
 
 _logger = logging.getLogger(__name__)
@@ -419,6 +419,8 @@ def describe(run: Run) -> None:
         f"{run.updates_per_epoch} updates/epoch"
     )
     run.log(f"  mixed precision: {run.precision.mode} ({run.precision.reason})")
+    if run.precision.mode == "bf16" and acc.device.type == "cpu" and not cpu_has_native_bf16():
+        run.log("  NOTE: this CPU has no native bf16 (AVX512-BF16/AMX): PyTorch's slow convolutions, far slower than fp32")
     if cfg.teacher == NO_TEACHER:
         run.log("  KD: off (--teacher none)")
     elif cfg.distilling:
