@@ -420,7 +420,9 @@ def describe(run: Run) -> None:
     )
     run.log(f"  mixed precision: {run.precision.mode} ({run.precision.reason})")
     if run.precision.mode == "bf16" and acc.device.type == "cpu" and not cpu_has_native_bf16():
-        run.log("  NOTE: this CPU has no native bf16 (AVX512-BF16/AMX): PyTorch's slow convolutions, far slower than fp32")
+        run.log(
+            "  NOTE: no native bf16 on this CPU (AVX512-BF16/AMX): slow reference convolutions, much slower than fp32"
+        )
     if cfg.teacher == NO_TEACHER:
         run.log("  KD: off (--teacher none)")
     elif cfg.distilling:
