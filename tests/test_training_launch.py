@@ -89,7 +89,7 @@ def test_bf16_on_cpu_with_tensorboard_and_plain_progress_lines(tmp_path):
     args = ["--mixed_precision", "bf16", "train.py", "--preset", "e11", "--teacher", "none"]
     args += ["--model-kwargs", "width=8", "--epochs", "1", "--warmup-epochs", "0", "--img-size", "32"]
     args += ["--batch-size", "4", "--log-with", "tensorboard", "--log-interval", "2", "--data-dir", str(data)]
-    args += ["--output-dir", str(out), "--workers", "0", "--eval-img-size", "32"]
+    args += ["--output-dir", str(out), "--workers", "0"]
     text = _finish(args, tmp_path / "run.log")
     assert "mixed precision: bf16 (chosen by accelerate launch / accelerate config)" in text
     assert "KD: off (--teacher none)" in text

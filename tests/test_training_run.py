@@ -123,6 +123,15 @@ def test_preset_base_inherits_and_overrides(tmp_path, monkeypatch):
         parse_config("train", ["--preset", "orphan"])
 
 
+def test_img_size_flag_drops_the_presets_eval_size():
+    e11, _ = parse_config("train", ["--preset", "e11"])
+    assert (e11.img_size, e11.eval_img_size) == (224, 256)
+    small, _ = parse_config("train", ["--preset", "e11", "--img-size", "64"])
+    assert (small.img_size, small.eval_img_size) == (64, None)  # evaluated at 64 px, not at the preset's 256
+    both, _ = parse_config("train", ["--preset", "e11", "--img-size", "64", "--eval-img-size", "72"])
+    assert (both.img_size, both.eval_img_size) == (64, 72)
+
+
 # ---------------------------------------------------------------------------------------------- tracking
 
 

@@ -263,6 +263,10 @@ def resolve_config(
         values.update(load_preset(preset))
     if config_file:
         values.update(load_config_file(config_file))
+    if "img_size" in overrides and "eval_img_size" not in overrides:
+        # a preset's evaluation size belongs to its training size (256 for 224): with another --img-size it would
+        # evaluate a 64 px model at 256 px, sixteen times the pixels, so evaluation follows --img-size instead
+        values.pop("eval_img_size", None)
     values.update(overrides)
     values["mode"] = mode
     cfg = TrainConfig(**values)
