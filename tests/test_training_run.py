@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import traceback
 
 import huggingface_hub
@@ -282,7 +283,7 @@ def test_push_to_hub_every_epoch_and_at_the_end(data, tmp_path, hub, capsys):
     assert "https://huggingface.co/me/tiny-run/commit/" in capsys.readouterr().out
 
 
-def test_push_to_hub_checks_before_training_and_reports_a_failed_upload(data, tmp_path, hub, monkeypatch):
+def test_push_to_hub_checks_before_training_and_reports_a_failed_upload(data, tmp_path, hub, monkeypatch, caplog):
     with pytest.raises(TimmAssembleError, match="--push-to-hub must be ORG/NAME"):
         run(tiny_config(data, tmp_path / "a", push_to_hub="no-org"))
     with pytest.raises(TimmAssembleError, match="--push-every needs --push-to-hub"):
@@ -294,8 +295,16 @@ def test_push_to_hub_checks_before_training_and_reports_a_failed_upload(data, tm
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists() and hub.requests == []
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     hub.__class__ = type("BrokenHub", (FakeHub,), {"__call__": lambda self, request: httpx2.Response(503)})
-    with pytest.raises(TimmAssembleError, match="training finished and is saved, but upload to me/x failed.*retry"):
-        run(tiny_config(data, tmp_path / "c", epochs=1, push_to_hub="me/x"))
+    with caplog.at_level(logging.WARNING), pytest.raises(TimmAssembleError) as failed:
+        run(tiny_config(data, tmp_path / "c", epochs=2, push_to_hub="me/x", push_every=1))
+    retry = f"retry with: timm-assemble publish {tmp_path / 'c' / 'model'} --repo-id me/x"
+    assert str(failed.value).startswith("training finished and is saved, but upload to me/x failed")
+    assert str(failed.value).endswith(retry) and "\n" not in str(failed.value)
+    warnings = [
+        r.getMessage() for r in caplog.records if "push after epoch 1 failed, training goes on" in r.getMessage()
+    ]
+    assert len(warnings) == 1  # the push after epoch 1 failed too, and training went on to epoch 2
+    assert [r["epoch"] for r in map(json.loads, (tmp_path / "c" / "metrics.jsonl").read_text().splitlines())] == [1, 2]
     assert (tmp_path / "c" / "model" / "model.safetensors").is_file()
 
 

@@ -622,7 +622,7 @@ def end_of_epoch(run: Run, epoch: int, stats: dict[str, Any], started: float) ->
     ckpt.save_checkpoint(acc, run.out / "checkpoints", state, run.ema, best=is_best)
     run.log(f"  saved checkpoint (epoch {state.epoch}, step {state.step}) in {run.out / 'checkpoints'}")
     if acc.is_main_process and cfg.push_every and state.epoch % cfg.push_every == 0 and state.epoch < cfg.epochs:
-        push(run, final=False)
+        push_during_run(run)
     acc.wait_for_everyone()
 
 
@@ -640,27 +640,42 @@ def epoch_line(run: Run, row: dict[str, Any], is_best: bool) -> str:
     )
 
 
-def push(run: Run, final: bool) -> str | None:
-    """Upload the exported best model with `timm-assemble publish`'s code. A failed upload during the run is a
-    warning (the next one retries); at the end it is an error, after everything is saved."""
+def push(run: Run) -> str:
+    """Upload the exported best model with `timm-assemble publish`'s code; returns the commit URL.
+
+    Any failure (the Hub's answer, the network, the token) becomes one TimmAssembleError that says how to
+    retry: days of training must not end in a traceback because an upload failed."""
     repo_id = run.cfg.push_to_hub
-    retry = f"timm-assemble publish {run.export_dir} --repo-id {repo_id}"
     try:
         url = publish(plan_publish(run.export_dir, repo_id))
-    except TimmAssembleError as err:
-        if final:
-            raise TimmAssembleError(f"training finished and is saved, but {err}; retry with: {retry}") from err
-        _logger.warning("push to %s after epoch %d failed (training goes on): %s", repo_id, run.state.epoch, err)
-        return None
+    except Exception as err:  # noqa: BLE001 - reported with the command that retries it
+        reason = (
+            err if isinstance(err, TimmAssembleError) else f"upload to {repo_id} failed: {type(err).__name__}: {err}"
+        )
+        retry = f"timm-assemble publish {run.export_dir} --repo-id {repo_id}"
+        raise TimmAssembleError(f"{reason}; retry with: {retry}") from err
     run.log(f"pushed the best model (epoch {run.state.best_epoch}) to {url}")
     return url
 
 
+def push_during_run(run: Run) -> None:
+    """`--push-every N`: a failed upload is a warning, training goes on (the next push or the final one retries)."""
+    try:
+        push(run)
+    except TimmAssembleError as err:
+        _logger.warning("push after epoch %d failed, training goes on: %s", run.state.epoch, err)
+
+
 def finish(run: Run) -> RunResult:
-    """The final upload (when asked for) and the run's summary."""
+    """The final upload (when asked for) and the run's summary. A failed upload is raised after every process
+    is done and everything is saved."""
     acc, state = run.accelerator, run.state
+    failed: TimmAssembleError | None = None
     if run.cfg.push_to_hub and acc.is_main_process and run.export_dir.is_dir():
-        push(run, final=True)
+        try:
+            push(run)
+        except TimmAssembleError as err:
+            failed = err
     acc.wait_for_everyone()
     if state.best_metric is not None:
         run.log(
@@ -669,6 +684,8 @@ def finish(run: Run) -> RunResult:
         )
     else:
         run.log("done")
+    if failed is not None:
+        raise TimmAssembleError(f"training finished and is saved, but {failed}") from failed
     export_dir = run.export_dir if run.export_dir.exists() else None
     rows = read_metrics(run.metrics_path)
     return RunResult(run.out, export_dir, state.best_metric, state.best_epoch, state.epoch, state.step, rows, run.lr)
