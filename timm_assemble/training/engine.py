@@ -648,10 +648,9 @@ def push(run: Run) -> str:
     repo_id = run.cfg.push_to_hub
     try:
         url = publish(plan_publish(run.export_dir, repo_id))
-    except Exception as err:  # noqa: BLE001 - reported with the command that retries it
-        reason = (
-            err if isinstance(err, TimmAssembleError) else f"upload to {repo_id} failed: {type(err).__name__}: {err}"
-        )
+    except Exception as err:  # any failure, network included: reported with the command that retries it
+        own = isinstance(err, TimmAssembleError)
+        reason = str(err) if own else f"upload to {repo_id} failed: {type(err).__name__}: {err}"
         retry = f"timm-assemble publish {run.export_dir} --repo-id {repo_id}"
         raise TimmAssembleError(f"{reason}; retry with: {retry}") from err
     run.log(f"pushed the best model (epoch {run.state.best_epoch}) to {url}")
