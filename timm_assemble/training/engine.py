@@ -286,7 +286,6 @@ def tracker_config(cfg: TrainConfig, run: Run) -> dict[str, Any]:
 def setup(cfg: TrainConfig, command: str | None = None) -> Run:
     """Everything before the first step, every check first: a bad input fails before anything is written."""
     precision = choose_precision(cfg)
-    trackers = tracker_names(cfg)
     if cfg.push_to_hub:
         check_push_target(cfg.push_to_hub)
     accelerator = Accelerator(
@@ -294,7 +293,7 @@ def setup(cfg: TrainConfig, command: str | None = None) -> Run:
         gradient_accumulation_steps=cfg.grad_accum_steps,
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.seed),
         dynamo_backend="inductor" if cfg.compile else None,
-        log_with=trackers or None,
+        log_with=tracker_names(cfg) or None,
         project_config=ProjectConfiguration(logging_dir=tempfile.gettempdir()),  # the run folder, once known
     )
     command = command or shlex.join(["python", *sys.argv])
@@ -308,16 +307,8 @@ def setup(cfg: TrainConfig, command: str | None = None) -> Run:
         cfg.data_dir, cfg.dataset, cfg.train_split, cfg.val_split_name, cfg.val_split, cfg.dataset_download, cfg.seed
     )
     num_classes = splits.num_classes
-    if cfg.num_classes is not None and cfg.num_classes != num_classes:
-        raise TimmAssembleError(f"--num-classes is {cfg.num_classes} but the data has {num_classes} classes")
-    built = build_model(cfg, num_classes)
+    built, teacher, frozen = build_models(cfg, num_classes)
     model = built.model
-    if getattr(model, "num_classes", num_classes) != num_classes:
-        raise TimmAssembleError(f"the model predicts {model.num_classes} classes but the data has {num_classes}")
-    if cfg.drop_block_rate > 0 and set_drop_block_keep_prob(model, 1.0) == 0:
-        raise TimmAssembleError(f"--drop-block-rate is set but {cfg.model} has no DropBlock layers")
-    teacher = build_teacher(cfg, num_classes) if cfg.distilling else None
-    frozen = freeze_backbone(model) if cfg.freeze_backbone else 0
     mixup = build_mixup(cfg, num_classes)
     if mixup is not None and cfg.batch_size % 2:
         raise TimmAssembleError(f"mixup/cutmix pair samples: --batch-size must be even, got {cfg.batch_size}")
@@ -354,6 +345,21 @@ def setup(cfg: TrainConfig, command: str | None = None) -> Run:
         train_loader, val_loader, export_data_cfg, base_model, precision, lr, global_batch, updates_per_epoch,
         frozen=frozen, start_from=start_from,
     )  # fmt: skip
+
+
+def build_models(cfg: TrainConfig, num_classes: int) -> tuple[BuiltModel, nn.Module | None, int]:
+    """The student (checked against the data), the KD teacher if any, and how many tensors were frozen."""
+    if cfg.num_classes is not None and cfg.num_classes != num_classes:
+        raise TimmAssembleError(f"--num-classes is {cfg.num_classes} but the data has {num_classes} classes")
+    built = build_model(cfg, num_classes)
+    model = built.model
+    if getattr(model, "num_classes", num_classes) != num_classes:
+        raise TimmAssembleError(f"the model predicts {model.num_classes} classes but the data has {num_classes}")
+    if cfg.drop_block_rate > 0 and set_drop_block_keep_prob(model, 1.0) == 0:
+        raise TimmAssembleError(f"--drop-block-rate is set but {cfg.model} has no DropBlock layers")
+    teacher = build_teacher(cfg, num_classes) if cfg.distilling else None
+    frozen = freeze_backbone(model) if cfg.freeze_backbone else 0
+    return built, teacher, frozen
 
 
 def build_loaders(
