@@ -107,23 +107,8 @@ def resolve_output_dir(cfg: TrainConfig, accelerator: Accelerator) -> Path:
             broadcast_object_list(holder)
             cfg.output_dir = holder[0]
     out = Path(cfg.output_dir)
-    has_run = (out / "checkpoints").is_dir() or (out / METRICS_NAME).is_file()
-    if has_run and not cfg.resume:
-        raise TimmAssembleError(
-            f"{out} already holds a run; pass --resume auto to continue it, or choose another --output-dir"
-        )
+    ckpt.check_output_dir(out, cfg.resume, cfg.overwrite)
     return out
-
-
-def resume_path(cfg: TrainConfig, out: Path) -> Path | None:
-    if not cfg.resume:
-        return None
-    if cfg.resume == "auto":
-        return ckpt.find_checkpoint(out / "checkpoints" / "last")
-    path = Path(cfg.resume)
-    if ckpt.find_checkpoint(path) is None:
-        raise TimmAssembleError(f"--resume {path}: not a checkpoint folder (no {ckpt.STATE_NAME})")
-    return path
 
 
 def build_transforms(cfg: TrainConfig, model: nn.Module) -> tuple[Any, Any, dict[str, Any]]:
@@ -329,7 +314,7 @@ def _compare_configs(saved: Path, cfg: TrainConfig) -> list[str]:
 
     old = tomllib.loads(saved.read_text())
     new = tomllib.loads(format_config(cfg))
-    skip = {"resume", "output_dir", "data_dir"}
+    skip = {"resume", "overwrite", "output_dir", "data_dir"}
     return sorted(k for k in set(old) | set(new) if k not in skip and old.get(k) != new.get(k))
 
 
@@ -348,7 +333,7 @@ def run(cfg: TrainConfig, command: str | None = None) -> RunResult:
     prepare_data_dir(cfg, accelerator)
     out = resolve_output_dir(cfg, accelerator)
     ckpt_dir = out / "checkpoints"
-    start_from = resume_path(cfg, out)
+    start_from = ckpt.select_resume(out, cfg.resume, cfg.overwrite)
 
     # ---- data and model, every check before any training
     splits: DataSplits = build_data_splits(
@@ -396,6 +381,8 @@ def run(cfg: TrainConfig, command: str | None = None) -> RunResult:
     model = model.to(accelerator.device)
     optimizer = build_optimizer(cfg, model, lr)
     ema = ModelEmaV3(model, decay=cfg.model_ema_decay, use_warmup=cfg.model_ema_warmup) if cfg.model_ema else None
+    if ema is not None:
+        accelerator.register_for_checkpointing(ema)
     model, optimizer, train_loader, val_loader = accelerator.prepare(model, optimizer, train_loader, val_loader)
     if teacher is not None:
         teacher = teacher.to(accelerator.device)
@@ -418,7 +405,10 @@ def run(cfg: TrainConfig, command: str | None = None) -> RunResult:
     ctx.optimizer, ctx.scheduler, ctx.mixup, ctx.ema = optimizer, scheduler, mixup, ema
     ctx.train_loader, ctx.val_loader, ctx.num_classes = train_loader, val_loader, num_classes
     ctx.total_steps = updates_per_epoch * cfg.epochs
-    ctx.state = ckpt.TrainState()
+    data_name = cfg.data_dir or cfg.dataset
+    ctx.state = ckpt.TrainState(
+        run=ckpt.run_identity(cfg.model, built.arch_kwargs, splits.label_names, data_name, ema is not None)
+    )
 
     # ---- resume
     metrics_path = out / METRICS_NAME
@@ -426,7 +416,7 @@ def run(cfg: TrainConfig, command: str | None = None) -> RunResult:
         differing = _compare_configs(out / "config.toml", cfg)
         if differing and accelerator.is_main_process:
             _logger.warning("resuming with settings that differ from the saved config.toml: %s", ", ".join(differing))
-        ctx.state = ckpt.load_checkpoint(accelerator, start_from, ema)
+        ctx.state = ckpt.load_checkpoint(accelerator, start_from, ctx.state.run)
         if accelerator.is_main_process:
             write_metrics(metrics_path, [r for r in read_metrics(metrics_path) if r["epoch"] <= ctx.state.epoch])
     elif cfg.resume == "auto" and accelerator.is_main_process:
@@ -434,6 +424,8 @@ def run(cfg: TrainConfig, command: str | None = None) -> RunResult:
     scheduler.step_update(num_updates=ctx.state.step)
 
     if accelerator.is_main_process:
+        if start_from is None and cfg.overwrite:
+            ckpt.clear_run(out)
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.toml").write_text(format_config(cfg))
         (out / "command.txt").write_text(command + "\n")
@@ -457,7 +449,7 @@ def run(cfg: TrainConfig, command: str | None = None) -> RunResult:
     if teacher is not None:
         log(f"  KD teacher {cfg.teacher or ''} {cfg.teacher_weights or ''} T={cfg.kd_temperature} w={cfg.kd_weight}")
     if start_from is not None:
-        log(f"  resumed from {start_from} at epoch {ctx.state.epoch}, step {ctx.state.step}")
+        log(f"  resumed from {start_from.path} ({start_from.reason}) at epoch {ctx.state.epoch}, step {ctx.state.step}")
     log(f"  output: {out}")
 
     export_dir = out / "model"
@@ -502,7 +494,7 @@ def run(cfg: TrainConfig, command: str | None = None) -> RunResult:
             )
             + ("  *best*" if is_best else "")
         )
-        ckpt.save_checkpoint(accelerator, ckpt_dir, ctx.state, ema, best=is_best)
+        ckpt.save_checkpoint(accelerator, ckpt_dir, ctx.state, best=is_best)
         if accelerator.is_main_process:
             if is_best:
                 export_best_model(
