@@ -48,6 +48,7 @@ from .metrics import (
     write_metrics,
 )
 from .models import build_model, build_teacher, freeze_backbone, head_parameters, set_train_mode
+from .preflight import check_model_settings
 
 _logger = logging.getLogger(__name__)
 
@@ -322,6 +323,7 @@ def run(cfg: TrainConfig, command: str | None = None) -> RunResult:
     """Train (or fine-tune) as `cfg` says; returns where the results are. Raises TimmAssembleError for bad input."""
     if cfg.mixed_precision == "fp16" and not torch.cuda.is_available():
         raise TimmAssembleError("mixed_precision fp16 needs a CUDA GPU; pass --mixed-precision bf16 or no")
+    check_model_settings(cfg)
     accelerator = Accelerator(
         mixed_precision=cfg.mixed_precision,
         gradient_accumulation_steps=cfg.grad_accum_steps,
