@@ -16,21 +16,18 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from timm.data import create_dataset
 from timm.data.dataset import ImageDataset
 from torch.utils.data import Dataset, default_collate
 
 from ..errors import TimmAssembleError
+from .images import READ_ERRORS, open_image
 
 _logger = logging.getLogger(__name__)
 
 # split folder names timm's create_dataset looks for (timm.data.dataset_factory)
 _TRAIN_NAMES = ("train", "training")
 _VAL_NAMES = ("val", "valid", "validation", "eval", "evaluation")
-
-# what PIL and the readers raise for truncated, corrupt or unsupported files
-READ_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 
 @dataclass
@@ -65,8 +62,7 @@ class SkippingDataset(_IndexedView):
         index = self._base_index(i)
         try:
             fileobj, target = self.base.reader[index][:2]
-            img = Image.open(fileobj)
-            img = img.convert(self.base.input_img_mode or "RGB")  # decodes the pixels
+            img = open_image(fileobj, self.base.input_img_mode or "RGB")
         except READ_ERRORS as err:
             return Unreadable(self.base.filename(index, absolute=True), f"{type(err).__name__}: {err}")
         if self.transform is not None:

@@ -30,6 +30,7 @@ from timm.data.transforms import MaybeToTensor
 from torchvision import transforms
 from tqdm import tqdm
 
+from ..data.images import open_image
 from ..errors import TimmAssembleError
 
 
@@ -183,8 +184,7 @@ def resize_crop(data_config: dict) -> Callable[[Image.Image], Image.Image]:
 
 
 def load_rgb(path: str) -> Image.Image:
-    with open(path, "rb") as f, Image.open(f) as img:
-        return img.convert("RGB")
+    return open_image(path)
 
 
 class ImageListDataset(torch.utils.data.Dataset):
