@@ -444,6 +444,7 @@ def run(cfg: TrainConfig, command: str | None = None) -> RunResult:
         + (f", backbone frozen ({frozen} tensors)" if frozen else "")
     )
     log(f"  data: {len(train_ds)} train / {len(val_ds)} val images from {cfg.data_dir or cfg.dataset}")
+    log(f"  classes: {splits.summary()}")
     log(
         f"  {accelerator.num_processes} process(es) on {accelerator.device}, global batch {global_batch}, "
         f"lr {lr:.4g}, {updates_per_epoch} updates/epoch, mixed precision {accelerator.mixed_precision}"
