@@ -13,9 +13,7 @@ checkpoint is renamed over them only once complete, `best` before `last`.
 
 from __future__ import annotations
 
-import errno
 import json
-import re
 import shutil
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -26,7 +24,7 @@ import torch
 from accelerate import Accelerator
 
 from ..errors import TimmAssembleError
-from ..fileio import atomic_write, replace_dir, write_error
+from ..fileio import atomic_write, os_error_of, replace_dir, write_error
 
 STATE_NAME = "train_state.json"
 MARKER_NAME = "complete.json"
@@ -212,7 +210,7 @@ def save_checkpoint(accelerator: Accelerator, ckpt_dir: Path, state: TrainState,
     except BaseException as err:
         if main:
             shutil.rmtree(tmp, ignore_errors=True)
-        os_error = _os_error(err)
+        os_error = os_error_of(err)
         if os_error is None:
             raise
         user_error = write_error(os_error.filename or tmp, os_error, _state_bytes(accelerator) * (2 if best else 1))
@@ -242,17 +240,6 @@ def _copy_into_place(src: Path, dst: Path) -> None:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-
-
-def _os_error(err: BaseException) -> OSError | None:
-    """The OS error behind a failed write (safetensors reports it as text: '... (os error 28) ...')."""
-    if isinstance(err, OSError):
-        return err
-    found = re.search(r"\(os error (\d+)\)", str(err))
-    if found and not isinstance(err, (KeyboardInterrupt, SystemExit)):
-        code = int(found.group(1))
-        return OSError(code, errno.errorcode.get(code, "OS error"))
-    return None
 
 
 def _state_bytes(accelerator: Accelerator) -> int:
