@@ -7,6 +7,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from .cliargs import ArgumentParser
 from .errors import DEBUG_ENV, exit_code
 
 # Modules that expose `add_parser(subparsers)`; the parser they add sets `func(args) -> int`.
@@ -22,7 +23,7 @@ _SUBCOMMAND_MODULES: tuple[str, ...] = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="timm-assemble",
         description="Assemble-ResNet models for timm: convert, publish, download, predict, evaluate.",
     )

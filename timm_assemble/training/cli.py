@@ -9,6 +9,7 @@ import shlex
 import sys
 from collections.abc import Sequence
 
+from ..cliargs import ArgumentParser
 from ..errors import DEBUG_ENV, exit_code
 from .config import DEMO_PRESET, TrainConfig, add_config_arguments, config_from_args, format_config
 
@@ -21,7 +22,7 @@ DESCRIPTIONS = {
 
 
 def build_parser(mode: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog=f"{mode}.py", description=DESCRIPTIONS[mode], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
     add_config_arguments(parser, mode)
