@@ -20,6 +20,8 @@ import accelerate.checkpointing
 import numpy as np
 import pytest
 import timm
+import torch
+from accelerate import Accelerator
 from PIL import Image
 from safetensors.torch import save_file
 from training_helpers import one_thread, reset_accelerate, tiny_data
@@ -27,6 +29,7 @@ from training_helpers import one_thread, reset_accelerate, tiny_data
 import timm_assemble  # noqa: F401
 import timm_assemble.export
 from timm_assemble import cli
+from timm_assemble.errors import TimmAssembleError
 from timm_assemble.fileio import sha256_file
 from timm_assemble.training import checkpoint as ckpt
 from timm_assemble.training.cli import main as train_main
@@ -291,6 +294,28 @@ def test_fault_while_saving_loses_nothing_but_that_epoch(error, code, message, b
     assert (state.epoch, state.step) == (3, 6)
     rows = (run / "metrics.jsonl").read_text().splitlines()
     assert len(rows) == 3
+
+
+def test_disk_full_while_copying_best_keeps_both(tmp_path, monkeypatch):
+    """`best` is copied before `last` moves: a failed copy leaves both checkpoints as they were."""
+    reset_accelerate()
+    accelerator = Accelerator(cpu=True)
+    model = torch.nn.Linear(3, 2)
+    model, optimizer = accelerator.prepare(model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9))
+    ckpt.save_checkpoint(accelerator, tmp_path / "checkpoints", ckpt.TrainState(epoch=1, step=1), best=True)
+    before = snapshot(tmp_path)
+    assert before and any(k.startswith("checkpoints/best/") for k in before)
+
+    def full(src, dst, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(dst))
+
+    monkeypatch.setattr(shutil, "copy2", full)
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    with pytest.raises(TimmAssembleError, match="the disk is full .*the checkpoint of epoch 1 is intact"):
+        ckpt.save_checkpoint(accelerator, tmp_path / "checkpoints", ckpt.TrainState(epoch=2, step=2), best=True)
+    assert snapshot(tmp_path) == before and leftovers(tmp_path) == []
+    reset_accelerate()
 
 
 def test_overwrite_starts_over(base, run, capsys):

@@ -235,7 +235,10 @@ def _copy_into_place(src: Path, dst: Path) -> None:
     staging = dst.with_name(dst.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
     try:
-        shutil.copytree(src, staging, copy_function=shutil.copy2)
+        staging.mkdir()
+        for path in sorted(src.rglob("*")):  # not copytree: it folds OS errors into one without an errno
+            target = staging / path.relative_to(src)
+            target.mkdir() if path.is_dir() else shutil.copy2(path, target)
         replace_dir(staging, dst)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
