@@ -206,7 +206,12 @@ CASES = {
     "width=abc": Case(_nothing, ["--resume", "auto", "--model-kwargs", "width=abc"], 2, "--model-kwargs width='abc'"),
     # recoveries: the run goes on from the newest complete checkpoint and says which and why
     "last missing: resume from best": Case(
-        _remove("checkpoints/last"), ["--resume", "auto"], 0, "resumed from {run}/checkpoints/best", unchanged=False
+        _remove("checkpoints/last"),
+        ["--resume", "auto"],
+        0,
+        "resumed from {run}/checkpoints/best (the newest complete checkpoint; skipped: {run}/checkpoints/last "
+        "does not exist)",
+        unchanged=False,
     ),
     "last damaged: resume from best": Case(
         _remove("checkpoints/last/optimizer.bin"),

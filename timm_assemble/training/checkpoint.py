@@ -124,6 +124,8 @@ def select_resume(out_dir: Path, resume: str | None, overwrite: bool = False) ->
             "(replacing the run's checkpoints and exported model)"
         )
     point = max(found, key=lambda p: (p.state.epoch, p.state.step))  # ties: the first of CANDIDATES
+    if not (ckpt_dir / "last").exists():
+        problems.insert(0, f"{ckpt_dir / 'last'} does not exist")
     point.reason = "the newest complete checkpoint" + (f"; skipped: {'; '.join(problems)}" if problems else "")
     return point
 
