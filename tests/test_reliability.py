@@ -451,3 +451,14 @@ def test_unexpected_errors_are_one_line_unless_debugging(capsys, monkeypatch):
     monkeypatch.setenv("TIMM_ASSEMBLE_DEBUG", "1")
     with pytest.raises(RuntimeError):
         cli.main(parser_argv)
+
+
+def test_safetensors_write_errors_keep_their_errno(tmp_path):
+    """safetensors reports OS errors as text; the disk-full message needs the errno back."""
+    from timm_assemble.fileio import os_error_of
+
+    with pytest.raises(Exception) as caught:
+        save_file({"w": torch.zeros(2)}, str(tmp_path / "missing-folder" / "w.safetensors"))
+    assert not isinstance(caught.value, OSError)
+    assert os_error_of(caught.value).errno == errno.ENOENT
+    assert os_error_of(KeyboardInterrupt()) is None and os_error_of(ValueError("no errno here")) is None
