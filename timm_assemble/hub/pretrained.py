@@ -25,6 +25,7 @@ from typing import Any
 from huggingface_hub import constants as hf_constants
 from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url, try_to_load_from_cache
 from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+from safetensors import SafetensorError, safe_open
 from timm.models import resolve_pretrained_cfg
 
 from ..errors import TimmAssembleError
@@ -105,13 +106,35 @@ def official_weights(name: str, width: int, hub_reason: str) -> Path:
             f"no pretrained weights for {name} at width={width}: the official checkpoint has width {other} "
             f"(cached in {cache_root()}); drop width={width} or use pretrained=False"
         )
-    entry = fetch_official(name, width)
+    try:
+        entry = fetch_official(name, width)
+    except TimmAssembleError as err:
+        raise TimmAssembleError(f"pretrained weights for {name}: {'; '.join(reasons)}; official source: {err}") from err
     if entry.width != width:
         raise TimmAssembleError(
             f"no pretrained weights for {name} at width={width}: the official checkpoint has width {entry.width} "
             f"(now cached in {entry.path}); drop width={width} or use pretrained=False"
         )
     return entry.weights
+
+
+def check_local_weights(folder: Path) -> None:
+    """A `local-dir:` folder's weights exist and are a complete safetensors file (timm's errors name neither)."""
+    weights = folder / WEIGHTS_NAME
+    if not weights.is_file():
+        if (folder / "pytorch_model.bin").is_file():
+            return
+        raise TimmAssembleError(
+            f"local-dir:{folder}: no {WEIGHTS_NAME} in {folder.resolve()}; write the folder again with "
+            "`timm-assemble convert` or `timm-assemble export`, or load it with pretrained=False"
+        )
+    try:
+        with safe_open(weights, "pt"):
+            pass
+    except (SafetensorError, OSError) as err:
+        raise TimmAssembleError(
+            f"local-dir:{folder}: {weights} is truncated or not a safetensors file ({err}); copy or write it again"
+        ) from err
 
 
 def _hub_source(cfg: Mapping[str, Any]) -> tuple[str, str | None] | None:
@@ -145,6 +168,8 @@ def pretrained_guard(variant: str, pretrained: bool, kwargs: dict[str, Any]) -> 
             pretrained_cfg_overlay=kwargs.get("pretrained_cfg_overlay"),
         ).to_dict()
         hub = _hub_source(cfg)
+    if pretrained and cfg.get("source") == "local-dir":
+        check_local_weights(Path(cfg["file"]))
     if hub is None:
         yield kwargs
         return
