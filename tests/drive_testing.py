@@ -59,6 +59,7 @@ class FakeDrive:
     down: bool = False  # no network: every request fails to connect
     requests: list[str] = field(default_factory=list)
     served: list[str] = field(default_factory=list)  # names of the files whose bytes were sent
+    ranges: list[str] = field(default_factory=list)  # Range headers of resumed downloads
     files: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # id -> (name, data)
     folders: dict[str, tuple[str, list[str]]] = field(default_factory=dict)  # id -> (name, child ids)
 
@@ -126,6 +127,7 @@ class FakeDrive:
         headers = {"Content-Disposition": f'attachment; filename="{name}"', "Accept-Ranges": "bytes"}
         status, start = 200, 0
         if request.headers.get("Range"):
+            self.ranges.append(request.headers["Range"])
             start = int(request.headers["Range"].split("=")[1].split("-")[0])
             status = 206
             headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"

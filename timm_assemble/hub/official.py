@@ -128,7 +128,8 @@ def select_checkpoint(files: Sequence[DriveFile], name: str) -> list[DriveFile]:
     if len(counts) != 1 or set(shards) != set(range(counts.pop())):
         raise TimmAssembleError(
             f"the official folder's layout is not as expected: checkpoint {prefix} lacks data shards "
-            f"({sorted(shards)} of {sorted({c for _, c in shards.values()}) or '?'} found). It holds:\n{found}"
+            f"({sorted(shards)} of {sorted({c for _, c in shards.values()}) or '?'} found). It holds:\n{found}\n"
+            f"Download the checkpoint by hand and run `timm-assemble weights install {name} --checkpoint PREFIX`"
         )
     return [index, *(shards[i][0] for i in sorted(shards))]
 
