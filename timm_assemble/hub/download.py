@@ -87,13 +87,17 @@ def missing_weights_error(
             f" To pre-fetch for an offline machine: `timm-assemble download {name} --cache-dir CACHE` where the "
             "Hub is reachable, then set HF_HUB_CACHE=CACHE and HF_HUB_OFFLINE=1."
         )
-    arch = name.split(".", 1)[0]
+    if record is not None and record.has_official_source:
+        how = (
+            f"Without the Hub, `timm.create_model('{record.name}', pretrained=True)` converts the official "
+            f"checkpoint into our cache: `timm-assemble weights fetch {record.name}` does it ahead of time, "
+            f"`timm-assemble weights install {record.name} --checkpoint PREFIX` from a copy of the checkpoint."
+        )
+    else:
+        how = "Check the name and the connection, or load a local copy with `timm.create_model('local-dir:DIR')`."
     return TimmAssembleError(
         f"pretrained weights for {name} are not available: {filename} of Hub repo {repo_id} {reason}.{status} "
-        "To use the official weights without the Hub, convert the official checkpoint locally: "
-        f"`timm-assemble convert --model {arch} --checkpoint PATH/TO/model.ckpt-NNNN --out DIR` (checkpoint path "
-        "without .index), then `timm.create_model('local-dir:DIR', pretrained=True)` after `import timm_assemble`."
-        f"{prefetch}"
+        f"{how}{prefetch}"
     )
 
 

@@ -32,19 +32,13 @@ from ..errors import TimmAssembleError
 from ..export import WEIGHTS_NAME
 from .cache import DEFAULT_WIDTH, cache_root, find_entry, list_entries
 from .download import HUB_MISSING_ERRORS, missing_weights_error, verify_weights_file
-from .records import WeightRecord, find_record_for_repo
+from .records import find_record_for_repo, get_record
 
 OFFICIAL_SOURCE_ENV = "TIMM_ASSEMBLE_OFFICIAL_SOURCE"
 
 
 def official_source_enabled() -> bool:
     return os.environ.get(OFFICIAL_SOURCE_ENV, "1").strip() != "0"
-
-
-def has_official_source(record: WeightRecord | None) -> bool:
-    return record is not None and record.source.get("kind") == "official checkpoint" and "/folders/" in str(
-        record.source.get("url", "")
-    )
 
 
 def hub_has_file(
@@ -56,7 +50,8 @@ def hub_has_file(
         return True, f"in the local Hub cache ({cached})"
     where = f"{filename} of Hub repo {repo_id}"
     if hf_constants.HF_HUB_OFFLINE:
-        return False, f"{where} is not in the local Hub cache and HF_HUB_OFFLINE is set"
+        cache = cache_dir or hf_constants.HF_HUB_CACHE
+        return False, f"{where} is not in the local Hub cache ({cache}) and HF_HUB_OFFLINE is set"
     try:
         # No retries here (hf_hub_download retries a failed connection for ~25 s before it gives up).
         get_hf_file_metadata(hf_hub_url(repo_id, filename, revision=revision), timeout=hf_constants.HF_HUB_ETAG_TIMEOUT)
@@ -78,11 +73,14 @@ def _official_width_elsewhere(name: str, width: int) -> int | None:
 
 def _unavailable(name: str, width: int, reasons: list[str]) -> TimmAssembleError:
     what = name if width == DEFAULT_WIDTH else f"{name} at width={width}"
+    hub = ""
+    if get_record(name).status == "published":
+        hub = f"; from the Hub: `timm-assemble download {name} --cache-dir CACHE`, then HF_HUB_CACHE=CACHE here"
     return TimmAssembleError(
         f"pretrained weights for {what} are not available: " + "; ".join(reasons) + ". "
         f"Where there is internet: `timm-assemble weights fetch {name}` (then copy {cache_root()} here, or point "
         f"TIMM_ASSEMBLE_CACHE at the copy); with a copy of the official checkpoint (Google Drive folder of "
-        f"clovaai/assembled-cnn): `timm-assemble weights install {name} --checkpoint PREFIX`"
+        f"clovaai/assembled-cnn): `timm-assemble weights install {name} --checkpoint PREFIX`{hub}"
     )
 
 
@@ -178,7 +176,7 @@ def pretrained_guard(variant: str, pretrained: bool, kwargs: dict[str, Any]) -> 
     filename = cfg.get("hf_hub_filename") or WEIGHTS_NAME
     cache_dir = kwargs.get("cache_dir")
     record = find_record_for_repo(repo_id)
-    if has_official_source(record) and cfg.get("source") != "hf-hub" and filename == WEIGHTS_NAME:
+    if record is not None and record.has_official_source and cfg.get("source") != "hf-hub" and filename == WEIGHTS_NAME:
         on_hub, hub_reason = hub_has_file(repo_id, filename, revision, cache_dir)
         if not on_hub:
             weights = official_weights(record.name, int(kwargs.get("width", DEFAULT_WIDTH)), f"Hub: {hub_reason}")

@@ -51,6 +51,11 @@ class WeightRecord:
         return self.hf_hub_id.split("/", 1)[1]
 
     @property
+    def has_official_source(self) -> bool:
+        """Converted from the authors' checkpoint folder, which `pretrained=True` can fetch itself."""
+        return self.source.get("kind") == "official checkpoint" and "/folders/" in str(self.source.get("url", ""))
+
+    @property
     def repo_id(self) -> str:
         """The repo to fetch from: the recorded name under the current org (`$TIMM_ASSEMBLE_HUB_ORG`)."""
         return hub_repo_id(self.repo_name)

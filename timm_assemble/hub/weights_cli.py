@@ -16,7 +16,6 @@ from typing import Any
 from ..cliargs import add_dataclass_arguments, from_args
 from ..errors import TimmAssembleError
 from .cache import CACHE_ENV, CacheEntry, cache_root, find_entry, list_entries, verify_entry
-from .pretrained import has_official_source
 from .records import get_record
 
 
@@ -58,7 +57,7 @@ class VerifyArgs:
 
 def _official_name(name: str) -> str:
     record = get_record(name)
-    if not has_official_source(record):
+    if not record.has_official_source:
         raise TimmAssembleError(f"{name} has no official source to convert from (its weights come from the Hub)")
     return record.name
 
