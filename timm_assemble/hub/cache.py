@@ -5,7 +5,7 @@ Hugging Face home: `~/.cache/huggingface/timm_assemble/`). The width is part of 
 for width 8) because a checkpoint of another width is another set of tensors: an entry is served only to a
 request of the width it was converted at. An entry holds the converted folder (`model.safetensors`,
 `config.json`, `README.md`) and `provenance.json`: where the source files came from, their sha256, and the
-sha256 of every file of the result, which is checked before an entry is loaded.
+sha256 of the weights and config, which are checked before an entry is loaded.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 from huggingface_hub import constants as hf_constants
 
 from ..errors import TimmAssembleError
-from ..export import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME
+from ..export import CONFIG_NAME, WEIGHTS_NAME
 from ..fileio import atomic_write
 from .download import file_sha256
 
@@ -141,8 +141,7 @@ def write_provenance(
 
     result = {
         filename: {"sha256": file_sha256(folder / filename), "size": (folder / filename).stat().st_size}
-        for filename in (WEIGHTS_NAME, CONFIG_NAME, CARD_NAME)
-        if (folder / filename).is_file()
+        for filename in (WEIGHTS_NAME, CONFIG_NAME)  # not the card: `publish` renders it anew into the entry
     }
     provenance = {
         "format": _FORMAT,

@@ -203,6 +203,11 @@ def load_records(records_dir: str | Path | None = None) -> dict[str, WeightRecor
     return records
 
 
+def record_path(name: str) -> Path:
+    """The JSON file of record `name` (in `RECORDS_DIR`, read at call time so tests can point elsewhere)."""
+    return RECORDS_DIR / f"{name}.json"
+
+
 def get_record(name: str) -> WeightRecord:
     """The record for `arch.tag`, or an error listing the names we have."""
     records = load_records()
