@@ -310,3 +310,22 @@ def test_install_then_offline_pretrained_reproduces_official_logits(tmp_path):
     )
     assert run.returncode == 0, run.stderr
     assert float(run.stdout.strip().splitlines()[-1]) <= TOLERANCE
+
+
+@pytest.mark.slow
+def test_finetune_demo_starts_from_the_official_weights(cache, monkeypatch):
+    """The demo's `pretrained=default` goes through the same resolution: the converted official network."""
+    from timm_assemble.training import models as training_models
+    from timm_assemble.training.config import resolve_config
+
+    drive(monkeypatch)
+    # a machine with internet whose Hub has no repo (the Hub request itself still meets a blocked socket)
+    monkeypatch.setattr(training_models, "hub_reachable", lambda timeout=3.0: True)
+    cfg = resolve_config("finetune", {"model_kwargs": {"width": 8}}, preset="demo")
+    assert cfg.pretrained == "default" and cfg.pretrained_optional
+    built = training_models.build_model(cfg, 8)
+    assert built.pretrained and built.source == "pretrained assemble_resnet50" and not built.notes
+    official = safetensors.torch.load_file(entry_dir(R50, 8) / "model.safetensors")
+    backbone = {k: v for k, v in built.model.state_dict().items() if not k.startswith("fc.")}
+    assert backbone and all(torch.equal(v, official[k]) for k, v in backbone.items())
+    assert built.model.fc.out_features == 8
