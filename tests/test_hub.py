@@ -173,7 +173,7 @@ def test_record_card_has_hub_metadata(converted):
     assert "import timm_assemble" in body
     assert f'timm.create_model("hf-hub:{REPO_ID}", pretrained=True)' in body
     assert "@misc{lee2020compounding" in body
-    assert "0.12 M" in body and "not yet computed" in body  # parameter count; honest source hash status
+    assert "0.12 M" in body and "not yet recorded" in body  # parameter count; honest source hash status
     assert "paper: Lee et al. 2020" in body
 
 

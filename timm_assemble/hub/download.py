@@ -1,10 +1,10 @@
 """Fetching published weights: `timm-assemble download`, the sha256 integrity check, and clear errors.
 
 timm loads our weights through `hf_hub_download`; when the file is not there (offline, not published yet)
-huggingface_hub raises errors that name neither the repo nor a way out. `pretrained_guard` wraps a
-pretrained build: it verifies a recorded weight's sha256 before timm loads it and turns a missing file
-into a TimmAssembleError that says which repo/file is missing and how to convert the official checkpoint
-locally instead.
+huggingface_hub raises errors that name neither the repo nor a way out. `missing_weights_error` turns them
+into a TimmAssembleError that says which repo/file is missing and how to get the weights instead;
+`verify_weights_file` refuses a file whose sha256 differs from its weight record. Where `pretrained=True`
+looks for weights is decided in `timm_assemble.hub.pretrained`.
 """
 
 from __future__ import annotations

@@ -184,12 +184,9 @@ def install_checkpoint(name: str, prefix: str | Path, source: Mapping[str, Any])
     target = entry_dir(name, width)
     inputs = [prefix.with_name(prefix.name + ".index"), *sorted(prefix.parent.glob(prefix.name + ".data-*"))]
     files = {p.name: {"sha256": file_sha256(p), "size": p.stat().st_size} for p in inputs}
-    try:
-        with atomic_dir(target, overwrite=True) as tmp:
-            convert_checkpoint(get_record(name).architecture, prefix, tmp, overwrite=True)
-            write_provenance(tmp, name, {"width": width}, {**source, "files": files})
-    except OSError as err:  # disk full while converting: atomic_dir has removed the partial entry
-        raise write_error(target, err) from err
+    with atomic_dir(target, overwrite=True) as tmp:  # disk full: the partial entry is removed, one clear error
+        convert_checkpoint(get_record(name).architecture, prefix, tmp, overwrite=True)
+        write_provenance(tmp, name, {"width": width}, {**source, "files": files})
     return read_entry(target)
 
 
