@@ -140,7 +140,8 @@ def test_offline_missing_weights_error_makes_no_network_call(cache, monkeypatch,
         timm.create_model(R50, pretrained=True)
     message = str(info.value)
     for part in (
-        f"model.safetensors of Hub repo {DEFAULT_HUB_ORG}/{R50} is not in the local Hub cache and HF_HUB_OFFLINE",
+        f"model.safetensors of Hub repo {DEFAULT_HUB_ORG}/{R50} is not in the local Hub cache ({tmp_path / 'hub'}) "
+        "and HF_HUB_OFFLINE is set",
         f"cache: no entry {cache / R50}",
         "official source: not tried (HF_HUB_OFFLINE is set)",
         f"`timm-assemble weights fetch {R50}`",
@@ -229,6 +230,31 @@ def test_disk_full_while_converting(cache, monkeypatch):
 
     monkeypatch.setattr("timm_assemble.export.save_for_hf", full)
     with pytest.raises(TimmAssembleError, match="the disk is full"):
+        timm.create_model(R50, pretrained=True, width=8)
+    assert_no_entry(cache)
+
+
+def test_disk_full_while_downloading(cache, monkeypatch):
+    """gdown's own write of the partial file fails with ENOSPC: the same one-line error, no entry."""
+    drive(monkeypatch)
+    gdown_download = sys.modules["gdown.download"]
+
+    class FullDisk:
+        def __init__(self, file):
+            self.file = file
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __getattr__(self, name):
+            return getattr(self.file, name)
+
+    def open_on_full_disk(path, mode="r", *args, **kwargs):
+        file = open(path, mode, *args, **kwargs)
+        return FullDisk(file) if str(path).endswith(".part") and "a" in mode else file
+
+    monkeypatch.setattr(gdown_download, "open", open_on_full_disk, raising=False)
+    with pytest.raises(TimmAssembleError, match=f"cannot write .*{R50}/model.ckpt-112603.index: the disk is full"):
         timm.create_model(R50, pretrained=True, width=8)
     assert_no_entry(cache)
 
