@@ -15,6 +15,7 @@ _SUBCOMMAND_MODULES: tuple[str, ...] = (
     "timm_assemble.convert.cli",
     "timm_assemble.hub.publish",
     "timm_assemble.hub.download",
+    "timm_assemble.hub.weights_cli",
     "timm_assemble.evaluation.validate",
     "timm_assemble.evaluation.robustness",
     "timm_assemble.evaluation.benchmark",
