@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import re
+import shutil
 from pathlib import Path
 
+import huggingface_hub.constants as hf_constants
 import pytest
 import safetensors.torch
 import timm
 import torch
+from drive_testing import block_sockets
 from hub_testing import NAME, convert_fixture, go_offline, patch_records, seed_hub_cache
 from huggingface_hub import ModelCard
 
@@ -168,7 +173,7 @@ def test_record_card_has_hub_metadata(converted):
     assert "import timm_assemble" in body
     assert f'timm.create_model("hf-hub:{REPO_ID}", pretrained=True)' in body
     assert "@misc{lee2020compounding" in body
-    assert "0.12 M" in body and "not yet computed" in body  # parameter count; honest source hash status
+    assert "0.12 M" in body and "not yet recorded" in body  # parameter count; honest source hash status
     assert "paper: Lee et al. 2020" in body
 
 
@@ -238,24 +243,55 @@ def test_features_only_and_new_head_keep_pretrained_weights(offline_cache, weigh
 
 def test_offline_without_weights_is_a_clear_error(tmp_path, monkeypatch):
     go_offline(monkeypatch, tmp_path / "empty-cache")
+    monkeypatch.setenv("TIMM_ASSEMBLE_CACHE", str(tmp_path / "weights-cache"))
     with pytest.raises(TimmAssembleError) as info:
         timm.create_model(NAME, pretrained=True, width=8)
     message = str(info.value)
     for part in (
-        f"model.safetensors of Hub repo {REPO_ID}",
-        "HF_HUB_OFFLINE is set",
-        str(tmp_path / "empty-cache"),
-        "not published",
-        "timm-assemble convert --model assemble_resnet50 --checkpoint",
-        "timm.create_model('local-dir:DIR', pretrained=True)",
+        f"model.safetensors of Hub repo {REPO_ID} is not in the local Hub cache ({tmp_path / 'empty-cache'}) "
+        "and HF_HUB_OFFLINE is set",
+        f"cache: no entry {tmp_path / 'weights-cache' / NAME}-w8",
+        f"`timm-assemble weights fetch {NAME}`",
+        f"`timm-assemble weights install {NAME} --checkpoint PREFIX`",
     ):
         assert part in message
     assert "timm-assemble download" not in message  # nothing to pre-fetch while unpublished
-    with pytest.raises(TimmAssembleError, match=f"config.json of Hub repo {REPO_ID}"):
+    with pytest.raises(TimmAssembleError, match=f"config.json of Hub repo {REPO_ID}.*weights fetch {NAME}"):
         download_weights(NAME)
     patch_records(monkeypatch, tmp_path, status="published", sha256="a" * 64, size_bytes=1)
-    with pytest.raises(TimmAssembleError, match=f"`timm-assemble download {NAME} --cache-dir CACHE` where the Hub"):
+    with pytest.raises(TimmAssembleError, match=f"`timm-assemble download {NAME} --cache-dir CACHE`, then HF_HUB"):
         timm.create_model(NAME, pretrained=True, width=8)
+
+
+def test_offline_hf_hub_name_is_a_clear_error(tmp_path, monkeypatch):
+    """timm reads config.json before the model exists: our error, not huggingface_hub's, and at once."""
+    go_offline(monkeypatch, tmp_path / "empty-cache")
+    with pytest.raises(TimmAssembleError, match=f"hf-hub:{REPO_ID}: config.json of Hub repo {REPO_ID} is not in"):
+        timm.create_model(f"hf-hub:{REPO_ID}", pretrained=True)
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    attempts = block_sockets(monkeypatch)  # no network: one refused connection, no retries
+    with pytest.raises(TimmAssembleError, match=f"config.json of Hub repo {REPO_ID} could not be reached"):
+        timm.create_model(f"hf-hub:{REPO_ID}", pretrained=True)
+    assert len(attempts) <= 2  # one request (IPv4 and IPv6 addresses at most), not huggingface_hub's 6
+
+
+@pytest.mark.parametrize(
+    "breakage, message",
+    [
+        (lambda d: (d / "model.safetensors").unlink(), "no model.safetensors in {d}"),
+        (lambda d: os.truncate(d / "model.safetensors", 1000), "{d}/model.safetensors is truncated"),
+        (lambda d: (d / "config.json").write_text('{"architecture": '), "{d}/config.json is not valid JSON"),
+        (lambda d: (d / "config.json").unlink(), "no config.json in {d}"),
+        (lambda d: (d / "config.json").write_text("[1, 2]"), "{d}/config.json is not a timm model config"),
+    ],
+    ids=["no_weights", "truncated_weights", "invalid_config", "no_config", "not_a_config"],
+)
+def test_broken_local_dir_is_a_clear_error(tmp_path, converted, breakage, message):
+    folder = tmp_path / "model"
+    shutil.copytree(converted, folder)
+    breakage(folder)
+    with pytest.raises(TimmAssembleError, match=re.escape(message.format(d=folder))):
+        timm.create_model(f"local-dir:{folder}", pretrained=True)
 
 
 def test_local_overrides_skip_the_hub(tmp_path, monkeypatch, converted, weights):

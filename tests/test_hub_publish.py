@@ -17,10 +17,11 @@ import huggingface_hub
 import huggingface_hub.constants as hf_constants
 import pytest
 import safetensors.torch
-from hub_testing import NAME, convert_fixture, patch_records
+from hub_testing import NAME, R50_W8_CHECKPOINT, convert_fixture, patch_records
 from huggingface_hub import ModelCard
 
 from timm_assemble.cli import main
+from timm_assemble.hub import publish
 from timm_assemble.hub.constants import DEFAULT_HUB_ORG
 from timm_assemble.hub.records import sha256_file
 
@@ -256,3 +257,33 @@ def test_publish_checks_the_folder(folder, hub, capsys, breakage, message):
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
     assert hub.requests == []
+
+
+def test_fetch_then_publish_with_update_record(tmp_path, monkeypatch, hub, capsys):
+    """The maintainers' path: a `weights install`/`fetch` cache entry published as is, the record filled in."""
+    records_dir = patch_records(monkeypatch, tmp_path)
+    monkeypatch.setenv("TIMM_ASSEMBLE_CACHE", str(tmp_path / "cache"))
+    assert main(["weights", "install", NAME, "--checkpoint", str(R50_W8_CHECKPOINT)]) == 0
+    entry = tmp_path / "cache" / f"{NAME}-w8"
+    capsys.readouterr()
+    # a width-8 entry is not the official weight: refused before anything is sent
+    assert main(["publish", str(entry), "--repo-id", REPO_ID, "--update-record"]) == 2
+    assert "holds assemble_resnet50.clova_in1k at width 8; the record" in capsys.readouterr().err
+    assert hub.requests == []
+
+    monkeypatch.setattr(publish, "DEFAULT_WIDTH", 8)  # stand-in for a full-width entry
+    assert main(["publish", str(entry), "--repo-id", REPO_ID, "--update-record", "--dry-run"]) == 0
+    assert "gets sha256, size_bytes, the source files' sha256 (2 files)" in capsys.readouterr().out
+    assert hub.requests == [] and json.loads((records_dir / f"{NAME}.json").read_text())["sha256"] is None
+    assert main(["publish", str(entry), "--repo-id", REPO_ID, "--update-record"]) == 0
+    assert f"updated {records_dir / (NAME + '.json')}" in capsys.readouterr().out
+
+    record = json.loads((records_dir / f"{NAME}.json").read_text())
+    sha = sha256_file(entry / "model.safetensors")
+    source_sha = {p.name: sha256_file(p) for p in R50_W8_CHECKPOINT.parent.glob("model.ckpt.*")}
+    assert record["status"] == "published" and "status_note" not in record
+    assert record["sha256"] == sha and record["size_bytes"] == (entry / "model.safetensors").stat().st_size
+    assert record["source"]["sha256"] == source_sha and "sha256_status" not in record["source"]
+    card = hub.committed_files()["README.md"].decode()
+    assert all(f"`{name}`: `{digest}`" in card for name, digest in source_sha.items()) and sha in card
+    assert main(["weights", "verify", NAME]) == 0  # the card rendered into the entry leaves it intact

@@ -7,13 +7,15 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from .errors import TimmAssembleError
+from .cliargs import ArgumentParser
+from .errors import DEBUG_ENV, exit_code
 
 # Modules that expose `add_parser(subparsers)`; the parser they add sets `func(args) -> int`.
 _SUBCOMMAND_MODULES: tuple[str, ...] = (
     "timm_assemble.convert.cli",
     "timm_assemble.hub.publish",
     "timm_assemble.hub.download",
+    "timm_assemble.hub.weights_cli",
     "timm_assemble.evaluation.validate",
     "timm_assemble.evaluation.robustness",
     "timm_assemble.evaluation.benchmark",
@@ -22,10 +24,11 @@ _SUBCOMMAND_MODULES: tuple[str, ...] = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="timm-assemble",
         description="Assemble-ResNet models for timm: convert, publish, download, predict, evaluate.",
     )
+    parser.add_argument("--debug", action="store_true", help=f"show tracebacks (also: {DEBUG_ENV}=1)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in _SUBCOMMAND_MODULES:
         importlib.import_module(module_name).add_parser(subparsers)
@@ -34,15 +37,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args([a for a in argv if a != "--debug"])  # --debug anywhere on the line
+    args.debug = "--debug" in argv
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 0
     try:
         return int(args.func(args) or 0)
-    except TimmAssembleError as err:
-        print(f"timm-assemble {args.command}: error: {err}", file=sys.stderr)
-        return 2
+    except (Exception, KeyboardInterrupt) as err:
+        return exit_code(f"timm-assemble {args.command}", err, args.debug)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,13 @@ from timm.utils import ParseKwargs
 from .errors import TimmAssembleError
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose errors are one line (`prog: error: ... (see prog --help)`, exit 2), not a usage dump."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def field_types(cls: type) -> dict[str, Any]:
     """The resolved annotation of every field (works with postponed annotations)."""
     return typing.get_type_hints(cls)

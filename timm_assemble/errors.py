@@ -1,5 +1,34 @@
 """User-facing errors: the CLI prints these as one line instead of a traceback."""
 
+import os
+import sys
+
 
 class TimmAssembleError(Exception):
     """Bad input or an unmet precondition that the user can fix; the message says how."""
+
+
+DEBUG_ENV = "TIMM_ASSEMBLE_DEBUG"
+
+
+def exit_code(prog: str, err: BaseException, debug: bool = False) -> int:
+    """Report the error that ended command `prog` in one stderr line and return its exit code.
+
+    2 for bad input (`TimmAssembleError`), 130 for Ctrl-C, 1 for anything else (a bug: the line says how
+    to see the traceback). With `debug` (`--debug` or TIMM_ASSEMBLE_DEBUG=1) the error is re-raised instead.
+    """
+    if debug or os.environ.get(DEBUG_ENV, "0") not in ("", "0"):
+        raise err
+    if isinstance(err, TimmAssembleError):
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 2
+    if isinstance(err, KeyboardInterrupt):
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    detail = (str(err).strip().splitlines() or [""])[0][:300]
+    print(
+        f"{prog}: unexpected error: {type(err).__name__}: {detail} "
+        f"(rerun with --debug or {DEBUG_ENV}=1 to see the traceback)",
+        file=sys.stderr,
+    )
+    return 1

@@ -19,6 +19,7 @@ import torch
 from timm.models import save_for_hf
 
 from .errors import TimmAssembleError
+from .fileio import os_error_of, write_error
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -51,8 +52,11 @@ def export_hub_folder(
         )
     if any(not t.is_contiguous() for t in model.state_dict().values()):  # channels_last: safetensors wants dense
         model = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    except OSError as err:
+        raise write_error(out_dir, err) from err
     try:
         model_config: dict[str, Any] = {}
         if label_names is not None:
@@ -66,9 +70,13 @@ def export_hub_folder(
             (staging / CARD_NAME).write_text(model_card, encoding="utf-8")
         _apply_umask(staging)
         _swap_into_place(staging, out_dir)
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(staging, ignore_errors=True)
-        raise
+        os_error = os_error_of(err)
+        if os_error is None:
+            raise
+        size = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+        raise write_error(out_dir, os_error, size) from err
     return out_dir
 
 

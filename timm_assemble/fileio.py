@@ -13,6 +13,7 @@ import contextlib
 import errno
 import hashlib
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -45,6 +46,17 @@ def write_error(path: str | os.PathLike, err: OSError, needed_bytes: int | None 
         need = f"about {needed_bytes / 1e6:.1f} MB needed, " if needed_bytes else ""
         message += f" ({need}{free / 1e6:.1f} MB free there)"
     return TimmAssembleError(message + "; nothing already written was changed")
+
+
+def os_error_of(err: BaseException) -> OSError | None:
+    """The OS error behind a failed write: `err` itself, or the one safetensors reports as text ('(os error 28)')."""
+    if isinstance(err, OSError):
+        return err
+    found = re.search(r"\(os error (\d+)\)", str(err)) if isinstance(err, Exception) else None
+    if found is None:
+        return None
+    code = int(found.group(1))
+    return OSError(code, os.strerror(code))
 
 
 def free_bytes(path: str | os.PathLike) -> int:

@@ -18,7 +18,7 @@ import torch.nn as nn
 from PIL import Image
 from timm.data import ImageNetInfo, create_transform, infer_imagenet_subset, resolve_data_config
 
-from .data.datasets import READ_ERRORS
+from .data.images import READ_ERRORS, image_files, open_image
 from .errors import TimmAssembleError
 
 BATCH = 32
@@ -57,8 +57,7 @@ def load_image(path: str | Path) -> Image.Image:
     if not path.is_file():
         raise TimmAssembleError(f"image {path} does not exist")
     try:
-        with Image.open(path) as img:
-            return img.convert("RGB")
+        return open_image(path)
     except READ_ERRORS as err:
         raise TimmAssembleError(f"cannot decode image {path}: {err}") from err
 
@@ -68,6 +67,7 @@ def predict(model: nn.Module, images: Sequence[str | Path], top_k: int = 5) -> l
     """Top-k predictions per image; every image is decoded (and checked) before the model runs."""
     if top_k < 1:
         raise TimmAssembleError(f"--top-k must be >= 1, got {top_k}")
+    images = image_files(images)  # a folder stands for the images in it
     transform = create_transform(**resolve_data_config(model=model, use_test_size=True), is_training=False)
     tensors = [transform(load_image(p)) for p in images]
     device = next(model.parameters()).device

@@ -16,21 +16,19 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from timm.data import create_dataset
 from timm.data.dataset import ImageDataset
+from timm.data.readers.img_extensions import get_img_extensions
 from torch.utils.data import Dataset, default_collate
 
 from ..errors import TimmAssembleError
+from .images import READ_ERRORS, open_image
 
 _logger = logging.getLogger(__name__)
 
 # split folder names timm's create_dataset looks for (timm.data.dataset_factory)
 _TRAIN_NAMES = ("train", "training")
 _VAL_NAMES = ("val", "valid", "validation", "eval", "evaluation")
-
-# what PIL and the readers raise for truncated, corrupt or unsupported files
-READ_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 
 @dataclass
@@ -65,8 +63,7 @@ class SkippingDataset(_IndexedView):
         index = self._base_index(i)
         try:
             fileobj, target = self.base.reader[index][:2]
-            img = Image.open(fileobj)
-            img = img.convert(self.base.input_img_mode or "RGB")  # decodes the pixels
+            img = open_image(fileobj, self.base.input_img_mode or "RGB")
         except READ_ERRORS as err:
             return Unreadable(self.base.filename(index, absolute=True), f"{type(err).__name__}: {err}")
         if self.transform is not None:
@@ -117,6 +114,22 @@ class DataSplits:
     def num_classes(self) -> int:
         return len(self.label_names)
 
+    def summary(self) -> str:
+        """Class count and training images per class, for the start of a run."""
+        targets = _known_targets(self.train)
+        if targets is None:
+            return f"{self.num_classes} classes"
+        if self.train_indices is not None:
+            targets = [targets[i] for i in self.train_indices]
+        counts = np.bincount(targets, minlength=self.num_classes)
+        per_class = [f"{name} {n}" for name, n in zip(self.label_names, counts.tolist(), strict=False)]
+        if len(per_class) > 8:
+            low, high = int(counts.argmin()), int(counts.argmax())
+            per_class = [
+                f"{counts.min()} ({self.label_names[low]}) to {counts.max()} ({self.label_names[high]})",
+            ]
+        return f"{self.num_classes} classes, training images per class: {', '.join(per_class)}"
+
     def with_transforms(self, train_transform: Callable, eval_transform: Callable) -> tuple[Dataset, Dataset]:
         return (
             _wrap(self.train, self.train_indices, train_transform),
@@ -146,13 +159,41 @@ def stratified_split(targets: Sequence[int], val_fraction: float, seed: int) -> 
     return sorted(train), sorted(val)
 
 
-def _targets(ds: Dataset) -> list[int]:
-    if isinstance(ds, ImageDataset):
+def _known_targets(ds: Dataset) -> list[int] | None:
+    """The labels, when the dataset has them without decoding its images."""
+    if isinstance(ds, ImageDataset) and hasattr(ds.reader, "samples"):
         return [int(t) for _, t in ds.reader.samples]
     for attr in ("targets", "labels"):
         if hasattr(ds, attr):
             return [int(t) for t in getattr(ds, attr)]
-    return [int(ds[i][1]) for i in range(len(ds))]
+    return None
+
+
+def _targets(ds: Dataset) -> list[int]:
+    known = _known_targets(ds)
+    return known if known is not None else [int(ds[i][1]) for i in range(len(ds))]
+
+
+def _split_dir(root: Path, names: Sequence[str]) -> Path | None:
+    return next((root / n for n in names if (root / n).is_dir()), None)
+
+
+def check_class_folders(folder: Path) -> None:
+    """A class folder without images is named (timm would silently drop it and shift the class indices)."""
+    extensions = set(get_img_extensions())
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if not any(f.suffix.lower() in extensions for f in sub.rglob("*") if f.is_file()):
+            raise TimmAssembleError(
+                f"class folder {sub} is empty (no {', '.join(sorted(extensions))} files); add images or remove it"
+            )
+
+
+def check_enough_classes(names: Sequence[str], where: str) -> None:
+    if len(names) < 2:
+        raise TimmAssembleError(
+            f"{where} has {len(names)} class{'' if len(names) == 1 else 'es'} ({', '.join(names)}): a classifier "
+            "needs at least 2, one folder per class"
+        )
 
 
 def _label_names(ds: Dataset) -> list[str] | None:
@@ -194,6 +235,8 @@ def build_data_splits(
     root_str = str(data_dir) if data_dir is not None else None
 
     if val_fraction is not None:
+        if not dataset:
+            check_class_folders(_split_dir(root, (train_split, *_TRAIN_NAMES)) or root)
         full = _create(dataset, root_str, train_split, False, download, seed)
         if len(full) == 0:
             raise TimmAssembleError(f"no images found in {data_dir}")
@@ -201,6 +244,7 @@ def build_data_splits(
         if not val_idx:
             raise TimmAssembleError(f"--val-split {val_fraction} leaves no validation images in {data_dir}")
         names = _label_names(full) or [str(i) for i in range(max(_targets(full)) + 1)]
+        check_enough_classes(names, str(data_dir or dataset))
         return DataSplits(full, full, names, train_idx, val_idx)
 
     if not dataset:
@@ -213,6 +257,8 @@ def build_data_splits(
                 f"data dir {root} has no {missing} folder; use a train/ + val/ layout, or pass "
                 "--val-split 0.1 to hold out part of a single folder"
             )
+        for names in ((train_split, *_TRAIN_NAMES), (val_split_name, *_VAL_NAMES)):
+            check_class_folders(_split_dir(root, names))
     train = _create(dataset, root_str, train_split, True, download, seed)
     val = _create(dataset, root_str, val_split_name, False, download, seed)
     for split, ds in (("train", train), ("validation", val)):
@@ -227,4 +273,5 @@ def build_data_splits(
             "every class folder must exist in both"
         )
     names = train_names or [str(i) for i in range(max(_targets(train)) + 1)]
+    check_enough_classes(names, str(data_dir or dataset))
     return DataSplits(train, val, names)

@@ -30,6 +30,7 @@ from timm.data.transforms import MaybeToTensor
 from torchvision import transforms
 from tqdm import tqdm
 
+from ..data.images import open_image
 from ..errors import TimmAssembleError
 
 
@@ -90,14 +91,18 @@ def load_checkpoint(model: torch.nn.Module, path: str) -> None:
     file = Path(path)
     if not file.is_file():
         raise TimmAssembleError(f"checkpoint {path!r} does not exist")
-    if file.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    try:
+        if file.suffix == ".safetensors":
+            from safetensors.torch import load_file
 
-        state = load_file(str(file))
-    else:
-        state = torch.load(str(file), map_location="cpu", weights_only=True)
-        if isinstance(state, dict):
-            state = state.get("state_dict", state.get("model", state))
+            state = load_file(str(file))
+        else:
+            state = torch.load(str(file), map_location="cpu", weights_only=True)
+            if isinstance(state, dict):
+                state = state.get("state_dict", state.get("model", state))
+    except Exception as err:  # truncated or not a weights file
+        detail = (str(err).strip().splitlines() or [""])[0][:200]
+        raise TimmAssembleError(f"checkpoint {path!r} cannot be read ({type(err).__name__}: {detail})") from err
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
@@ -183,8 +188,7 @@ def resize_crop(data_config: dict) -> Callable[[Image.Image], Image.Image]:
 
 
 def load_rgb(path: str) -> Image.Image:
-    with open(path, "rb") as f, Image.open(f) as img:
-        return img.convert("RGB")
+    return open_image(path)
 
 
 class ImageListDataset(torch.utils.data.Dataset):

@@ -1,10 +1,10 @@
 """Fetching published weights: `timm-assemble download`, the sha256 integrity check, and clear errors.
 
 timm loads our weights through `hf_hub_download`; when the file is not there (offline, not published yet)
-huggingface_hub raises errors that name neither the repo nor a way out. `pretrained_guard` wraps a
-pretrained build: it verifies a recorded weight's sha256 before timm loads it and turns a missing file
-into a TimmAssembleError that says which repo/file is missing and how to convert the official checkpoint
-locally instead.
+huggingface_hub raises errors that name neither the repo nor a way out. `missing_weights_error` turns them
+into a TimmAssembleError that says which repo/file is missing and how to get the weights instead;
+`verify_weights_file` refuses a file whose sha256 differs from its weight record. Where `pretrained=True`
+looks for weights is decided in `timm_assemble.hub.pretrained`.
 """
 
 from __future__ import annotations
@@ -12,10 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from huggingface_hub import constants as hf_constants
 from huggingface_hub import hf_hub_download
@@ -26,7 +23,6 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
-from timm.models import resolve_pretrained_cfg
 
 from ..errors import TimmAssembleError
 from ..export import CONFIG_NAME, WEIGHTS_NAME
@@ -91,60 +87,18 @@ def missing_weights_error(
             f" To pre-fetch for an offline machine: `timm-assemble download {name} --cache-dir CACHE` where the "
             "Hub is reachable, then set HF_HUB_CACHE=CACHE and HF_HUB_OFFLINE=1."
         )
-    arch = name.split(".", 1)[0]
+    if record is not None and record.has_official_source:
+        how = (
+            f"Without the Hub, `timm.create_model('{record.name}', pretrained=True)` converts the official "
+            f"checkpoint into our cache: `timm-assemble weights fetch {record.name}` does it ahead of time, "
+            f"`timm-assemble weights install {record.name} --checkpoint PREFIX` from a copy of the checkpoint."
+        )
+    else:
+        how = "Check the name and the connection, or load a local copy with `timm.create_model('local-dir:DIR')`."
     return TimmAssembleError(
         f"pretrained weights for {name} are not available: {filename} of Hub repo {repo_id} {reason}.{status} "
-        "To use the official weights without the Hub, convert the official checkpoint locally: "
-        f"`timm-assemble convert --model {arch} --checkpoint PATH/TO/model.ckpt-NNNN --out DIR` (checkpoint path "
-        "without .index), then `timm.create_model('local-dir:DIR', pretrained=True)` after `import timm_assemble`."
-        f"{prefetch}"
+        f"{how}{prefetch}"
     )
-
-
-def _hub_source(cfg: Mapping[str, Any]) -> tuple[str, str | None] | None:
-    """(repo_id, revision) when timm will load this pretrained cfg from the Hub, else None.
-
-    Mirrors timm's source priority: `local-dir:` and explicit `state_dict`/`file` overrides come first.
-    """
-    source = cfg.get("source") or ""
-    if source == "local-dir" or not cfg.get("hf_hub_id"):
-        return None
-    if source != "hf-hub" and (cfg.get("state_dict") is not None or cfg.get("file")):
-        return None
-    repo_id, _, revision = str(cfg["hf_hub_id"]).partition("@")
-    return repo_id, revision or None
-
-
-@contextmanager
-def pretrained_guard(variant: str, pretrained: bool, kwargs: Mapping[str, Any]) -> Iterator[None]:
-    """Wrap `build_model_with_cfg` for a model entrypoint: integrity check and clear missing-file errors.
-
-    `kwargs` are the entrypoint's kwargs (`pretrained_cfg`, `pretrained_cfg_overlay`, `cache_dir` as
-    timm passes them). Does nothing unless the weights come from the Hub.
-    """
-    hub = None
-    if pretrained:
-        cfg = resolve_pretrained_cfg(
-            variant,
-            pretrained_cfg=kwargs.get("pretrained_cfg"),
-            pretrained_cfg_overlay=kwargs.get("pretrained_cfg_overlay"),
-        ).to_dict()
-        hub = _hub_source(cfg)
-    if hub is None:
-        yield
-        return
-    repo_id, revision = hub
-    name = f"{cfg['architecture']}.{cfg['tag']}" if cfg.get("tag") else cfg.get("architecture") or variant
-    filename = cfg.get("hf_hub_filename") or WEIGHTS_NAME
-    cache_dir = kwargs.get("cache_dir")
-    try:
-        record = find_record_for_repo(repo_id)
-        if record is not None and record.sha256 is not None and filename == WEIGHTS_NAME:
-            path = hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir)
-            verify_weights_file(path, record)
-        yield
-    except HUB_MISSING_ERRORS as err:
-        raise missing_weights_error(name, repo_id, filename, err, cache_dir) from err
 
 
 def _resolve_name(name: str) -> WeightRecord:

@@ -28,9 +28,11 @@ from safetensors import SafetensorError
 from .. import __version__
 from ..errors import TimmAssembleError
 from ..export import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME
+from ..fileio import atomic_write
+from .cache import DEFAULT_WIDTH, PROVENANCE_NAME, read_entry
 from .card import OFFICIAL_CODE_URL, CardSpec, render_model_card
 from .download import file_sha256
-from .records import WeightRecord, find_record_for_repo
+from .records import WeightRecord, find_record_for_repo, parse_record, record_path
 
 UPLOAD_FILES = (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME)
 
@@ -58,6 +60,7 @@ class PublishPlan:
     card_rendered: bool
     files: tuple[UploadFile, ...]
     commit_message: str
+    record_update: dict[str, Any] | None = None  # the record's JSON to write once the upload succeeded
 
     @property
     def record_needs_sha256(self) -> bool:
@@ -113,6 +116,30 @@ def _check_weights(folder: Path, config: dict[str, Any]) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def updated_record(record: WeightRecord, folder: Path, weights_sha256: str) -> dict[str, Any]:
+    """The record's JSON with the sha256 and size of `folder`'s weights and its source files' sha256.
+
+    `folder` must be a cache entry of this weight (`timm-assemble weights fetch` / `install`) converted at the
+    official width: its provenance file is where the source files' sha256 come from.
+    """
+    if not (folder / PROVENANCE_NAME).is_file():
+        raise TimmAssembleError(
+            f"--update-record needs a cache entry of {record.name} (with {PROVENANCE_NAME}): run "
+            f"`timm-assemble weights fetch {record.name}` and publish the folder it prints"
+        )
+    entry = read_entry(folder)
+    if entry.name != record.name or entry.width != DEFAULT_WIDTH:
+        raise TimmAssembleError(
+            f"{folder} holds {entry.name} at width {entry.width}; the record {record.name} is the official "
+            f"weight (width {DEFAULT_WIDTH}), so it cannot describe this file"
+        )
+    data = json.loads(record_path(record.name).read_text(encoding="utf-8"))
+    data["sha256"], data["size_bytes"] = weights_sha256, (folder / WEIGHTS_NAME).stat().st_size
+    data["source"]["sha256"] = {name: f["sha256"] for name, f in entry.provenance["source"]["files"].items()}
+    data["source"].pop("sha256_status", None)
+    return data
+
+
 def record_card_spec(record: WeightRecord, repo_id: str, config: dict[str, Any], num_params: int) -> CardSpec:
     """The card of one of our recorded weights: paper metrics marked as such, source checkpoint named."""
     source = record.source
@@ -164,7 +191,7 @@ def _generic_card_spec(repo_id: str, config: dict[str, Any], num_params: int, fo
     )
 
 
-def plan_publish(folder: str | Path, repo_id: str, private: bool = False) -> PublishPlan:
+def plan_publish(folder: str | Path, repo_id: str, private: bool = False, update_record: bool = False) -> PublishPlan:
     """Run every local check and render the card; raises TimmAssembleError on the first problem."""
     folder = Path(folder)
     try:
@@ -184,6 +211,14 @@ def plan_publish(folder: str | Path, repo_id: str, private: bool = False) -> Pub
         )
     num_params = _check_weights(folder, config)
     weights_sha256 = file_sha256(folder / WEIGHTS_NAME)
+    record_update = None
+    if update_record:
+        if record is None:
+            raise TimmAssembleError(f"--update-record: no weight record is published as {repo_id}")
+        if record.sha256 is not None and record.sha256 != weights_sha256:
+            raise TimmAssembleError(f"--update-record: the record {record.name} already has sha256 {record.sha256}")
+        record_update = updated_record(record, folder, weights_sha256)
+        record = parse_record(record_update, where=f"{record.name} (updated)")
     if record is not None:
         if record.sha256 is not None and record.sha256 != weights_sha256:
             raise TimmAssembleError(
@@ -219,6 +254,7 @@ def plan_publish(folder: str | Path, repo_id: str, private: bool = False) -> Pub
         card_rendered=card_rendered,
         files=tuple(files),
         commit_message=f"Upload {repo_id.split('/')[-1]} with timm-assemble {__version__}",
+        record_update=record_update,
     )
 
 
@@ -230,7 +266,13 @@ def describe_plan(plan: PublishPlan) -> str:
     elif plan.record_needs_sha256:
         record_line = (
             f"record {plan.record.name} has no sha256 yet: publishing needs it; add {plan.record_fix} to "
-            f"timm_assemble/hub/records/{plan.record.name}.json after checking this folder"
+            f"timm_assemble/hub/records/{plan.record.name}.json after checking this folder, or publish a "
+            "`timm-assemble weights fetch` cache entry with --update-record"
+        )
+    elif plan.record_update is not None:
+        record_line = (
+            f"after the upload, timm_assemble/hub/records/{plan.record.name}.json gets sha256, size_bytes, the "
+            f"source files' sha256 ({len(plan.record_update['source']['sha256'])} files) and status published"
         )
     else:
         record_line = f"sha256 matches record {plan.record.name}"
@@ -283,11 +325,15 @@ def publish(plan: PublishPlan, token: str | None = None) -> str:
     except (HfHubHTTPError, ValueError) as err:  # HTTP failures; ValueError: the Hub rejected the card's metadata
         reason = "; ".join(line.strip() for line in str(err).splitlines() if line.strip())
         raise TimmAssembleError(f"upload to {plan.repo_id} failed: {reason}") from err
+    if plan.record_update is not None:
+        data = {**plan.record_update, "status": "published"}
+        data.pop("status_note", None)
+        atomic_write(record_path(plan.record.name), json.dumps(data, indent=2, ensure_ascii=False) + "\n")
     return info.commit_url
 
 
 def run(args: argparse.Namespace) -> int:
-    plan = plan_publish(args.folder, args.repo_id, private=args.private)
+    plan = plan_publish(args.folder, args.repo_id, private=args.private, update_record=args.update_record)
     print(describe_plan(plan))
     if args.dry_run:
         print(f"--- {CARD_NAME} ---")
@@ -296,7 +342,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     url = publish(plan)
     print(f"published: {url}")
-    if plan.record is not None and plan.record.status != "published":
+    if plan.record_update is not None:
+        print(f"updated {record_path(plan.record.name)} (sha256, size, source files, status): commit it")
+    elif plan.record is not None and plan.record.status != "published":
         print(f'now set "status": "published" in timm_assemble/hub/records/{plan.record.name}.json')
     return 0
 
@@ -313,4 +361,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--repo-id", required=True, metavar="ORG/NAME", help="Hub model repo to upload to")
     parser.add_argument("--private", action="store_true", help="create the repo as private")
     parser.add_argument("--dry-run", action="store_true", help="run the checks and print what would be uploaded")
+    parser.add_argument(
+        "--update-record",
+        action="store_true",
+        help="DIR is a `timm-assemble weights fetch` cache entry: record its sha256, size and source files' sha256 "
+        "in the weight record (card rendered from it) and mark it published once the upload succeeded",
+    )
     parser.set_defaults(func=run)

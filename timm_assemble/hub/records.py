@@ -51,6 +51,11 @@ class WeightRecord:
         return self.hf_hub_id.split("/", 1)[1]
 
     @property
+    def has_official_source(self) -> bool:
+        """Converted from the authors' checkpoint folder, which `pretrained=True` can fetch itself."""
+        return self.source.get("kind") == "official checkpoint" and "/folders/" in str(self.source.get("url", ""))
+
+    @property
     def repo_id(self) -> str:
         """The repo to fetch from: the recorded name under the current org (`$TIMM_ASSEMBLE_HUB_ORG`)."""
         return hub_repo_id(self.repo_name)
@@ -196,6 +201,11 @@ def load_records(records_dir: str | Path | None = None) -> dict[str, WeightRecor
             raise _fail(path.name, f"file name must be {record.name}.json")
         records[record.name] = record
     return records
+
+
+def record_path(name: str) -> Path:
+    """The JSON file of record `name` (in `RECORDS_DIR`, read at call time so tests can point elsewhere)."""
+    return RECORDS_DIR / f"{name}.json"
 
 
 def get_record(name: str) -> WeightRecord:

@@ -45,7 +45,7 @@ from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint, checkpoint_seq
 
 from ..hub.constants import hub_repo_id
-from ..hub.download import pretrained_guard
+from ..hub.pretrained import pretrained_guard
 from ..layers import BigLittleStage, BigLittleStem, DropBlock2d, SKConv2d
 
 __all__ = ["AssembleResNet", "Bottleneck"]
@@ -414,9 +414,10 @@ class AssembleResNet(nn.Module):
 
 
 def _create_assemble_resnet(variant: str, pretrained: bool = False, **kwargs) -> AssembleResNet:
-    # Hub weights: sha256 checked against the weight record; a missing file is a clear TimmAssembleError.
-    with pretrained_guard(variant, pretrained, kwargs):
-        return build_model_with_cfg(AssembleResNet, variant, pretrained, **kwargs)
+    # Weights from the Hub (sha256-checked), else for the official tags from our converted-weights cache or
+    # the official source (timm_assemble.hub.pretrained); a missing file is a clear TimmAssembleError.
+    with pretrained_guard(variant, pretrained, kwargs) as build_kwargs:
+        return build_model_with_cfg(AssembleResNet, variant, pretrained, **build_kwargs)
 
 
 def _cfg(**kwargs) -> dict:

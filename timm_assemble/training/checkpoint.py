@@ -1,26 +1,35 @@
-"""Checkpoints: accelerate `save_state` into a temporary folder, renamed into place (`last`, `best`).
+"""Checkpoints: accelerate `save_state` into a temporary folder, marked complete, then renamed into place.
 
-A checkpoint folder holds what accelerate saves (model, optimizer, scaler, RNG states per process),
-`ema.safetensors` when EMA is on, and `train_state.json` (epoch, step, best metric). The lr schedule is
-a pure function of the step, so it needs no state of its own.
+`checkpoints/last` is the newest epoch, `checkpoints/best` a real copy of the best one (never a hard link,
+so damage to one never reaches the other). A checkpoint folder holds what accelerate saves (model,
+optimizer, scaler, RNG states per process and the EMA weights, registered with
+`register_for_checkpointing`), `train_state.json` (epoch, step, best metric and what the run trains) and,
+written last, `complete.json`: every file with its size. A folder without a valid marker, or whose files
+do not match it, is never resumed from. The lr schedule is a pure function of the step: no state of its own.
+
+A save that fails (disk full, read-only folder, killed) leaves `last` and `best` as they were: the new
+checkpoint is renamed over them only once complete, `best` before `last`.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
-import torch.nn as nn
+import torch
 from accelerate import Accelerator
-from safetensors.torch import load_file, save_file
 
 from ..errors import TimmAssembleError
+from ..fileio import atomic_write, os_error_of, replace_dir, write_error
 
 STATE_NAME = "train_state.json"
-EMA_NAME = "ema.safetensors"
+MARKER_NAME = "complete.json"
+CANDIDATES = ("last", "last.old", "best")  # where --resume auto looks; the newest complete one wins
+RUN_KEYS = ("model", "model_kwargs", "num_classes", "label_names", "model_ema")  # must match to resume
 
 
 @dataclass
@@ -29,68 +38,239 @@ class TrainState:
     step: int = 0  # optimizer updates completed
     best_metric: float | None = None
     best_epoch: int | None = None
+    run: dict[str, Any] = field(default_factory=dict)  # what is trained (`run_identity`): checked on resume
 
 
-def replace_dir(src: Path, dst: Path) -> None:
-    """Move a finished folder onto `dst`; the old one is kept as `dst.old` until the new one is in place."""
-    old = dst.with_name(dst.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if dst.exists():
-        os.replace(dst, old)
-    os.replace(src, dst)
-    shutil.rmtree(old, ignore_errors=True)
+@dataclass
+class ResumePoint:
+    path: Path
+    state: TrainState
+    reason: str  # why this checkpoint was taken, for the log
 
 
-def find_checkpoint(path: Path) -> Path | None:
-    """`path` if complete, else the `.old` copy a crash between the two renames may have left."""
-    for candidate in (path, path.with_name(path.name + ".old")):
-        if (candidate / STATE_NAME).is_file():
-            return candidate
-    return None
+def run_identity(
+    model: str, model_kwargs: dict[str, Any], label_names: Sequence[str], data: str, model_ema: bool
+) -> dict[str, Any]:
+    """What a checkpoint is a checkpoint of (as it reads back from JSON); `data` is only named, not compared."""
+    identity = dict(
+        model=model,
+        model_kwargs=model_kwargs,
+        num_classes=len(label_names),
+        label_names=list(label_names),
+        model_ema=model_ema,
+        data=data,
+    )
+    return json.loads(json.dumps(identity, default=str))
 
 
-def save_checkpoint(
-    accelerator: Accelerator, ckpt_dir: Path, state: TrainState, ema: nn.Module | None, best: bool
-) -> Path:
-    """Every process calls this (accelerate saves per-process RNG states); the main one renames."""
-    last = ckpt_dir / "last"
-    tmp = ckpt_dir / "last.tmp"
-    if accelerator.is_main_process:
-        ckpt_dir.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(tmp, ignore_errors=True)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp), safe_serialization=True)
-    accelerator.wait_for_everyone()  # every process has written its RNG state before the folder moves
-    if accelerator.is_main_process:
-        if ema is not None:
-            save_file({k: v.detach().contiguous().cpu() for k, v in ema.state_dict().items()}, str(tmp / EMA_NAME))
-        (tmp / STATE_NAME).write_text(json.dumps(asdict(state), indent=1))
-        replace_dir(tmp, last)
-        if best:
-            best_tmp = ckpt_dir / "best.tmp"
-            shutil.rmtree(best_tmp, ignore_errors=True)
-            shutil.copytree(last, best_tmp, copy_function=_link_or_copy)
-            replace_dir(best_tmp, ckpt_dir / "best")
-    accelerator.wait_for_everyone()
-    return last
+# ---------------------------------------------------------------------------------------------- checks
 
 
-def _link_or_copy(src: str, dst: str) -> None:
-    """Hard links: `best` costs no space while it equals `last` (files are never modified in place)."""
+def inspect_checkpoint(path: Path) -> tuple[TrainState | None, str]:
+    """The saved state, or None and the one reason `path` cannot be resumed from."""
+    if not path.exists():
+        return None, "does not exist"
+    if not path.is_dir():
+        return None, "is a file, not a checkpoint folder"
     try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
+        files = json.loads((path / MARKER_NAME).read_text())["files"]
+    except FileNotFoundError:
+        return None, f"is incomplete (no {MARKER_NAME}: its save was interrupted)"
+    except (ValueError, KeyError, TypeError):
+        return None, f"{MARKER_NAME} is damaged (not the JSON the save wrote)"
+    for name, size in files.items():
+        file = path / name
+        if not file.is_file():
+            return None, f"{name} is missing"
+        if file.stat().st_size != size:
+            actual = file.stat().st_size
+            return None, f"{name} is {'truncated' if actual < size else 'damaged'} ({actual} of {size} bytes)"
+    try:
+        return TrainState(**json.loads((path / STATE_NAME).read_text())), ""
+    except (ValueError, TypeError) as err:
+        return None, f"{STATE_NAME} is not valid ({err})"
 
 
-def load_checkpoint(accelerator: Accelerator, path: Path, ema: nn.Module | None) -> TrainState:
-    found = find_checkpoint(path)
-    if found is None:
-        raise TimmAssembleError(f"{path} is not a training checkpoint (no {STATE_NAME})")
-    accelerator.load_state(str(found))
-    if ema is not None:
-        ema_file = found / EMA_NAME
-        if not ema_file.is_file():
-            raise TimmAssembleError(f"checkpoint {found} has no EMA weights but --model-ema is on")
-        ema.load_state_dict(load_file(str(ema_file)))
-    return TrainState(**json.loads((found / STATE_NAME).read_text()))
+def select_resume(out_dir: Path, resume: str | None, overwrite: bool = False) -> ResumePoint | None:
+    """The checkpoint to continue from: `--resume PATH` as given, or `auto`: the newest complete one.
+
+    None means a new run. `auto` in a folder that holds checkpoints or a model, none of them complete,
+    is an error unless `overwrite` (then the run starts over).
+    """
+    if not resume:
+        return None
+    if resume != "auto":
+        path = Path(resume)
+        state, problem = inspect_checkpoint(path)
+        if state is None:
+            raise TimmAssembleError(f"--resume {path}: {problem}")
+        return ResumePoint(path, state, "as --resume asked")
+    ckpt_dir = out_dir / "checkpoints"
+    found, problems = [], []
+    for name in CANDIDATES:
+        path = ckpt_dir / name
+        if path.exists():
+            state, problem = inspect_checkpoint(path)
+            if state is None:
+                problems.append(f"{path} {problem}")
+            else:
+                found.append(ResumePoint(path, state, ""))
+    if not found:
+        if overwrite or not (problems or run_files(out_dir)):
+            return None
+        why = "; ".join(problems) if problems else "none was saved"
+        raise TimmAssembleError(
+            f"--resume auto: no complete checkpoint in {ckpt_dir} ({why}); pass --overwrite to start over "
+            "(replacing the run's checkpoints and exported model)"
+        )
+    point = max(found, key=lambda p: (p.state.epoch, p.state.step))  # ties: the first of CANDIDATES
+    if not (ckpt_dir / "last").exists():
+        problems.insert(0, f"{ckpt_dir / 'last'} does not exist")
+    point.reason = "the newest complete checkpoint" + (f"; skipped: {'; '.join(problems)}" if problems else "")
+    return point
+
+
+def run_files(out_dir: Path) -> list[str]:
+    """What in `out_dir` a new run would replace: checkpoints, the exported model, the metrics."""
+    names = []
+    if (out_dir / "checkpoints").is_dir() and any((out_dir / "checkpoints").iterdir()):
+        names.append("checkpoints/")
+    if (out_dir / "model").exists():
+        names.append("model/")
+    if (out_dir / "metrics.jsonl").exists():
+        names.append("metrics.jsonl")
+    return names
+
+
+def check_output_dir(out_dir: Path, resume: str | None, overwrite: bool) -> None:
+    """Refuse to start over in a folder that holds a run, unless asked to (`--overwrite`)."""
+    for name in CANDIDATES:
+        path = out_dir / "checkpoints" / name
+        if path.exists() and not path.is_dir() and not overwrite:
+            raise TimmAssembleError(
+                f"{path} is a file, not a checkpoint folder; move it away or choose another --output-dir"
+            )
+    held = run_files(out_dir)
+    if held and not resume and not overwrite:
+        raise TimmAssembleError(
+            f"{out_dir} already holds a run ({', '.join(held)}); pass --resume auto to continue it, "
+            "--overwrite to start over, or choose another --output-dir"
+        )
+
+
+def clear_run(out_dir: Path) -> None:
+    """Starting over (`--overwrite`): drop the old checkpoints and metrics; `model/` goes at the first export."""
+    checkpoints = out_dir / "checkpoints"
+    if checkpoints.is_dir():
+        shutil.rmtree(checkpoints)
+    checkpoints.unlink(missing_ok=True)
+    (out_dir / "metrics.jsonl").unlink(missing_ok=True)
+
+
+def check_same_run(point: ResumePoint, run: dict[str, Any]) -> None:
+    """One line naming both sides when the checkpoint trains another model, class count or class set."""
+    saved = point.state.run
+    differing = [k for k in RUN_KEYS if k in saved and saved[k] != run.get(k)]
+    if not differing:
+        return
+
+    def describe(identity: dict[str, Any]) -> str:
+        parts = [f"{k} {_short(identity.get(k))}" for k in differing]
+        return ", ".join(parts) + f" (data {identity.get('data')})"
+
+    raise TimmAssembleError(
+        f"cannot resume from {point.path}: it was saved by a run with {describe(saved)}; this run has "
+        f"{describe(run)}; resume with the same settings, or choose another --output-dir"
+    )
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+# ---------------------------------------------------------------------------------------------- save / load
+
+
+def save_checkpoint(accelerator: Accelerator, ckpt_dir: Path, state: TrainState, best: bool) -> Path:
+    """Every process calls this (accelerate saves per-process RNG states); the main one marks and renames."""
+    tmp = ckpt_dir / "last.tmp"
+    main = accelerator.is_main_process
+    try:
+        if main:
+            ckpt_dir.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(tmp, ignore_errors=True)
+        accelerator.wait_for_everyone()
+        accelerator.save_state(str(tmp), safe_serialization=True)
+        accelerator.wait_for_everyone()  # every process has written its RNG state before the folder moves
+        if main:
+            atomic_write(tmp / STATE_NAME, json.dumps(asdict(state), indent=1))
+            _write_marker(tmp)
+            if best:
+                _copy_into_place(tmp, ckpt_dir / "best")
+            replace_dir(tmp, ckpt_dir / "last")
+    except BaseException as err:
+        if main:
+            shutil.rmtree(tmp, ignore_errors=True)
+        os_error = os_error_of(err)
+        if os_error is None:
+            raise
+        user_error = write_error(os_error.filename or tmp, os_error, _state_bytes(accelerator) * (2 if best else 1))
+        then = (
+            f"the checkpoint of epoch {state.epoch - 1} is intact: free space, then rerun with --resume auto"
+            if state.epoch > 1
+            else "free space, then rerun with --overwrite"
+        )
+        raise TimmAssembleError(f"{user_error} ({then})") from err
+    accelerator.wait_for_everyone()
+    return ckpt_dir / "last"
+
+
+def _write_marker(folder: Path) -> None:
+    """Written last: the folder is complete, and these are the sizes its files must have."""
+    files = {str(p.relative_to(folder)): p.stat().st_size for p in sorted(folder.rglob("*")) if p.is_file()}
+    atomic_write(folder / MARKER_NAME, json.dumps(dict(files=files), indent=1))
+
+
+def _copy_into_place(src: Path, dst: Path) -> None:
+    """A full copy of `src` replaces `dst` (the copy is made beside it, then renamed)."""
+    staging = dst.with_name(dst.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        staging.mkdir()
+        for path in sorted(src.rglob("*")):  # not copytree: it folds OS errors into one without an errno
+            target = staging / path.relative_to(src)
+            target.mkdir() if path.is_dir() else shutil.copy2(path, target)
+        replace_dir(staging, dst)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _state_bytes(accelerator: Accelerator) -> int:
+    """About what one checkpoint takes: the tensors of everything accelerate saves."""
+    total = 0
+    for obj in (*accelerator._models, *accelerator._optimizers, *accelerator._custom_objects):
+        stack = [obj.state_dict()]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, torch.Tensor):
+                total += item.numel() * item.element_size()
+            elif isinstance(item, dict):
+                stack.extend(item.values())
+            elif isinstance(item, (list, tuple)):
+                stack.extend(item)
+    return total
+
+
+def load_checkpoint(accelerator: Accelerator, point: ResumePoint, run: dict[str, Any]) -> TrainState:
+    """Restore everything accelerate tracks (EMA included) from `point`; `run` must be what it was saved by."""
+    check_same_run(point, run)
+    try:
+        for custom in sorted(point.path.glob("custom_checkpoint_*.pkl")):
+            torch.load(custom, map_location="cpu", weights_only=True)  # accelerate unpickles these unrestricted
+        accelerator.load_state(str(point.path))
+    except Exception as err:  # a file damaged in a way its size does not show
+        detail = (str(err).strip().splitlines() or [""])[0][:200]
+        raise TimmAssembleError(f"cannot load checkpoint {point.path}: {type(err).__name__}: {detail}") from err
+    return point.state

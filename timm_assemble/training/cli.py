@@ -9,7 +9,8 @@ import shlex
 import sys
 from collections.abc import Sequence
 
-from ..errors import TimmAssembleError
+from ..cliargs import ArgumentParser
+from ..errors import DEBUG_ENV, exit_code
 from .config import DEMO_PRESET, TrainConfig, add_config_arguments, config_from_args, format_config
 
 DESCRIPTIONS = {
@@ -21,10 +22,11 @@ DESCRIPTIONS = {
 
 
 def build_parser(mode: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog=f"{mode}.py", description=DESCRIPTIONS[mode], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
     add_config_arguments(parser, mode)
+    parser.add_argument("--debug", action="store_true", help=f"show tracebacks (also: {DEBUG_ENV}=1)")
     return parser
 
 
@@ -43,6 +45,7 @@ def main(mode: str, argv: Sequence[str] | None = None) -> int:
     for noisy in ("timm", "accelerate", "PIL", "huggingface_hub", "urllib3", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
     try:
         cfg, print_only = parse_config(mode, argv)
         if print_only:
@@ -52,7 +55,6 @@ def main(mode: str, argv: Sequence[str] | None = None) -> int:
 
         launcher = ["accelerate", "launch"] if "ACCELERATE_MIXED_PRECISION" in os.environ else ["python"]
         run(cfg, command=shlex.join([*launcher, f"{mode}.py", *argv]))
-    except TimmAssembleError as err:
-        print(f"{mode}.py: error: {err}", file=sys.stderr)
-        return 2
+    except (Exception, KeyboardInterrupt) as err:
+        return exit_code(f"{mode}.py", err, debug)
     return 0

@@ -52,6 +52,7 @@ from .metrics import (
 )
 from .models import BuiltModel, build_model, build_teacher, freeze_backbone, head_parameters, set_train_mode
 from .precision import Precision, choose_precision, cpu_has_native_bf16
+from .preflight import check_model_settings
 from .progress import Progress, format_seconds
 
 _logger = logging.getLogger(__name__)
@@ -112,23 +113,8 @@ def resolve_output_dir(cfg: TrainConfig, accelerator: Accelerator) -> Path:
             broadcast_object_list(holder)
             cfg.output_dir = holder[0]
     out = Path(cfg.output_dir)
-    has_run = (out / "checkpoints").is_dir() or (out / METRICS_NAME).is_file()
-    if has_run and not cfg.resume:
-        raise TimmAssembleError(
-            f"{out} already holds a run; pass --resume auto to continue it, or choose another --output-dir"
-        )
+    ckpt.check_output_dir(out, cfg.resume, cfg.overwrite)
     return out
-
-
-def resume_path(cfg: TrainConfig, out: Path) -> Path | None:
-    if not cfg.resume:
-        return None
-    if cfg.resume == "auto":
-        return ckpt.find_checkpoint(out / "checkpoints" / "last")
-    path = Path(cfg.resume)
-    if ckpt.find_checkpoint(path) is None:
-        raise TimmAssembleError(f"--resume {path}: not a checkpoint folder (no {ckpt.STATE_NAME})")
-    return path
 
 
 def build_transforms(cfg: TrainConfig, model: nn.Module) -> tuple[Any, Any, dict[str, Any]]:
@@ -230,7 +216,7 @@ class Run:
     global_batch: int
     updates_per_epoch: int
     frozen: int = 0
-    start_from: Path | None = None
+    start_from: ckpt.ResumePoint | None = None
     state: ckpt.TrainState = field(default_factory=ckpt.TrainState)
 
     @property
@@ -286,6 +272,7 @@ def tracker_config(cfg: TrainConfig, run: Run) -> dict[str, Any]:
 def setup(cfg: TrainConfig, command: str | None = None) -> Run:
     """Everything before the first step, every check first: a bad input fails before anything is written."""
     precision = choose_precision(cfg)
+    check_model_settings(cfg)
     if cfg.push_to_hub:
         check_push_target(cfg.push_to_hub)
     accelerator = Accelerator(
@@ -301,7 +288,7 @@ def setup(cfg: TrainConfig, command: str | None = None) -> Run:
     prepare_data_dir(cfg, accelerator)
     out = resolve_output_dir(cfg, accelerator)
     accelerator.project_configuration.logging_dir = str(out)
-    start_from = resume_path(cfg, out)
+    start_from = ckpt.select_resume(out, cfg.resume, cfg.overwrite)
 
     splits = build_data_splits(
         cfg.data_dir, cfg.dataset, cfg.train_split, cfg.val_split_name, cfg.val_split, cfg.dataset_download, cfg.seed
@@ -325,6 +312,8 @@ def setup(cfg: TrainConfig, command: str | None = None) -> Run:
     model = model.to(accelerator.device)
     optimizer = build_optimizer(cfg, model, lr)
     ema = ModelEmaV3(model, decay=cfg.model_ema_decay, use_warmup=cfg.model_ema_warmup) if cfg.model_ema else None
+    if ema is not None:
+        accelerator.register_for_checkpointing(ema)
     model, optimizer, train_loader, val_loader = accelerator.prepare(model, optimizer, train_loader, val_loader)
     if teacher is not None:
         teacher = teacher.to(accelerator.device)
@@ -340,10 +329,13 @@ def setup(cfg: TrainConfig, command: str | None = None) -> Run:
         updates_per_epoch=updates_per_epoch,
     )
     task = build_task(model, build_criterion(cfg, mixup), cfg, teacher, accelerator.device)
+    identity = ckpt.run_identity(
+        cfg.model, built.arch_kwargs, splits.label_names, cfg.data_dir or cfg.dataset, ema is not None
+    )
     return Run(
         cfg, accelerator, out, command, built, splits, model, task, optimizer, scheduler, mixup, ema,
         train_loader, val_loader, export_data_cfg, base_model, precision, lr, global_batch, updates_per_epoch,
-        frozen=frozen, start_from=start_from,
+        frozen=frozen, start_from=start_from, state=ckpt.TrainState(run=identity),
     )  # fmt: skip
 
 
@@ -388,7 +380,7 @@ def resume(run: Run) -> None:
         differing = _compare_configs(run.out / "config.toml", cfg)
         if differing and acc.is_main_process:
             _logger.warning("resuming with settings that differ from the saved config.toml: %s", ", ".join(differing))
-        run.state = ckpt.load_checkpoint(acc, run.start_from, run.ema)
+        run.state = ckpt.load_checkpoint(acc, run.start_from, run.state.run)
         if acc.is_main_process:
             rows = [r for r in read_metrics(run.metrics_path) if r["epoch"] <= run.state.epoch]
             write_metrics(run.metrics_path, rows)
@@ -397,6 +389,8 @@ def resume(run: Run) -> None:
         _logger.info("--resume auto: no checkpoint in %s yet, starting a new run", run.out)
     run.scheduler.step_update(num_updates=run.state.step)
     if acc.is_main_process:
+        if run.start_from is None and cfg.overwrite:
+            ckpt.clear_run(run.out)
         atomic_write(run.out / "config.toml", format_config(cfg))
         atomic_write(run.out / "command.txt", run.command + "\n")
     acc.wait_for_everyone()
@@ -420,6 +414,7 @@ def describe(run: Run) -> None:
         f"  data: {len(run.train_loader.dataset)} train / {len(run.val_loader.dataset)} val images "
         f"from {cfg.data_dir or cfg.dataset}"
     )
+    run.log(f"  classes: {run.splits.summary()}")
     run.log(
         f"  {acc.num_processes} process(es) on {acc.device}, global batch {run.global_batch}, lr {run.lr:.4g}, "
         f"{run.updates_per_epoch} updates/epoch"
@@ -440,7 +435,8 @@ def describe(run: Run) -> None:
         every = f" and every {cfg.push_every} epochs" if cfg.push_every else ""
         run.log(f"  push to the Hub: {cfg.push_to_hub} at the end{every}")
     if run.start_from is not None:
-        run.log(f"  resumed from {run.start_from} at epoch {run.state.epoch}, step {run.state.step}")
+        point, state = run.start_from, run.state
+        run.log(f"  resumed from {point.path} ({point.reason}) at epoch {state.epoch}, step {state.step}")
     run.log(f"  output: {run.out}")
 
 
@@ -579,7 +575,7 @@ def _compare_configs(saved: Path, cfg: TrainConfig) -> list[str]:
 
     old = tomllib.loads(saved.read_text())
     new = tomllib.loads(format_config(cfg))
-    skip = {"resume", "output_dir", "data_dir"}
+    skip = {"resume", "overwrite", "output_dir", "data_dir"}
     return sorted(k for k in set(old) | set(new) if k not in skip and old.get(k) != new.get(k))
 
 
@@ -625,7 +621,7 @@ def end_of_epoch(run: Run, epoch: int, stats: dict[str, Any], started: float) ->
         plot_curves(rows, run.out / "curves.png", title=cfg.description or cfg.model)
     acc.wait_for_everyone()
     # after the export: a kill between the two repeats this epoch instead of losing its best model
-    ckpt.save_checkpoint(acc, run.out / "checkpoints", state, run.ema, best=is_best)
+    ckpt.save_checkpoint(acc, run.out / "checkpoints", state, best=is_best)
     run.log(f"  saved checkpoint (epoch {state.epoch}, step {state.step}) in {run.out / 'checkpoints'}")
     if acc.is_main_process and cfg.push_every and state.epoch % cfg.push_every == 0 and state.epoch < cfg.epochs:
         push_during_run(run)

@@ -1,0 +1,357 @@
+"""pretrained=True for the official tags without the Hub: fetched from a fake Google Drive (real gdown, fake
+HTTP), converted, verified, cached; every failure one clear error and no cache entry; no network anywhere."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import gdown  # noqa: F401  (gdown.download, the module, is patched below)
+import huggingface_hub.constants as hf_constants
+import numpy as np
+import pytest
+import safetensors.torch
+import timm
+import torch
+from drive_testing import CLOVA_TF, FakeDrive, block_sockets, official_tree
+from hub_testing import COMMIT, convert_fixture, go_offline, seed_hub_cache
+
+import timm_assemble  # noqa: F401  (registers the models)
+from timm_assemble import cli
+from timm_assemble.errors import TimmAssembleError
+from timm_assemble.hub.cache import PROVENANCE_NAME, entry_dir
+from timm_assemble.hub.constants import DEFAULT_HUB_ORG
+from timm_assemble.hub.download import file_sha256
+
+R50, R152 = "assemble_resnet50.clova_in1k", "assemble_resnet152.clova_in1k"
+FIXTURE = {R50: "assemble_resnet50_w8", R152: "assemble_resnet152_w8"}
+DATA = "model.ckpt-112603.data-00000-of-00001"
+TOLERANCE = 1e-4
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch) -> Path:
+    """An empty converted-weights cache and an empty Hub cache; online as far as huggingface_hub knows."""
+    monkeypatch.setenv("TIMM_ASSEMBLE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("TIMM_ASSEMBLE_OFFICIAL_SOURCE", raising=False)
+    monkeypatch.delenv("TIMM_ASSEMBLE_HUB_ORG", raising=False)
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(sys.modules["gdown.download"], "DEFAULT_COOKIES_FILE", str(tmp_path / "gdown-cookies.txt"))
+    return tmp_path / "cache"
+
+
+def drive(monkeypatch, **kwargs) -> FakeDrive:
+    return FakeDrive(kwargs.pop("tree", None) or official_tree(), **kwargs).install(monkeypatch)
+
+
+def official_error(model: torch.nn.Module, fixture: str) -> float:
+    """Max |ours - official| / max |official| on the fixture images (official logits minus the background)."""
+    x = torch.from_numpy(np.load(CLOVA_TF / fixture / "input.npy")).permute(0, 3, 1, 2)  # NHWC -> NCHW
+    reference = torch.from_numpy(np.load(CLOVA_TF / fixture / "logits.npy"))[:, 1:]
+    with torch.no_grad():
+        logits = model.eval()(x)
+    return float((logits - reference).abs().max() / reference.abs().max())
+
+
+def assert_no_entry(cache: Path) -> None:
+    """No entry and no half-written folder (partial downloads live apart, in .downloads)."""
+    leftovers = [p.name for p in cache.iterdir() if p.name != ".downloads"] if cache.exists() else []
+    assert leftovers == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [R50, R152])
+def test_first_call_fetches_converts_caches_and_reproduces_official_logits(cache, monkeypatch, capsys, name):
+    fake = drive(monkeypatch)
+    model = timm.create_model(name, pretrained=True, width=8)
+    assert official_error(model, FIXTURE[name]) <= TOLERANCE
+    # only that model's checkpoint was downloaded: not the other model, not the `checkpoint` or log files
+    assert fake.served == ["model.ckpt-112603.index", DATA]
+    err = capsys.readouterr().err
+    assert err.count("timm-assemble: fetching the official") == 1 and "Google Drive" in err and " MB" in err
+
+    entry = entry_dir(name, 8)
+    assert entry.name == f"{name}-w8" and not (cache / ".downloads").exists()
+    provenance = json.loads((entry / PROVENANCE_NAME).read_text())
+    src = CLOVA_TF / FIXTURE[name]
+    assert provenance["source"]["files"] == {
+        f"model.ckpt-112603{suffix}": {"sha256": file_sha256(src / f"model.ckpt{suffix}"),
+                                       "size": (src / f"model.ckpt{suffix}").stat().st_size}
+        for suffix in (".index", ".data-00000-of-00001")
+    }
+    assert provenance["result"]["model.safetensors"]["sha256"] == file_sha256(entry / "model.safetensors")
+    assert provenance["model_args"] == {"width": 8} and provenance["source"]["kind"] == "official source"
+
+    fake.requests.clear()
+    again = timm.create_model(name, pretrained=True, width=8)
+    assert fake.requests == []  # the second call downloads nothing
+    assert official_error(again, FIXTURE[name]) <= TOLERANCE
+    features = timm.create_model(name, pretrained=True, width=8, features_only=True)
+    head10 = timm.create_model(name, pretrained=True, width=8, num_classes=10)
+    assert head10.fc.out_features == 10 and fake.requests == []
+    for key, value in features.state_dict().items():
+        assert torch.equal(value, model.state_dict()[key]), key
+
+
+def test_hub_first_when_the_hub_cache_has_the_repo(cache, monkeypatch, tmp_path):
+    fake = drive(monkeypatch)
+    converted = convert_fixture(tmp_path / "converted")
+    seed_hub_cache(Path(hf_constants.HF_HUB_CACHE), f"{DEFAULT_HUB_ORG}/{R50}", converted)
+    model = timm.create_model(R50, pretrained=True, width=8)
+    assert fake.requests == [] and not cache.exists()
+    snapshot = Path(hf_constants.HF_HUB_CACHE) / f"models--{DEFAULT_HUB_ORG}--{R50}" / "snapshots" / COMMIT
+    saved = safetensors.torch.load_file(snapshot / "model.safetensors")
+    assert all(torch.equal(v, saved[k]) for k, v in model.state_dict().items())
+
+
+def test_width_is_part_of_the_cache_key(cache, monkeypatch):
+    fake = drive(monkeypatch)
+    timm.create_model(R50, pretrained=True, width=8)
+    fake.requests.clear()
+    # the official source holds width 8 here: a width-64 request is refused at once, nothing downloaded
+    with pytest.raises(TimmAssembleError, match="at width=64: the official checkpoint has width 8"):
+        timm.create_model(R50, pretrained=True)
+    assert fake.requests == [] and sorted(p.name for p in cache.iterdir()) == [f"{R50}-w8"]
+    # a width-8 entry in the width-64 place is never served to a width-64 request
+    (cache / f"{R50}-w8").rename(cache / R50)
+    monkeypatch.setenv("TIMM_ASSEMBLE_OFFICIAL_SOURCE", "0")
+    with pytest.raises(TimmAssembleError, match=f"corrupt entry: {cache / R50} holds {R50} at width 8"):
+        timm.create_model(R50, pretrained=True)
+
+
+def test_offline_missing_weights_error_makes_no_network_call(cache, monkeypatch, tmp_path):
+    fake = drive(monkeypatch)
+    attempts = block_sockets(monkeypatch)
+    go_offline(monkeypatch, tmp_path / "hub")
+    with pytest.raises(TimmAssembleError) as info:
+        timm.create_model(R50, pretrained=True)
+    message = str(info.value)
+    for part in (
+        f"model.safetensors of Hub repo {DEFAULT_HUB_ORG}/{R50} is not in the local Hub cache ({tmp_path / 'hub'}) "
+        "and HF_HUB_OFFLINE is set",
+        f"cache: no entry {cache / R50}",
+        "official source: not tried (HF_HUB_OFFLINE is set)",
+        f"`timm-assemble weights fetch {R50}`",
+        f"`timm-assemble weights install {R50} --checkpoint PREFIX`",
+    ):
+        assert part in message
+    assert attempts == [] and fake.requests == []
+
+
+def test_official_source_can_be_turned_off(cache, monkeypatch):
+    fake = drive(monkeypatch)
+    monkeypatch.setenv("TIMM_ASSEMBLE_OFFICIAL_SOURCE", "0")
+    with pytest.raises(TimmAssembleError, match="official source: off \\(TIMM_ASSEMBLE_OFFICIAL_SOURCE=0\\)"):
+        timm.create_model(R50, pretrained=True, width=8)
+    assert fake.requests == []
+    assert_no_entry(cache)
+
+
+# --- failures: one clear error each, no entry left ------------------------------------------------------
+
+
+def _r50_files(*, drop=(), add=None) -> dict:
+    """The official tree with files dropped from / added to the Assemble-ResNet50 checkpoint folder."""
+    tree = official_tree()
+    folder = tree["Assemble-ResNet50"]["checkpoint"]
+    for name in drop:
+        folder.pop(name)
+    folder.update(add or {})
+    return tree
+
+
+@pytest.mark.parametrize(
+    "setup, message",
+    [
+        (lambda: dict(down=True), "cannot reach Google Drive to list the official folder"),
+        (lambda: dict(quota={DATA}), "Google Drive's download quota for this file is used up"),
+        (
+            lambda: dict(tree={"Assemble-ResNet50.zip": b"PK", "README.txt": b"hi"}),
+            "layout is not as expected: no checkpoint \\(\\*.index\\) in a folder named for assemble_resnet50"
+            "(.|\n)*Assemble-ResNet50.zip\n    README.txt",
+        ),
+        (
+            lambda: dict(tree=_r50_files(drop=[DATA], add={"model.ckpt-9.index": b""})),
+            "checkpoint Assemble-ResNet50/checkpoint/model.ckpt-112603 lacks data shards",
+        ),
+    ],
+    ids=["no_network", "quota", "no_checkpoint", "missing_shard"],
+)
+def test_drive_failures(cache, monkeypatch, setup, message):
+    drive(monkeypatch, **setup())
+    with pytest.raises(TimmAssembleError, match=message) as info:
+        timm.create_model(R50, pretrained=True, width=8)
+    assert "timm-assemble weights" in str(info.value)  # says what to do next
+    assert_no_entry(cache)
+
+
+def test_checkpoint_of_the_other_model(cache, monkeypatch):
+    tree = official_tree()
+    tree["Assemble-ResNet50"], tree["Assemble-ResNet152"] = tree["Assemble-ResNet152"], tree["Assemble-ResNet50"]
+    drive(monkeypatch, tree=tree)
+    with pytest.raises(TimmAssembleError, match="is an assemble_resnet152 checkpoint, not assemble_resnet50"):
+        timm.create_model(R50, pretrained=True, width=8)
+    assert_no_entry(cache)
+    assert not (cache / ".downloads" / R50).exists()  # a wrong download is not kept for resuming
+
+
+@pytest.mark.slow
+def test_cut_off_download_is_resumed(cache, monkeypatch):
+    fake = drive(monkeypatch, cut_after={DATA: 1_000_000})
+    with pytest.raises(TimmAssembleError, match=f"the download of .*{DATA} was cut off.*run `timm-assemble weights"):
+        timm.create_model(R50, pretrained=True, width=8)
+    assert_no_entry(cache)
+    partial = list((cache / ".downloads" / R50).glob(f"{DATA}*.part"))
+    received = partial[0].stat().st_size if len(partial) == 1 else -1
+    assert 0 < received <= 1_000_000
+    model = timm.create_model(R50, pretrained=True, width=8)  # the line holds now
+    assert official_error(model, FIXTURE[R50]) <= TOLERANCE
+    assert fake.ranges == [f"bytes={received}-"]  # only the missing bytes were fetched again
+
+
+def test_disk_full_while_converting(cache, monkeypatch):
+    drive(monkeypatch)
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("timm_assemble.export.save_for_hf", full)
+    with pytest.raises(TimmAssembleError, match="the disk is full"):
+        timm.create_model(R50, pretrained=True, width=8)
+    assert_no_entry(cache)
+
+
+def test_disk_full_while_downloading(cache, monkeypatch):
+    """gdown's own write of the partial file fails with ENOSPC: the same one-line error, no entry."""
+    drive(monkeypatch)
+    gdown_download = sys.modules["gdown.download"]
+
+    class FullDisk:
+        def __init__(self, file):
+            self.file = file
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __getattr__(self, name):
+            return getattr(self.file, name)
+
+    def open_on_full_disk(path, mode="r", *args, **kwargs):
+        file = open(path, mode, *args, **kwargs)
+        return FullDisk(file) if str(path).endswith(".part") and "a" in mode else file
+
+    monkeypatch.setattr(gdown_download, "open", open_on_full_disk, raising=False)
+    with pytest.raises(TimmAssembleError, match=f"cannot write .*{R50}/model.ckpt-112603.index: the disk is full"):
+        timm.create_model(R50, pretrained=True, width=8)
+    assert_no_entry(cache)
+
+
+@pytest.mark.slow
+def test_corrupt_entry_is_never_loaded_and_is_refetched(cache, monkeypatch, capsys):
+    fake = drive(monkeypatch)
+    timm.create_model(R50, pretrained=True, width=8)
+    weights = entry_dir(R50, 8) / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    monkeypatch.setenv("TIMM_ASSEMBLE_OFFICIAL_SOURCE", "0")
+    with pytest.raises(TimmAssembleError, match="corrupt entry .*model.safetensors has sha256"):
+        timm.create_model(R50, pretrained=True, width=8)
+    monkeypatch.delenv("TIMM_ASSEMBLE_OFFICIAL_SOURCE")
+    fake.served.clear()
+    model = timm.create_model(R50, pretrained=True, width=8)
+    assert fake.served == ["model.ckpt-112603.index", DATA] and "it is not used" in capsys.readouterr().err
+    assert official_error(model, FIXTURE[R50]) <= TOLERANCE
+
+
+# --- the weights command group -------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_weights_commands(cache, monkeypatch, capsys):
+    fake = drive(monkeypatch)
+    assert cli.main(["weights", "list"]) == 0
+    assert "no cached weights in" in capsys.readouterr().out
+    assert cli.main(["weights", "fetch", R50]) == 0
+    out = capsys.readouterr().out
+    assert f"fetched:\n{entry_dir(R50, 8)}" in out and f"--repo-id {DEFAULT_HUB_ORG}/{R50} --update-record" in out
+    fake.requests.clear()
+    assert cli.main(["weights", "fetch", R50]) == 0 and fake.requests == []
+    assert "already cached (verified)" in capsys.readouterr().out
+
+    prefix = CLOVA_TF / FIXTURE[R50] / "model.ckpt"
+    assert cli.main(["weights", "install", R50, "--checkpoint", str(prefix)]) == 2
+    assert "is already a verified entry; pass --force" in capsys.readouterr().err
+    assert cli.main(["weights", "install", R50, "--checkpoint", str(CLOVA_TF / FIXTURE[R152] / "model.ckpt")]) == 2
+    assert "is an assemble_resnet152 checkpoint" in capsys.readouterr().err
+    assert cli.main(["weights", "install", R50, "--checkpoint", str(prefix), "--force"]) == 0
+    capsys.readouterr()
+
+    assert cli.main(["weights", "list"]) == 0
+    sha = file_sha256(entry_dir(R50, 8) / "model.safetensors")
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith(f"{R50}-w8"))
+    assert "installed checkpoint" in row and "3.7" in row and sha in row
+    assert cli.main(["weights", "verify", R50]) == 0
+    (entry_dir(R50, 8) / "config.json").write_text("{}")
+    assert cli.main(["weights", "verify", R50]) == 2
+    captured = capsys.readouterr()
+    assert "CORRUPT" in captured.out and "config.json has sha256" in captured.out
+    assert "1 corrupt cache entry" in captured.err and captured.err.count("\n") == 1
+    assert cli.main(["weights", "fetch", "assemble_r50.x"]) == 2
+
+
+@pytest.mark.slow
+def test_install_then_offline_pretrained_reproduces_official_logits(tmp_path):
+    """The exact commands of the README: `weights install` into a cache, then pretrained=True offline."""
+    prefix = CLOVA_TF / FIXTURE[R50] / "model.ckpt"
+    env = {**os.environ, "TIMM_ASSEMBLE_CACHE": str(tmp_path / "cache"), "HF_HOME": str(tmp_path / "hf")}
+    install = subprocess.run(
+        ["timm-assemble", "weights", "install", R50, "--checkpoint", str(prefix)],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert install.returncode == 0, install.stderr
+    code = (
+        "import numpy as np, timm, timm_assemble, torch\n"
+        f"model = timm.create_model('{R50}', pretrained=True, width=8).eval()\n"
+        f"x = torch.from_numpy(np.load('{CLOVA_TF / FIXTURE[R50] / 'input.npy'}')).permute(0, 3, 1, 2)\n"
+        f"ref = torch.from_numpy(np.load('{CLOVA_TF / FIXTURE[R50] / 'logits.npy'}'))[:, 1:]\n"
+        "with torch.no_grad():\n"
+        "    print(float((model(x) - ref).abs().max() / ref.abs().max()))\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code], env={**env, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 0, run.stderr
+    assert float(run.stdout.strip().splitlines()[-1]) <= TOLERANCE
+
+
+@pytest.mark.slow
+def test_finetune_demo_starts_from_the_official_weights(cache, monkeypatch):
+    """The demo's `pretrained=default` goes through the same resolution: the converted official network."""
+    from timm_assemble.training import models as training_models
+    from timm_assemble.training.config import resolve_config
+
+    drive(monkeypatch)
+    # a machine with internet whose Hub has no repo (the Hub request itself still meets a blocked socket)
+    monkeypatch.setattr(training_models, "hub_reachable", lambda timeout=3.0: True)
+    cfg = resolve_config("finetune", {"model_kwargs": {"width": 8}}, preset="demo")
+    assert cfg.pretrained == "default" and cfg.pretrained_optional
+    built = training_models.build_model(cfg, 8)
+    assert built.pretrained and built.source == "pretrained assemble_resnet50" and not built.notes
+    official = safetensors.torch.load_file(entry_dir(R50, 8) / "model.safetensors")
+    backbone = {k: v for k, v in built.model.state_dict().items() if not k.startswith("fc.")}
+    assert backbone and all(torch.equal(v, official[k]) for k, v in backbone.items())
+    assert built.model.fc.out_features == 8

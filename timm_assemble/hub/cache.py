@@ -1,0 +1,157 @@
+"""Our converted-weights cache: official checkpoints converted once, verified on every load.
+
+One entry per weight and architecture width, `$TIMM_ASSEMBLE_CACHE/<arch>.<tag>/` (default under the
+Hugging Face home: `~/.cache/huggingface/timm_assemble/`). The width is part of the key (`<arch>.<tag>-w8`
+for width 8) because a checkpoint of another width is another set of tensors: an entry is served only to a
+request of the width it was converted at. An entry holds the converted folder (`model.safetensors`,
+`config.json`, `README.md`) and `provenance.json`: where the source files came from, their sha256, and the
+sha256 of the weights and config, which are checked before an entry is loaded.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import constants as hf_constants
+
+from ..errors import TimmAssembleError
+from ..export import CONFIG_NAME, WEIGHTS_NAME
+from ..fileio import atomic_write
+from .download import file_sha256
+
+CACHE_ENV = "TIMM_ASSEMBLE_CACHE"
+PROVENANCE_NAME = "provenance.json"
+DEFAULT_WIDTH = 64
+_FORMAT = 1
+
+
+def cache_root() -> Path:
+    """`$TIMM_ASSEMBLE_CACHE`, else `<HF_HOME>/timm_assemble` (read on every call, so tests can set it)."""
+    return Path(os.environ.get(CACHE_ENV) or Path(hf_constants.HF_HOME) / "timm_assemble")
+
+
+def entry_key(name: str, width: int = DEFAULT_WIDTH) -> str:
+    """`arch.tag` for the official width, `arch.tag-w<width>` for any other."""
+    return name if width == DEFAULT_WIDTH else f"{name}-w{width}"
+
+
+def entry_dir(name: str, width: int = DEFAULT_WIDTH) -> Path:
+    return cache_root() / entry_key(name, width)
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """A cache entry as its provenance file describes it."""
+
+    path: Path
+    provenance: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.provenance["name"]
+
+    @property
+    def width(self) -> int:
+        return int(self.provenance["model_args"].get("width", DEFAULT_WIDTH))
+
+    @property
+    def weights(self) -> Path:
+        return self.path / WEIGHTS_NAME
+
+    @property
+    def sha256(self) -> str:
+        return self.provenance["result"][WEIGHTS_NAME]["sha256"]
+
+    @property
+    def size_bytes(self) -> int:
+        return int(self.provenance["result"][WEIGHTS_NAME]["size"])
+
+
+def read_entry(path: Path) -> CacheEntry:
+    """The entry at `path`; a TimmAssembleError says what is missing or unreadable."""
+    provenance_path = path / PROVENANCE_NAME
+    try:
+        provenance = json.loads(provenance_path.read_text(encoding="utf-8"))
+        provenance["result"][WEIGHTS_NAME]["sha256"]
+        provenance["model_args"]
+    except FileNotFoundError as err:
+        raise TimmAssembleError(f"cache entry {path} has no {PROVENANCE_NAME}") from err
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise TimmAssembleError(f"cache entry {path}: {PROVENANCE_NAME} is unreadable ({err!r})") from err
+    return CacheEntry(path, provenance)
+
+
+def verify_entry(entry: CacheEntry) -> list[str]:
+    """The problems of an entry (missing files, sha256 mismatches); empty when every file is as recorded."""
+    problems = []
+    for filename, recorded in entry.provenance["result"].items():
+        path = entry.path / filename
+        if not path.is_file():
+            problems.append(f"{filename} is missing")
+        elif (actual := file_sha256(path)) != recorded["sha256"]:
+            problems.append(f"{filename} has sha256 {actual}, recorded {recorded['sha256']}")
+    return problems
+
+
+def find_entry(name: str, width: int = DEFAULT_WIDTH) -> tuple[CacheEntry | None, str | None]:
+    """The verified entry for `name` at `width`, else (None, why not); a corrupt entry is never returned."""
+    path = entry_dir(name, width)
+    if not path.is_dir():
+        return None, f"no entry {path}"
+    try:
+        entry = read_entry(path)
+    except TimmAssembleError as err:
+        return None, f"corrupt entry: {err}"
+    if entry.name != name or entry.width != width:
+        return None, f"corrupt entry: {path} holds {entry.name} at width {entry.width}"
+    problems = verify_entry(entry)
+    if problems:
+        return None, f"corrupt entry {path}: {'; '.join(problems)}"
+    return entry, None
+
+
+def list_entries() -> list[CacheEntry | tuple[Path, str]]:
+    """Every entry folder of the cache: a CacheEntry, or (path, problem) for one that cannot be read."""
+    root = cache_root()
+    if not root.is_dir():
+        return []
+    found: list[CacheEntry | tuple[Path, str]] = []
+    for path in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        try:
+            found.append(read_entry(path))
+        except TimmAssembleError as err:
+            found.append((path, str(err)))
+    return found
+
+
+def write_provenance(
+    folder: Path,
+    name: str,
+    model_args: Mapping[str, Any],
+    source: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Record `source` and the sha256 of the converted files of `folder` (the entry being written)."""
+    from .. import __version__  # the package imports this module while it initialises
+
+    result = {
+        filename: {"sha256": file_sha256(folder / filename), "size": (folder / filename).stat().st_size}
+        for filename in (WEIGHTS_NAME, CONFIG_NAME)  # not the card: `publish` renders it anew into the entry
+    }
+    provenance = {
+        "format": _FORMAT,
+        "name": name,
+        "architecture": name.split(".", 1)[0],
+        "model_args": dict(model_args),
+        "source": dict(source),
+        "result": result,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "timm_assemble_version": __version__,
+    }
+    atomic_write(folder / PROVENANCE_NAME, json.dumps(provenance, indent=2) + "\n")
+    return provenance

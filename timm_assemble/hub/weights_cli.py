@@ -1,0 +1,162 @@
+"""`timm-assemble weights`: fill, inspect and check the converted-weights cache that `pretrained=True` reads.
+
+    weights fetch ARCH.TAG                        the official source -> cache (warm a cache before going offline)
+    weights install ARCH.TAG --checkpoint PREFIX  a checkpoint copied in by hand -> cache (no internet needed)
+    weights list                                  what is cached: name, source, size, sha256, date
+    weights verify ARCH.TAG                       re-hash its cached entries against their provenance
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..cliargs import add_dataclass_arguments, from_args
+from ..errors import TimmAssembleError
+from .cache import CACHE_ENV, CacheEntry, cache_root, find_entry, list_entries, verify_entry
+from .records import get_record
+
+
+def _name_field() -> Any:
+    return field(
+        default="",
+        metadata=dict(positional=True, metavar="ARCH.TAG", help="weight name, e.g. assemble_resnet50.clova_in1k"),
+    )
+
+
+@dataclass
+class FetchArgs:
+    name: str = _name_field()
+    force: bool = field(default=False, metadata=dict(help="fetch and convert again even when a verified entry exists"))
+
+
+@dataclass
+class InstallArgs:
+    name: str = _name_field()
+    checkpoint: str = field(
+        default="",
+        metadata=dict(
+            metavar="PREFIX",
+            help="the official checkpoint, path without '.index' (e.g. .../model.ckpt-112603); required",
+        ),
+    )
+    force: bool = field(default=False, metadata=dict(help="replace a verified entry of the same width"))
+
+
+@dataclass
+class ListArgs:
+    pass
+
+
+@dataclass
+class VerifyArgs:
+    name: str = _name_field()
+
+
+def _official_name(name: str) -> str:
+    record = get_record(name)
+    if not record.has_official_source:
+        raise TimmAssembleError(f"{name} has no official source to convert from (its weights come from the Hub)")
+    return record.name
+
+
+def _describe(entry: CacheEntry) -> str:
+    return (
+        f"{entry.path}\n  {entry.name}, width {entry.width}, model.safetensors {entry.size_bytes / 1e6:.1f} MB, "
+        f"sha256 {entry.sha256}\n  load: timm.create_model('{entry.name}', pretrained=True"
+        + ("" if entry.width == 64 else f", width={entry.width}")
+        + f") after `import timm_assemble`\n  publish: timm-assemble publish {entry.path} "
+        f"--repo-id {get_record(entry.name).repo_id} --update-record --dry-run"
+    )
+
+
+def run_fetch(args: argparse.Namespace) -> int:
+    from .official import fetch_official
+
+    opts = from_args(FetchArgs, args)
+    name = _official_name(opts.name)
+    cached = [e for e in list_entries() if isinstance(e, CacheEntry) and e.name == name]
+    verified = [e for e in cached if e.provenance["source"].get("kind") == "official source" and not verify_entry(e)]
+    if verified and not opts.force:
+        print(f"already cached (verified); --force fetches again:\n{_describe(verified[0])}")
+        return 0
+    print(f"fetched:\n{_describe(fetch_official(name))}")
+    return 0
+
+
+def run_install(args: argparse.Namespace) -> int:
+    from .official import checkpoint_width, install_checkpoint
+
+    opts = from_args(InstallArgs, args)
+    name = _official_name(opts.name)
+    if not opts.checkpoint:
+        raise TimmAssembleError("--checkpoint PREFIX is required (the checkpoint path without '.index')")
+    prefix = Path(opts.checkpoint).expanduser().resolve()
+    existing, _ = find_entry(name, checkpoint_width(name, prefix))
+    if existing is not None and not opts.force:
+        raise TimmAssembleError(f"{existing.path} is already a verified entry; pass --force to replace it")
+    entry = install_checkpoint(name, prefix, {"kind": "installed checkpoint", "checkpoint": str(prefix)})
+    print(f"installed:\n{_describe(entry)}")
+    return 0
+
+
+def run_list(args: argparse.Namespace) -> int:
+    entries = list_entries()
+    if not entries:
+        print(f"no cached weights in {cache_root()} (set {CACHE_ENV} to use another folder)")
+        return 0
+    print(f"cache: {cache_root()}")
+    print(f"{'entry':<40} {'source':<20} {'size MB':>8}  {'sha256':<64}  created")
+    for entry in entries:
+        if isinstance(entry, tuple):
+            print(f"{entry[0].name:<40} unreadable: {entry[1]}")
+            continue
+        source = entry.provenance["source"].get("kind", "?")
+        print(
+            f"{entry.path.name:<40} {source:<20} {entry.size_bytes / 1e6:>8.1f}  {entry.sha256}  "
+            f"{entry.provenance.get('created', '?')}"
+        )
+    return 0
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    opts = from_args(VerifyArgs, args)
+    entries = [e for e in list_entries() if isinstance(e, tuple) or e.name == opts.name]
+    bad = []
+    for entry in entries:
+        path, problems = (entry[0], [entry[1]]) if isinstance(entry, tuple) else (entry.path, verify_entry(entry))
+        print(f"{'CORRUPT' if problems else 'ok     '} {path}" + "".join(f"\n    {p}" for p in problems))
+        bad += [str(path)] if problems else []
+    if not entries:
+        raise TimmAssembleError(f"nothing cached for {opts.name} in {cache_root()}")
+    if bad:
+        raise TimmAssembleError(
+            f"{len(bad)} corrupt cache entr{'y' if len(bad) == 1 else 'ies'} ({', '.join(bad)}): never loaded; "
+            f"replace with `timm-assemble weights fetch {opts.name} --force` or `timm-assemble weights install "
+            f"{opts.name} --checkpoint PREFIX --force`"
+        )
+    return 0
+
+
+_COMMANDS = {
+    "fetch": (FetchArgs, run_fetch, "download the official checkpoint, convert it, cache it"),
+    "install": (InstallArgs, run_install, "convert a checkpoint copied in by hand into the cache"),
+    "list": (ListArgs, run_list, "list the cached weights: name, source, size, sha256, date"),
+    "verify": (VerifyArgs, run_verify, "re-hash cached weights against their provenance"),
+}
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "weights",
+        help="official pretrained weights: fetch, install, list and verify the converted-weights cache",
+        description="The converted-weights cache that `timm.create_model(ARCH.TAG, pretrained=True)` reads when "
+        f"the Hub has no file ({CACHE_ENV}, default <HF_HOME>/timm_assemble).",
+    )
+    commands = parser.add_subparsers(dest="weights_command", metavar="ACTION", required=True)
+    for action, (options, func, text) in _COMMANDS.items():
+        sub = commands.add_parser(action, help=text, description=text)
+        add_dataclass_arguments(sub, options)
+        sub.set_defaults(func=func)
