@@ -170,7 +170,7 @@ def _make_train(
     return step
 
 
-def _time_interleaved(
+def time_interleaved(
     steps: dict[str, Callable[[], None]], warmup: int, repeats: int, iters: int, device: torch.device, desc: str
 ) -> dict[str, list[float]]:
     """Seconds per batch for every repeat of every model, models interleaved in rotating order."""
@@ -194,7 +194,7 @@ def _time_interleaved(
     return times
 
 
-def _summary(per_batch: list[float], batch_size: int) -> dict[str, float]:
+def throughput_summary(per_batch: list[float], batch_size: int) -> dict[str, float]:
     rates = [batch_size / t for t in per_batch]
     med = statistics.median(rates)
     return {
@@ -206,7 +206,7 @@ def _summary(per_batch: list[float], batch_size: int) -> dict[str, float]:
     }
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -312,9 +312,9 @@ def _benchmark(
 
     def phase(label: str, make: Callable[[str, torch.nn.Module], Callable[[], None]]) -> None:
         steps = {n: make(n, m) for n, m in built.items()}
-        times = _time_interleaved(steps, warmup, repeats, iters, dev, label)
+        times = time_interleaved(steps, warmup, repeats, iters, dev, label)
         for n in built:
-            summary = _summary(times[n], batch)
+            summary = throughput_summary(times[n], batch)
             rows[n].update({f"{label}_{k}": v for k, v in summary.items()})
             rows[n][f"{label}_peak_mem_mb"] = round(_peak_memory_mb(steps[n], 1, dev), 1)
 
@@ -330,7 +330,7 @@ def _benchmark(
     return {
         "config": {
             "device": str(dev),
-            "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else _cpu_name(),
+            "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else cpu_name(),
             "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__,
             "batch_size": batch,

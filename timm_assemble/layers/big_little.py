@@ -11,16 +11,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import register_notrace_function
 
+from .tracing import is_exporting
+
 
 def _conv_bn(in_chs: int, out_chs: int, kernel_size: int, stride: int, norm_layer: type[nn.Module]) -> nn.Sequential:
     conv = nn.Conv2d(in_chs, out_chs, kernel_size, stride=stride, padding=kernel_size // 2, bias=False)
     return nn.Sequential(OrderedDict(conv=conv, bn=norm_layer(out_chs)))
-
-
-def _exporting() -> bool:
-    if torch.jit.is_scripting():
-        return False
-    return torch.jit.is_tracing() or torch.compiler.is_exporting()
 
 
 @register_notrace_function  # branches on shapes: an FX leaf
@@ -31,7 +27,7 @@ def upsample_add(little: torch.Tensor, big: torch.Tensor) -> torch.Tensor:
     a trace would otherwise freeze the shape test of the input it saw. Both paths give the same numbers.
     """
     batch, chs, height, width = big.shape
-    if not _exporting() and little.shape[-2] == 2 * height and little.shape[-1] == 2 * width:
+    if not is_exporting() and little.shape[-2] == 2 * height and little.shape[-1] == 2 * width:
         return (little.view(batch, chs, height, 2, width, 2) + big[:, :, :, None, :, None]).view(little.shape)
     return little + F.interpolate(big, size=(little.shape[-2], little.shape[-1]), mode="nearest")
 
