@@ -43,7 +43,8 @@ class SKConv2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.act(self.bn(self.conv(x)))
         batch, chs = x.shape[0], self.out_chs
-        u1, u2 = x[:, :chs], x[:, chs:]
+        # chunk, not two slices: the backward is one cat instead of two zero-filled 2C maps plus an add
+        u1, u2 = x.chunk(2, dim=1)
         # mean(U1 + U2) == mean(U1) + mean(U2): pool the 2C map once instead of materialising U.
         pooled = x.mean((2, 3)).view(batch, 2, chs).sum(1)
         logits = self.fc2(self.act_fc1(self.bn_fc1(self.fc1(pooled)))).view(batch, 2, chs)
