@@ -18,6 +18,7 @@ _SUBCOMMAND_MODULES: tuple[str, ...] = (
     "timm_assemble.evaluation.robustness",
     "timm_assemble.evaluation.benchmark",
     "timm_assemble.predict",
+    "timm_assemble.training.teacher",
 )
 
 
