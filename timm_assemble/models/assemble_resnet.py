@@ -12,7 +12,7 @@ average pool before every projection shortcut's 1x1 conv: stride 1 with TF 'SAME
 right/bottom then stride 2 elsewhere, `nets/resnet_model.py:123-131`), not timm's `resnet50d`, which has no
 pool on stage 1's shortcut.
 
-BatchNorm follows the official code too (`nets/hparams_config.py:72-75`, `nets/model_helper.py`): decay 0.997,
+BatchNorm follows the official code too (`nets/hparams_config.py:72-75`, `nets/model_helper.py:26`): decay 0.997,
 i.e. PyTorch `momentum=0.003`, `eps=1e-5` (kwargs `bn_momentum`, `bn_eps`); convolutions start from the
 official fan-in truncated normal (`tf.variance_scaling_initializer()`), the classifier from Glorot-uniform
 with a zero bias (`tf.layers.dense` defaults).
