@@ -57,7 +57,7 @@ from .models import (
     reset_batch_norm_stats,
     set_train_mode,
 )
-from .teacher import RepeatDataset, TeacherLogitsDataset, TeacherView, load_teacher_logits, teacher_transform
+from .teacher import TeacherView, recipe_train_data, teacher_transform
 
 _logger = logging.getLogger(__name__)
 
@@ -386,15 +386,7 @@ def run(cfg: TrainConfig, command: str | None = None) -> RunResult:
     if teacher is not None:
         train_tf = TeacherView(train_tf, teacher_transform(teacher))
     train_ds, val_ds = splits.with_transforms(train_tf, eval_tf)
-    if cfg.teacher_logits:
-        train_ds = TeacherLogitsDataset(train_ds, load_teacher_logits(cfg.teacher_logits, train_ds, num_classes))
-    load_batch = cfg.batch_size * recipe.images_per_sample
-    if len(train_ds) < load_batch:
-        raise TimmAssembleError(
-            f"--batch-size {cfg.batch_size} needs {load_batch} images per step, more than the training set has "
-            f"({len(train_ds)})"
-        )
-    train_ds = RepeatDataset(train_ds, recipe.images_per_sample)
+    train_ds, load_batch = recipe_train_data(cfg, train_ds, recipe.images_per_sample, num_classes)
     loader_kw = dict(num_workers=cfg.workers, pin_memory=torch.cuda.is_available(), persistent_workers=False)
     train_loader = DataLoader(
         train_ds,

@@ -118,6 +118,23 @@ def load_teacher_logits(path: str | Path, ds: Dataset, num_classes: int) -> torc
     return logits
 
 
+def recipe_train_data(
+    cfg: TrainConfig, train_ds: Dataset, images_per_sample: int, num_classes: int
+) -> tuple[Dataset, int]:
+    """The training samples as the recipe consumes them, and the loader's batch: precomputed teacher logits
+    attached (`--teacher-logits`); with the official mixup 2 x batch_size images per step, every image twice
+    per epoch."""
+    if cfg.teacher_logits:
+        train_ds = TeacherLogitsDataset(train_ds, load_teacher_logits(cfg.teacher_logits, train_ds, num_classes))
+    load_batch = cfg.batch_size * images_per_sample
+    if len(train_ds) < load_batch:
+        raise TimmAssembleError(
+            f"--batch-size {cfg.batch_size} needs {load_batch} images per step, more than the training set has "
+            f"({len(train_ds)})"
+        )
+    return (RepeatDataset(train_ds, images_per_sample) if images_per_sample > 1 else train_ds), load_batch
+
+
 @torch.no_grad()
 def compute_teacher_logits(teacher: nn.Module, ds: Dataset, batch_size: int, workers: int, device: str) -> torch.Tensor:
     """Teacher logits of every sample of `ds` (which yields (image, index)); unreadable images get NaN rows."""
