@@ -53,11 +53,13 @@ class TeacherView:
 
 
 class TeacherLogitsDataset(Dataset):
-    """`base` with its precomputed teacher logits: ((image, logits), target)."""
+    """`base` with its precomputed teacher logits: ((image, logits), target). Rows are read from the memory-mapped
+    file on demand (ImageNet's are 5 GB), opened once per worker process."""
 
-    def __init__(self, base: Dataset, logits: torch.Tensor) -> None:
+    def __init__(self, base: Dataset, path: str | Path) -> None:
         self.base = base
-        self.logits = logits
+        self.path = str(path)
+        self._rows = None
 
     def __len__(self) -> int:
         return len(self.base)
@@ -66,8 +68,10 @@ class TeacherLogitsDataset(Dataset):
         sample = self.base[i]
         if isinstance(sample, Unreadable):
             return sample
+        if self._rows is None:
+            self._rows = safe_open(self.path, framework="pt").get_slice(LOGITS_KEY)
         img, target = sample
-        return (img, self.logits[i]), target
+        return (img, self._rows[i]), target
 
 
 class RepeatDataset(Dataset):
@@ -97,25 +101,25 @@ def samples_digest(ds: Dataset) -> str:
     return hashlib.sha256("\n".join(names).encode()).hexdigest() if names is not None else ""
 
 
-def load_teacher_logits(path: str | Path, ds: Dataset, num_classes: int) -> torch.Tensor:
-    """The logits of `path`, checked against the training samples they were computed for."""
+def check_teacher_logits(path: str | Path, ds: Dataset, num_classes: int) -> Path:
+    """`path`, checked to hold the logits of exactly the training samples of `ds`."""
     path = Path(path)
     if not path.is_file():
         raise TimmAssembleError(f"teacher logits file {path} does not exist (make it: timm-assemble teacher-logits)")
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-            logits = f.get_tensor(LOGITS_KEY)
+            shape = tuple(f.get_slice(LOGITS_KEY).get_shape())
     except Exception as err:
         raise TimmAssembleError(f"{path}: not a teacher logits file ({type(err).__name__}: {err})") from err
-    if tuple(logits.shape) != (len(ds), num_classes):
+    if shape != (len(ds), num_classes):
         raise TimmAssembleError(
-            f"{path} holds logits of shape {tuple(logits.shape)}, but training has {len(ds)} images of "
+            f"{path} holds logits of shape {shape}, but training has {len(ds)} images of "
             f"{num_classes} classes: recompute them for this data (same --data-dir, --val-split, --seed)"
         )
     if meta.get("samples_sha256", "") != samples_digest(ds):
         raise TimmAssembleError(f"{path} was computed for other training images: recompute it for this data")
-    return logits
+    return path
 
 
 def recipe_train_data(
@@ -125,7 +129,7 @@ def recipe_train_data(
     attached (`--teacher-logits`); with the official mixup 2 x batch_size images per step, every image twice
     per epoch."""
     if cfg.teacher_logits:
-        train_ds = TeacherLogitsDataset(train_ds, load_teacher_logits(cfg.teacher_logits, train_ds, num_classes))
+        train_ds = TeacherLogitsDataset(train_ds, check_teacher_logits(cfg.teacher_logits, train_ds, num_classes))
     load_batch = cfg.batch_size * images_per_sample
     if len(train_ds) < load_batch:
         raise TimmAssembleError(
