@@ -179,7 +179,7 @@ def test_official_initialisation():
     std = (1 / 1024) ** 0.5
     assert float(weight.std()) == pytest.approx(std, rel=0.02)
     assert float(weight.abs().max()) <= 2 * std / 0.87962566103423978 + 1e-6
-    assert not model.fc.bias.any() and float(model.fc.weight.abs().max()) <= (6 / (2048 + 1000)) ** 0.5
+    assert not model.fc.bias.any() and float(model.fc.weight.detach().abs().max()) <= (6 / (2048 + 1000)) ** 0.5
 
 
 # ---------------------------------------------------------------------------------------------- fine-tuning

@@ -235,7 +235,8 @@ def train_one_epoch(ctx: _Run, epoch: int) -> dict[str, Any]:
             if cfg.drop_block_keep_probs is not None:
                 keep_prob = keep_prob_at(cfg, ctx.state.step, ctx.total_steps)
                 set_drop_block_keep_prob(model, keep_prob)
-            images, targets = ctx.recipe(images, targets)
+            with acc.autocast():  # a live KD teacher runs in the run's precision
+                images, targets = ctx.recipe(images, targets)
             if cfg.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             with acc.autocast():
