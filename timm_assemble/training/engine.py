@@ -30,14 +30,15 @@ from timm.utils import ModelEmaV3
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from ..data.auto_augment import create_train_transform
 from ..data.datasets import DataSplits, SkippingCollate, build_data_splits
 from ..data.synthetic import make_synthetic_image_folder
 from ..errors import TimmAssembleError
-from ..layers import set_drop_block_keep_prob
+from ..layers import drop_block_keep_prob, set_drop_block_keep_prob
 from . import checkpoint as ckpt
 from .config import TrainConfig, format_config
 from .export import export_best_model
-from .losses import build_criterion, build_mixup, build_task
+from .losses import build_recipe, build_task
 from .metrics import (
     METRICS_NAME,
     append_metrics,
@@ -47,8 +48,17 @@ from .metrics import (
     topk_correct,
     write_metrics,
 )
-from .models import build_model, build_teacher, freeze_backbone, head_parameters, set_train_mode
+from .models import (
+    build_model,
+    build_teacher,
+    freeze_backbone,
+    head_parameters,
+    official_weight_decay_groups,
+    reset_batch_norm_stats,
+    set_train_mode,
+)
 from .preflight import check_model_settings
+from .teacher import TeacherView, recipe_train_data, teacher_transform
 
 _logger = logging.getLogger(__name__)
 
@@ -119,9 +129,8 @@ def build_transforms(cfg: TrainConfig, model: nn.Module) -> tuple[Any, Any, dict
     img_size = cfg.img_size or data_cfg["input_size"][-1]
     eval_size = cfg.eval_img_size or img_size
     crop_pct = cfg.crop_pct or data_cfg["crop_pct"]
-    train_tf = create_transform(
+    train_tf = create_train_transform(
         input_size=img_size,
-        is_training=True,
         scale=cfg.scale,
         hflip=cfg.hflip,
         color_jitter=cfg.color_jitter or 0.0,
@@ -164,7 +173,10 @@ def build_optimizer(cfg: TrainConfig, model: nn.Module, lr: float) -> torch.opti
     if cfg.layer_decay:
         return create_optimizer_v2(model, cfg.opt, layer_decay=cfg.layer_decay, **common)
     no_wd = set(model.no_weight_decay()) if hasattr(model, "no_weight_decay") else set()
-    groups = param_groups_weight_decay(model, cfg.weight_decay, no_weight_decay_list=no_wd)
+    if cfg.decay_biases:
+        groups = official_weight_decay_groups(model, cfg.weight_decay)
+    else:
+        groups = param_groups_weight_decay(model, cfg.weight_decay, no_weight_decay_list=no_wd)
     if cfg.backbone_lr_scale != 1.0:
         head = {id(p) for p in head_parameters(model)}
         split = []
@@ -179,8 +191,8 @@ def build_optimizer(cfg: TrainConfig, model: nn.Module, lr: float) -> torch.opti
 
 
 def keep_prob_at(cfg: TrainConfig, step: int, total_steps: int) -> float:
-    """DropBlock keep-prob, linear from 1.0 at step 0 to 1 - drop_block_rate at the last step."""
-    return 1.0 - cfg.drop_block_rate * min(1.0, step / max(1, total_steps))
+    """DropBlock keep-prob, linear per step from drop_block_start to drop_block_end (1 - drop_block_rate)."""
+    return drop_block_keep_prob(step, total_steps, *cfg.drop_block_keep_probs)
 
 
 # ---------------------------------------------------------------------------------------------- loop
@@ -206,11 +218,11 @@ def train_one_epoch(ctx: _Run, epoch: int) -> dict[str, Any]:
     for images, targets, bad in bar:
         skipped += ctx.report_skipped(bad)
         with acc.accumulate(model):
-            if cfg.drop_block_rate > 0:
+            if cfg.drop_block_keep_probs is not None:
                 keep_prob = keep_prob_at(cfg, ctx.state.step, ctx.total_steps)
                 set_drop_block_keep_prob(model, keep_prob)
-            if ctx.mixup is not None:
-                images, targets = ctx.mixup(images, targets)
+            with acc.autocast():  # a live KD teacher runs in the run's precision
+                images, targets = ctx.recipe(images, targets)
             if cfg.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             with acc.autocast():
@@ -281,7 +293,7 @@ class _Run:
     task: nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: Any
-    mixup: Any
+    recipe: Any
     ema: ModelEmaV3 | None
     train_loader: DataLoader
     val_loader: DataLoader
@@ -348,26 +360,28 @@ def run(cfg: TrainConfig, command: str | None = None) -> RunResult:
     model = built.model
     if getattr(model, "num_classes", num_classes) != num_classes:
         raise TimmAssembleError(f"the model predicts {model.num_classes} classes but the data has {num_classes}")
-    if cfg.drop_block_rate > 0 and set_drop_block_keep_prob(model, 1.0) == 0:
-        raise TimmAssembleError(f"--drop-block-rate is set but {cfg.model} has no DropBlock layers")
-    teacher = build_teacher(cfg, num_classes) if cfg.distilling else None
+    if cfg.drop_block_keep_probs is not None and set_drop_block_keep_prob(model, 1.0) == 0:
+        raise TimmAssembleError(f"DropBlock is scheduled but {cfg.model} has no DropBlock layers")
+    if cfg.reset_bn_stats:
+        reset_batch_norm_stats(model)
+    teacher = build_teacher(cfg, num_classes) if cfg.distilling and not cfg.teacher_logits else None
     frozen = freeze_backbone(model) if cfg.freeze_backbone else 0
-    mixup = build_mixup(cfg, num_classes)
-    if mixup is not None and cfg.batch_size % 2:
+    recipe = build_recipe(cfg, num_classes, teacher)
+    mixing = cfg.mixup > 0 or cfg.cutmix > 0
+    if mixing and cfg.mixup_mode != "pair" and cfg.batch_size % 2:
         raise TimmAssembleError(f"mixup/cutmix pair samples: --batch-size must be even, got {cfg.batch_size}")
     train_tf, eval_tf, export_data_cfg = build_transforms(cfg, model)
+    if teacher is not None:
+        train_tf = TeacherView(train_tf, teacher_transform(teacher))
     train_ds, val_ds = splits.with_transforms(train_tf, eval_tf)
-    if len(train_ds) < cfg.batch_size:
-        raise TimmAssembleError(
-            f"--batch-size {cfg.batch_size} is larger than the training set ({len(train_ds)} images)"
-        )
+    train_ds, load_batch = recipe_train_data(cfg, train_ds, recipe.images_per_sample, num_classes)
     loader_kw = dict(num_workers=cfg.workers, pin_memory=torch.cuda.is_available(), persistent_workers=False)
     train_loader = DataLoader(
         train_ds,
-        batch_size=cfg.batch_size,
+        batch_size=load_batch,
         shuffle=True,
         drop_last=True,
-        collate_fn=SkippingCollate(even=mixup is not None),
+        collate_fn=SkippingCollate(even=mixing),
         **loader_kw,
     )
     val_loader = DataLoader(
@@ -399,12 +413,11 @@ def run(cfg: TrainConfig, command: str | None = None) -> RunResult:
         step_on_epochs=False,
         updates_per_epoch=updates_per_epoch,
     )
-    criterion = build_criterion(cfg, mixup)
-    task = build_task(model, criterion, cfg, teacher, accelerator.device)
+    task = build_task(model, cfg, num_classes, accelerator.device)
 
     ctx = _Run()
     ctx.accelerator, ctx.cfg, ctx.model, ctx.task = accelerator, cfg, model, task
-    ctx.optimizer, ctx.scheduler, ctx.mixup, ctx.ema = optimizer, scheduler, mixup, ema
+    ctx.optimizer, ctx.scheduler, ctx.recipe, ctx.ema = optimizer, scheduler, recipe, ema
     ctx.train_loader, ctx.val_loader, ctx.num_classes = train_loader, val_loader, num_classes
     ctx.total_steps = updates_per_epoch * cfg.epochs
     data_name = cfg.data_dir or cfg.dataset
@@ -451,6 +464,8 @@ def run(cfg: TrainConfig, command: str | None = None) -> RunResult:
     )
     if teacher is not None:
         log(f"  KD teacher {cfg.teacher or ''} {cfg.teacher_weights or ''} T={cfg.kd_temperature} w={cfg.kd_weight}")
+    elif cfg.teacher_logits:
+        log(f"  KD teacher logits {cfg.teacher_logits} T={cfg.kd_temperature} w={cfg.kd_weight}")
     if start_from is not None:
         log(f"  resumed from {start_from.path} ({start_from.reason}) at epoch {ctx.state.epoch}, step {ctx.state.step}")
     log(f"  output: {out}")
@@ -489,7 +504,7 @@ def run(cfg: TrainConfig, command: str | None = None) -> RunResult:
             f"top-1 {row['top1']:.2f}  top-5 {row['top5']:.2f}"
             + (f"  EMA top-1 {row['ema_top1']:.2f}" if ema is not None else "")
             + f"  lr {row['lr']:.3g}  {row['images_per_s']:.1f} img/s"
-            + (f"  keep-prob {row['keep_prob']:.3f}" if cfg.drop_block_rate > 0 else "")
+            + (f"  keep-prob {row['keep_prob']:.3f}" if cfg.drop_block_keep_probs is not None else "")
             + (
                 f"  skipped {row['skipped_images'] + row['val_skipped_images']} unreadable"
                 if row["skipped_images"] + row["val_skipped_images"]
