@@ -11,7 +11,16 @@ import torch
 
 from timm_assemble.cli import main
 from timm_assemble.errors import TimmAssembleError
-from timm_assemble.evaluation.benchmark import DEFAULT_PEERS, OURS, benchmark, count_flops, reference_results
+from timm_assemble.evaluation.benchmark import (
+    DEFAULT_PEERS,
+    OURS,
+    as_published_models,
+    benchmark,
+    count_flops,
+    eval_size,
+    format_table,
+    reference_results,
+)
 
 TINY = dict(img_size=32, batch_size=2, warmup=1, repeats=2, iters=1)
 
@@ -94,3 +103,36 @@ def test_bad_inputs_give_one_clear_error(capsys) -> None:
     if not torch.cuda.is_available():
         with pytest.raises(TimmAssembleError, match="CUDA is not available"):
             benchmark(["test_resnet"], device="cuda", **TINY)
+
+
+def test_as_published_runs_each_model_at_its_eval_size() -> None:
+    names = ["test_resnet.r160_in1k", "test_efficientnet.r160_in1k"]
+    result = benchmark(names, as_published=True, batch_size=1, warmup=0, repeats=1, iters=1)
+    assert result["config"]["as_published"] and result["config"]["img_size"] == "each model's eval size"
+    for r in result["models"]:
+        assert (r["img_size"], r["crop_pct"]) == (160, 0.95) and r["imagenet_top1"] is None
+        assert r["gflops"] > 0 and r["infer_img_per_s"] > 0
+    assert "x first" in format_table(result) and "own eval size" in format_table(result)
+    ours = timm.create_model("assemble_resnet50.clova_in1k", width=8)
+    assert eval_size(ours) == (256, 0.8767)  # test_input_size / test_crop_pct win over input_size / crop_pct
+    with pytest.raises(TimmAssembleError, match="drop --train"):
+        benchmark(names, as_published=True, train=True, batch_size=1)
+
+
+def test_as_published_table_matches_timm_eval_sizes() -> None:
+    """Every entry is one weight at the size and crop timm evaluates it at, so its top-1 is the one for that run."""
+    table = reference_results()
+    assert set(as_published_models()) == set(table["as_published"])
+    assert as_published_models()[:2] == ("assemble_resnet50.clova_in1k", "assemble_resnet152.clova_in1k")
+    for name, entry in table["as_published"].items():
+        cfg = timm.models.get_pretrained_cfg(name)
+        assert cfg is not None, name
+        size = (cfg.test_input_size or cfg.input_size)[-1]
+        assert (entry["img_size"], entry["crop_pct"]) == (size, cfg.test_crop_pct or cfg.crop_pct), name
+        assert entry["source"] in table["sources"] and 80 < entry["top1"] < 85, name
+    assert table["as_published"]["tf_efficientnet_b4.aa_in1k"]["top1"] == 83.04  # the paper's peer, at 380 px
+
+
+def test_as_published_cli_rejects_a_fixed_size(capsys) -> None:
+    assert main(["benchmark", "--as-published", "--img-size", "224", "--models", "test_resnet.r160_in1k"]) == 2
+    assert "drop --img-size" in capsys.readouterr().err

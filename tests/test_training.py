@@ -133,27 +133,43 @@ def test_every_preset_resolves_and_builds(name, capsys):
         built = build_model(cfg, 1000)
     assert built.model.num_classes == 1000
     dropblocks = [m for m in built.model.modules() if isinstance(m, DropBlock2d)]
-    assert bool(dropblocks) == (cfg.drop_block_rate > 0)
+    assert bool(dropblocks) == (cfg.drop_block_keep_probs is not None)
+    bns = [m for m in built.model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert {(m.momentum, m.eps) for m in bns} == {(0.003, 1e-5)}  # the official BatchNorm decay 0.997
     assert cfg.lr_base * 1024 / cfg.lr_base_size == pytest.approx(0.4)  # the paper's lr at batch 1024
 
 
 def test_presets_follow_the_paper():
     assert set(PAPER_PRESETS) <= set(list_presets())
     e11, _ = parse_config("train", ["--preset", "e11"])
-    assert (e11.model, e11.epochs, e11.mixup, e11.label_smoothing, e11.aa) == (
+    assert (e11.model, e11.epochs, e11.mixup, e11.mixup_mode, e11.label_smoothing, e11.aa) == (
         "assemble_resnet50",
         600,
         0.2,
+        "pair",
         0.1,
-        "original",
+        "clova-imagenet",
     )
-    assert (e11.drop_block_rate, e11.zero_init_last, e11.kd_temperature, e11.weight_decay) == (0.1, True, 1.0, 1e-4)
-    assert (e11.warmup_epochs, e11.eval_img_size, e11.img_size) == (5, 256, 224)
+    assert (e11.opt, e11.momentum, e11.bn_momentum, e11.bn_eps) == ("momentum", 0.9, 0.003, 1e-5)
+    assert e11.decay_biases and e11.teacher_logits is None
+    assert (e11.drop_block_keep_probs, e11.zero_init_last, e11.kd_temperature, e11.weight_decay) == (
+        (1.0, 0.9),
+        True,
+        1.0,
+        1e-4,
+    )
+    assert (e11.warmup_epochs, e11.eval_img_size, e11.img_size, e11.scale) == (5, 256, 224, (0.1, 1.0))
     e12, _ = parse_config("train", ["--preset", "e12", "--epochs", "3", "--warmup-epochs", "1", "--no-zero-init-last"])
     assert e12.model == "assemble_resnet152" and e12.teacher.startswith("tf_efficientnet_b7")
     assert e12.epochs == 3 and e12.zero_init_last is False  # flags override the preset
     e0, _ = parse_config("train", ["--preset", "E0"])
-    assert (e0.model, e0.mixup, e0.label_smoothing, e0.drop_block_rate, e0.teacher) == ("assemble_r50", 0, 0, 0, None)
+    assert (e0.model, e0.mixup, e0.label_smoothing, e0.drop_block_keep_probs, e0.teacher) == (
+        "assemble_r50",
+        0,
+        0,
+        None,
+        None,
+    )
 
 
 def test_unknown_preset_and_bad_flags(capsys):
@@ -165,7 +181,7 @@ def test_unknown_preset_and_bad_flags(capsys):
 
 
 def test_mixup_kd_dropblock_together(data, tmp_path, monkeypatch):
-    """The teacher sees exactly the (mixed) batch the student sees; keep-prob falls linearly per step."""
+    """Official step: 2N clean teacher views at the teacher's size for N mixed student images; keep-prob 0.9 -> 0.7."""
     teacher = timm.create_model("test_resnet", num_classes=4)
     save_file(teacher.state_dict(), str(tmp_path / "teacher.safetensors"))
     seen = {"student": [], "teacher": [], "keep": []}
@@ -176,13 +192,19 @@ def test_mixup_kd_dropblock_together(data, tmp_path, monkeypatch):
         return real_set(model, kp)
 
     monkeypatch.setattr(engine, "set_drop_block_keep_prob", spy_keep)
+    real_build_recipe = engine.build_recipe
+
+    def spy_recipe(cfg, num_classes, teacher_model):
+        recipe = real_build_recipe(cfg, num_classes, teacher_model)
+        teacher_model.register_forward_pre_hook(lambda m, a: seen["teacher"].append(a[0].clone()))
+        return recipe
+
+    monkeypatch.setattr(engine, "build_recipe", spy_recipe)
     real_build_task = engine.build_task
 
-    def spy_task(student, criterion, cfg, teacher_model, device):
-        task = real_build_task(student, criterion, cfg, teacher_model, device)
-        student.register_forward_pre_hook(lambda m, a: seen["student"].append(a[0].clone()) if m.training else None)
-        teacher_model.register_forward_pre_hook(lambda m, a: seen["teacher"].append(a[0].clone()))
-        return task
+    def spy_task(student, cfg, num_classes, device):
+        student.register_forward_pre_hook(lambda m, a: seen["student"].append(a[0].shape) if m.training else None)
+        return real_build_task(student, cfg, num_classes, device)
 
     monkeypatch.setattr(engine, "build_task", spy_task)
     cfg = tiny_config(
@@ -190,23 +212,26 @@ def test_mixup_kd_dropblock_together(data, tmp_path, monkeypatch):
         tmp_path / "kd",
         epochs=1,
         mixup=0.8,
-        cutmix=1.0,
-        drop_block_rate=0.2,
+        mixup_mode="pair",
+        drop_block_start=0.9,
+        drop_block_end=0.7,
         teacher="test_resnet",
         teacher_weights=str(tmp_path / "teacher.safetensors"),
         kd_temperature=2.0,
         kd_weight=0.5,
     )
     result = run(cfg)
-    assert len(seen["student"]) == len(seen["teacher"]) == 6
-    task_teacher_norm = timm.create_model("test_resnet").pretrained_cfg
-    s_mean = torch.tensor(timm.create_model("assemble_resnet50", width=8).pretrained_cfg["mean"]).view(1, 3, 1, 1)
-    s_std = torch.tensor(timm.create_model("assemble_resnet50", width=8).pretrained_cfg["std"]).view(1, 3, 1, 1)
-    t_mean = torch.tensor(task_teacher_norm["mean"]).view(1, 3, 1, 1)
-    t_std = torch.tensor(task_teacher_norm["std"]).view(1, 3, 1, 1)
-    for s, t in zip(seen["student"], seen["teacher"], strict=True):
-        torch.testing.assert_close(t, (s * s_std + s_mean - t_mean) / t_std, rtol=1e-4, atol=1e-3)
-    assert seen["keep"][1:] == pytest.approx([1.0 - 0.2 * i / 6 for i in range(6)])  # [0]: the setup check
+    # 96 images, batch 16: each step loads 32 (2N -> N) and an epoch still has 96 / 16 = 6 steps
+    assert seen["student"] == [torch.Size([16, 3, 32, 32])] * 6 and len(seen["teacher"]) == 6
+    # the teacher saw clean, un-mixed centre crops at its own size and normalisation
+    from timm_assemble.training.teacher import teacher_transform
+
+    clean = torch.stack([teacher_transform(teacher)(img) for img, _ in timm.data.ImageDataset(str(data / "train"))])
+    for batch in seen["teacher"]:
+        assert batch.shape == (32, 3, 160, 160)
+        distance = (batch.flatten(1)[:, None] - clean.flatten(1)[None]).abs().amax(-1).amin(-1)
+        assert distance.max() < 1e-4
+    assert seen["keep"][1:] == pytest.approx([0.9 - 0.2 * i / 6 for i in range(6)])  # [0]: the setup check
     assert result.metrics[0]["keep_prob"] == pytest.approx(seen["keep"][-1])
     assert torch.isfinite(torch.tensor(result.metrics[0]["train_loss"]))
 

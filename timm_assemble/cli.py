@@ -20,6 +20,8 @@ _SUBCOMMAND_MODULES: tuple[str, ...] = (
     "timm_assemble.evaluation.robustness",
     "timm_assemble.evaluation.benchmark",
     "timm_assemble.predict",
+    "timm_assemble.deploy_cli",
+    "timm_assemble.training.teacher",
 )
 
 

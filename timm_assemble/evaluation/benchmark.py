@@ -3,6 +3,9 @@
 All models are built first and then timed in one process, interleaved: every repeat runs each model
 once (in rotating order) for the same number of batches, so drifting clocks or background load hit
 all models alike. Reported throughput is the median over repeats, with the min-max spread.
+
+`--as-published` is the comparison the paper's speed claim is about: every weight at its own evaluation
+size (timm's pretrained cfg: `test_input_size`, else `input_size`) beside its published top-1 at that size.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..errors import TimmAssembleError
+from ..fileio import atomic_path
 from .common import AMP_DTYPES, autocast, create_eval_model, resolve_device, write_json
 
 OURS = ("assemble_resnet50", "assemble_resnet152")
@@ -38,6 +42,28 @@ _REFERENCE_FILE = Path(__file__).resolve().parent / "reference_results.json"
 def reference_results() -> dict[str, Any]:
     """Published ImageNet top-1 per model name, with sources (see reference_results.json)."""
     return json.loads(_REFERENCE_FILE.read_text())
+
+
+def as_published_models() -> tuple[str, ...]:
+    """The weights of the as-published table: ours, the paper's peers and today's 82-84% timm picks."""
+    return tuple(reference_results()["as_published"])
+
+
+def eval_size(model: torch.nn.Module) -> tuple[int, float]:
+    """(image size, crop fraction) the model's weights are evaluated at, from its pretrained cfg (as timm)."""
+    cfg = model.pretrained_cfg
+    size = cfg.get("test_input_size") or cfg["input_size"]
+    return int(size[-1]), float(cfg.get("test_crop_pct") or cfg.get("crop_pct") or 0.875)
+
+
+def _published(name: str, as_published: bool) -> dict[str, Any]:
+    """The published top-1 columns of a row: per weight at its eval size, or per architecture name."""
+    table = reference_results()
+    ref = table["as_published" if as_published else "models"].get(name)
+    if ref is None:
+        return {"imagenet_top1": None, "imagenet_top1_source": None}
+    weights = name if as_published else ref["weights"]
+    return {"imagenet_top1": ref["top1"], "imagenet_top1_source": f"{weights} @ {ref['img_size']}px, {ref['source']}"}
 
 
 def count_flops(model: torch.nn.Module, input_size: tuple[int, int, int], device: torch.device) -> float | None:
@@ -144,7 +170,7 @@ def _make_train(
     return step
 
 
-def _time_interleaved(
+def time_interleaved(
     steps: dict[str, Callable[[], None]], warmup: int, repeats: int, iters: int, device: torch.device, desc: str
 ) -> dict[str, list[float]]:
     """Seconds per batch for every repeat of every model, models interleaved in rotating order."""
@@ -168,7 +194,7 @@ def _time_interleaved(
     return times
 
 
-def _summary(per_batch: list[float], batch_size: int) -> dict[str, float]:
+def throughput_summary(per_batch: list[float], batch_size: int) -> dict[str, float]:
     rates = [batch_size / t for t in per_batch]
     med = statistics.median(rates)
     return {
@@ -180,7 +206,7 @@ def _summary(per_batch: list[float], batch_size: int) -> dict[str, float]:
     }
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -203,9 +229,12 @@ def benchmark(
     iters: int = 3,
     seed: int = 0,
     threads: int | None = None,
+    as_published: bool = False,
 ) -> dict[str, Any]:
     """Measure every model in `models` under one configuration; returns a JSON-ready dict.
 
+    `as_published`: each model runs at its own evaluation size (`img_size` is ignored) and its top-1 is
+    the published one at that size; `models` are then weight names such as `resnet50.a1_in1k`.
     `threads` sets torch's intra-op CPU threads for the run (restored afterwards); on a shared
     machine, fewer threads than cores keeps one busy neighbour from stalling every parallel op.
     """
@@ -216,8 +245,9 @@ def benchmark(
         torch.set_num_threads(threads)
     try:
         return _benchmark(
-            models, device, batch_size, img_size, amp, channels_last, compile, train, warmup, repeats, iters, seed
-        )
+            models, device, batch_size, img_size, amp, channels_last, compile, train, warmup, repeats, iters, seed,
+            as_published,
+        )  # fmt: skip
     finally:
         torch.set_num_threads(previous_threads)
 
@@ -235,6 +265,7 @@ def _benchmark(
     repeats: int,
     iters: int,
     seed: int,
+    as_published: bool,
 ) -> dict[str, Any]:
     if len(set(models)) != len(models):
         raise TimmAssembleError("each model may appear only once in --models")
@@ -243,11 +274,17 @@ def _benchmark(
     dev = resolve_device(device)
     if amp not in AMP_DTYPES:
         raise TimmAssembleError(f"--amp must be one of {', '.join(AMP_DTYPES)}, got {amp!r}")
+    if as_published and train:
+        raise TimmAssembleError("--as-published times inference at each model's eval size; drop --train")
     batch = batch_size or (256 if dev.type == "cuda" else 8)
     gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(batch, 3, img_size, img_size, generator=gen).to(dev)
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
+    inputs: dict[int, torch.Tensor] = {}  # one random batch per input size, shared by the models of that size
+
+    def batch_of(size: int) -> torch.Tensor:
+        if size not in inputs:
+            x = torch.randn(batch, 3, size, size, generator=gen).to(dev)
+            inputs[size] = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+        return inputs[size]
 
     built: dict[str, torch.nn.Module] = {}
     rows: dict[str, dict[str, Any]] = {}
@@ -255,15 +292,16 @@ def _benchmark(
         model = create_eval_model(name, pretrained=False).to(dev)
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
-        flops = count_flops(model, (3, img_size, img_size), dev)
-        ref = reference_results()["models"].get(name)
+        size, crop_pct = eval_size(model) if as_published else (img_size, None)
+        flops = count_flops(model, (3, size, size), dev)
         rows[name] = {
             "model": name,
+            "img_size": size,
+            "crop_pct": crop_pct,
             "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 3),
             "gflops": None if flops is None else round(flops / 1e9, 3),
             "gmacs": None if flops is None else round(flops / 2e9, 3),
-            "imagenet_top1": None if ref is None else ref["top1"],
-            "imagenet_top1_source": None if ref is None else f"{ref['weights']} @ {ref['img_size']}px, {ref['source']}",
+            **_published(name, as_published),
         }
         if compile:
             try:
@@ -274,29 +312,30 @@ def _benchmark(
 
     def phase(label: str, make: Callable[[str, torch.nn.Module], Callable[[], None]]) -> None:
         steps = {n: make(n, m) for n, m in built.items()}
-        times = _time_interleaved(steps, warmup, repeats, iters, dev, label)
+        times = time_interleaved(steps, warmup, repeats, iters, dev, label)
         for n in built:
-            summary = _summary(times[n], batch)
+            summary = throughput_summary(times[n], batch)
             rows[n].update({f"{label}_{k}": v for k, v in summary.items()})
             rows[n][f"{label}_peak_mem_mb"] = round(_peak_memory_mb(steps[n], 1, dev), 1)
 
     for m in built.values():
         m.eval()
-    phase("infer", lambda n, m: _make_infer(m, x, dev, amp))
+    phase("infer", lambda n, m: _make_infer(m, batch_of(rows[n]["img_size"]), dev, amp))
     if train:
         y = torch.randint(0, 1000, (batch,), generator=gen).to(dev)
         for m in built.values():
             m.train()
-        phase("train", lambda n, m: _make_train(m, x, y, dev, amp))
+        phase("train", lambda n, m: _make_train(m, batch_of(img_size), y, dev, amp))
 
     return {
         "config": {
             "device": str(dev),
-            "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else _cpu_name(),
+            "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else cpu_name(),
             "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__,
             "batch_size": batch,
-            "img_size": img_size,
+            "img_size": "each model's eval size" if as_published else img_size,
+            "as_published": as_published,
             "amp": amp,
             "channels_last": channels_last,
             "compile": compile,
@@ -319,20 +358,27 @@ def _benchmark(
 def format_table(result: dict[str, Any]) -> str:
     cfg = result["config"]
     has_train = "train_img_per_s" in result["models"][0]
+    published = cfg.get("as_published", False)
+    width = max(20, *(len(r["model"]) + 2 for r in result["models"]))
     head = (
-        f"{'model':<20}{'params(M)':>10}{'GMACs':>8}{'infer img/s':>13}{'spread':>8}{'ms/batch':>10}{'mem MB':>8}"
+        f"{'model':<{width}}{'px':>5}{'params(M)':>10}{'GMACs':>8}{'infer img/s':>13}{'spread':>8}{'ms/batch':>10}"
+        f"{'mem MB':>8}"
         + (f"{'train img/s':>13}{'mem MB':>8}" if has_train else "")
         + f"{'top-1':>8}"
+        + (f"{'x first':>9}" if published else "")
     )
+    size = "each model at its own eval size" if published else f"{cfg['img_size']}px"
     lines = [
         f"{cfg['device_name']} ({cfg['device']}, {cfg['torch_threads']} threads), batch {cfg['batch_size']}, "
-        f"{cfg['img_size']}px, amp {cfg['amp']}, channels_last {cfg['channels_last']}, compile {cfg['compile']}",
+        f"{size}, amp {cfg['amp']}, channels_last {cfg['channels_last']}, compile {cfg['compile']}",
         head,
         "-" * len(head),
     ]
+    first = result["models"][0]["infer_img_per_s"]
     for r in result["models"]:
         line = (
-            f"{r['model']:<20}{r['params_m']:>10.2f}{r['gmacs'] if r['gmacs'] is not None else float('nan'):>8.2f}"
+            f"{r['model']:<{width}}{r['img_size']:>5}{r['params_m']:>10.2f}"
+            f"{r['gmacs'] if r['gmacs'] is not None else float('nan'):>8.2f}"
             f"{r['infer_img_per_s']:>13.1f}{'±' + format(r['infer_spread_pct'] / 2, '.0f') + '%':>8}"
             f"{r['infer_latency_ms']:>10.1f}{r['infer_peak_mem_mb']:>8.0f}"
         )
@@ -340,8 +386,15 @@ def format_table(result: dict[str, Any]) -> str:
             line += f"{r['train_img_per_s']:>13.1f}{r['train_peak_mem_mb']:>8.0f}"
         top1 = r["imagenet_top1"]
         line += f"{top1:>8.2f}" if top1 is not None else f"{'-':>8}"
+        if published:
+            line += f"{first / r['infer_img_per_s']:>8.2f}x"
         lines.append(line)
     lines.append(f"img/s: median of {cfg['repeats']} interleaved repeats; spread: half the min-max range.")
+    if published:
+        lines.append(
+            f"top-1: published, at the model's eval size (sources: {', '.join(sorted(result['reference_sources']))}"
+            f" in reference_results.json); x first: img/s of {result['models'][0]['model']} / img/s of the row."
+        )
     lines.append(f"mem: {result['memory_kind']}")
     return "\n".join(lines)
 
@@ -352,42 +405,44 @@ def plot_throughput(result: dict[str, Any], path: str) -> None:
     from matplotlib.figure import Figure
 
     cfg = result["config"]
+    published = cfg.get("as_published", False)
     pts = [r for r in result["models"] if r["imagenet_top1"] is not None]
     if not pts:
         raise TimmAssembleError("--plot: none of the models has a known ImageNet top-1 in reference_results.json")
-    fig = Figure(figsize=(7, 4.8))
+    fig = Figure(figsize=(7.5, 5))
     FigureCanvasAgg(fig)  # an Agg canvas for this figure only: no global backend switch
     ax = fig.subplots()
     for r in pts:
         ours = r["model"].startswith("assemble_")
         ax.scatter(r["infer_img_per_s"], r["imagenet_top1"], color="tab:red" if ours else "tab:blue", s=36)
-        ax.annotate(
-            r["model"],
-            (r["infer_img_per_s"], r["imagenet_top1"]),
-            fontsize=7,
-            xytext=(4, 3),
-            textcoords="offset points",
-        )
+        label = f"{r['model']} @{r['img_size']}" if published else r["model"]
+        ax.annotate(label, (r["infer_img_per_s"], r["imagenet_top1"]), fontsize=7, xytext=(4, 3),
+                    textcoords="offset points")  # fmt: skip
     layout = ", channels_last" if cfg["channels_last"] else ""
+    size = "each at its eval size" if published else f"{cfg['img_size']}px"
     ax.set_xlabel(
         f"inference img/s: {cfg['device_name']} ({cfg['device']}, {cfg['torch_threads']} threads), "
-        f"batch {cfg['batch_size']}, {cfg['img_size']}px, amp {cfg['amp']}{layout}",
+        f"batch {cfg['batch_size']}, {size}, amp {cfg['amp']}{layout}",
         fontsize=8,
     )
-    ax.set_ylabel("published ImageNet top-1 (%)")
+    ax.set_ylabel("published ImageNet top-1 (%)" + (" at the eval size" if published else ""))
     ax.set_title("throughput vs accuracy (top-1: paper Table 7 for assemble_*, timm results for peers)", fontsize=9)
     ax.grid(alpha=0.3)
+    ax.margins(x=0.25)  # room for the labels of the fastest models
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format=Path(path).suffix.lstrip(".") or "png")
 
 
 def run(args: argparse.Namespace) -> int:
-    models = args.models or list(OURS + DEFAULT_PEERS)
+    if args.as_published and args.img_size is not None:
+        raise TimmAssembleError("--as-published runs every model at its own eval size; drop --img-size")
+    models = args.models or list(as_published_models() if args.as_published else OURS + DEFAULT_PEERS)
     result = benchmark(
         models,
         device=args.device,
         batch_size=args.batch_size,
-        img_size=args.img_size,
+        img_size=args.img_size or 224,
         amp=args.amp,
         channels_last=args.channels_last,
         compile=args.compile,
@@ -397,6 +452,7 @@ def run(args: argparse.Namespace) -> int:
         iters=args.iters,
         seed=args.seed,
         threads=args.threads,
+        as_published=args.as_published,
     )
     print(format_table(result))
     if args.json:
@@ -419,7 +475,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch-size", type=int, default=None, help="default: 8 on CPU, 256 on CUDA")
-    parser.add_argument("--img-size", type=int, default=224)
+    parser.add_argument("--img-size", type=int, default=None, help="default: 224")
+    parser.add_argument(
+        "--as-published",
+        action="store_true",
+        help="each model at its own eval size beside its published top-1 there (default models: the weights "
+        "in reference_results.json 'as_published')",
+    )
     parser.add_argument("--amp", choices=sorted(AMP_DTYPES), default="none")
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--compile", action="store_true", help="torch.compile every model first")

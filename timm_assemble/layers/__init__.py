@@ -1,7 +1,14 @@
 """Layers of the Assemble-ResNet family that timm does not have, usable in any model."""
 
 from .big_little import BigLittleStage, BigLittleStem
-from .drop_block import DropBlock2d, set_drop_block_keep_prob
+from .drop_block import DropBlock2d, drop_block_keep_prob, set_drop_block_keep_prob
 from .sk_conv import SKConv2d
 
-__all__ = ["BigLittleStage", "BigLittleStem", "DropBlock2d", "SKConv2d", "set_drop_block_keep_prob"]
+__all__ = [
+    "BigLittleStage",
+    "BigLittleStem",
+    "DropBlock2d",
+    "SKConv2d",
+    "drop_block_keep_prob",
+    "set_drop_block_keep_prob",
+]

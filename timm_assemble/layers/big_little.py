@@ -11,6 +11,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import register_notrace_function
 
+from .tracing import is_exporting
+
 
 def _conv_bn(in_chs: int, out_chs: int, kernel_size: int, stride: int, norm_layer: type[nn.Module]) -> nn.Sequential:
     conv = nn.Conv2d(in_chs, out_chs, kernel_size, stride=stride, padding=kernel_size // 2, bias=False)
@@ -19,9 +21,13 @@ def _conv_bn(in_chs: int, out_chs: int, kernel_size: int, stride: int, norm_laye
 
 @register_notrace_function  # branches on shapes: an FX leaf
 def upsample_add(little: torch.Tensor, big: torch.Tensor) -> torch.Tensor:
-    """`little + nearest_upsample(big, little's size)`; at exactly 2x a broadcast add, no upsampled copy."""
+    """`little + nearest_upsample(big, little's size)`; at exactly 2x a broadcast add, no upsampled copy.
+
+    Traced or exported graphs (ONNX, torch.export) take the upsample path, the one valid at every input size:
+    a trace would otherwise freeze the shape test of the input it saw. Both paths give the same numbers.
+    """
     batch, chs, height, width = big.shape
-    if little.shape[-2] == 2 * height and little.shape[-1] == 2 * width:
+    if not is_exporting() and little.shape[-2] == 2 * height and little.shape[-1] == 2 * width:
         return (little.view(batch, chs, height, 2, width, 2) + big[:, :, :, None, :, None]).view(little.shape)
     return little + F.interpolate(big, size=(little.shape[-2], little.shape[-1]), mode="nearest")
 

@@ -55,3 +55,9 @@ def set_drop_block_keep_prob(model: nn.Module, keep_prob: float) -> int:
             module.drop_prob = 1.0 - keep_prob
             count += 1
     return count
+
+
+def drop_block_keep_prob(step: int, total_steps: int, start: float, end: float) -> float:
+    """Keep-prob at `step`: linear from `start` (step 0) to `end` (step `total_steps` and after), as the
+    official `keep_prob_decay` (functions/model_fns.py:26-33, a power-1 polynomial decay over all steps)."""
+    return end + (start - end) * (1.0 - min(1.0, step / max(1, total_steps)))

@@ -8,6 +8,8 @@ them per channel.
 import torch
 import torch.nn as nn
 
+from .tracing import is_exporting
+
 
 class SKConv2d(nn.Module):
     """3x3 conv to `2 * out_chs`, split into U1 | U2, output `a1 * U1 + a2 * U2` with a softmax over (a1, a2).
@@ -41,9 +43,12 @@ class SKConv2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.act(self.bn(self.conv(x)))
         batch, chs = x.shape[0], self.out_chs
-        u1, u2 = x[:, :chs], x[:, chs:]
+        # chunk, not two slices: the backward is one cat instead of two zero-filled 2C maps plus an add
+        u1, u2 = x.chunk(2, dim=1)
         # mean(U1 + U2) == mean(U1) + mean(U2): pool the 2C map once instead of materialising U.
         pooled = x.mean((2, 3)).view(batch, 2, chs).sum(1)
         logits = self.fc2(self.act_fc1(self.bn_fc1(self.fc1(pooled)))).view(batch, 2, chs)
         weight_u1 = torch.sigmoid(logits[:, 0] - logits[:, 1]).view(batch, chs, 1, 1)
+        if is_exporting():  # ONNX has no lerp: its two-sided decomposition costs a select and 3 extra map passes
+            return u2 + weight_u1 * (u1 - u2)
         return torch.lerp(u2, u1, weight_u1)

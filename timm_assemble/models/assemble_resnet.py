@@ -7,8 +7,15 @@ SK convolution, anti-aliased (blurred) strided convolutions, the Big-Little 3x3 
 shortcut and DropBlock at the official four places in stages 3 and 4. The paper's ablation ladder is
 registered as `assemble_r50`, `assemble_r50d`, `assemble_r50d_se`, `assemble_r50d_sk` and
 `assemble_r50d_bl_sk` (E0 .. E9 of Table 7); E10 .. E12 are the two official models. No weights exist
-for the ladder; its ResNet-D parts follow timm's `resnet50d` (deep stem, max-pool, 2x2 average-pool
-shortcut at stride 2 only), where the official code also pools stage 1's stride-1 shortcut (2x2, SAME).
+for the ladder; its ResNet-D parts are the official code's `use_resnet_d` (deep stem, max-pool, and a 2x2
+average pool before every projection shortcut's 1x1 conv: stride 1 with TF 'SAME' padding in stage 1, pad
+right/bottom then stride 2 elsewhere, `nets/resnet_model.py:123-131`), not timm's `resnet50d`, which has no
+pool on stage 1's shortcut.
+
+BatchNorm follows the official code too (`nets/hparams_config.py:72-75`, `nets/model_helper.py:26`): decay 0.997,
+i.e. PyTorch `momentum=0.003`, `eps=1e-5` (kwargs `bn_momentum`, `bn_eps`); convolutions start from the
+official fan-in truncated normal (`tf.variance_scaling_initializer()`), the classifier from Glorot-uniform
+with a zero bias (`tf.layers.dense` defaults).
 
 Parameters map one to one onto the official checkpoint variables (TF name -> our state_dict name, both
 models, any width; `N` = stage 1..3, `k` counts per scope in creation order):
@@ -39,7 +46,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_MEAN
-from timm.layers import BlurPool2d, DropPath, SEModule, create_classifier
+from timm.layers import BlurPool2d, DropPath, SEModule, create_classifier, create_pool2d
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint, checkpoint_seq
@@ -55,6 +62,13 @@ CLOVA_MEAN = (123.68 / 255, 116.78 / 255, 103.94 / 255)
 CLOVA_STD = (1 / 255, 1 / 255, 1 / 255)
 
 SHORTCUT_TYPES = ("conv", "avg2", "avg3")
+
+# Official BatchNorm (nets/hparams_config.py:72-75: decay 0.997 -> PyTorch momentum 1 - 0.997; eps 1e-5).
+OFFICIAL_BN_MOMENTUM = 0.003
+OFFICIAL_BN_EPS = 1e-5
+# TF truncated normal: cut at 2 std, the std divided by the std of a unit normal truncated there
+# (tf.variance_scaling_initializer, truncated_normal): the kept values have variance exactly 1 / fan_in.
+_TRUNC_STD_CORRECTION = 0.87962566103423978
 
 
 class Bottleneck(nn.Module):
@@ -124,6 +138,17 @@ class Bottleneck(nn.Module):
         return self.act3(x)
 
 
+def _resnet_d_pool(stride: int) -> nn.Module:
+    """Official ResNet-D shortcut pool (nets/resnet_model.py:123-128): 2x2 average pool, TF padding.
+
+    Stride 1 is TF 'SAME' (one row/column after, excluded from the mean): replicating the last row/column
+    gives exactly that mean. Stride > 1 zero-pads one row/column after, then pools 'VALID' (zeros counted).
+    """
+    if stride == 1:
+        return nn.Sequential(nn.ReplicationPad2d((0, 1, 0, 1)), nn.AvgPool2d(2, 1))
+    return nn.Sequential(nn.ZeroPad2d((0, 1, 0, 1)), nn.AvgPool2d(2, stride))
+
+
 def _make_shortcut(
     in_chs: int,
     out_chs: int,
@@ -132,15 +157,16 @@ def _make_shortcut(
     norm_layer: type[nn.Module],
     drop_block: Callable[[], nn.Module] | None,
 ) -> nn.Sequential:
-    """Projection shortcut: `conv` = strided 1x1 conv (ResNet), `avg2` = 2x2 average pool then 1x1 conv
-    (ResNet-D), `avg3` = zero-padded 3x3 average pool counting the padding then 1x1 conv (Big-Little)."""
+    """Projection shortcut: `conv` = strided 1x1 conv (ResNet), `avg2` = the official ResNet-D 2x2 average
+    pool (at every stride) then 1x1 conv, `avg3` = zero-padded 3x3 average pool counting the padding then 1x1
+    conv (Big-Little, stride > 1 only)."""
     if shortcut_type == "conv":
         layers: list[nn.Module] = [nn.Conv2d(in_chs, out_chs, 1, stride=stride, bias=False), norm_layer(out_chs)]
     else:
-        if stride == 1:
-            pool: nn.Module = nn.Identity()
-        elif shortcut_type == "avg2":
-            pool = nn.AvgPool2d(2, stride, ceil_mode=True, count_include_pad=False)
+        if shortcut_type == "avg2":
+            pool: nn.Module = _resnet_d_pool(stride)
+        elif stride == 1:
+            pool = nn.Identity()
         else:
             pool = nn.AvgPool2d(3, stride, padding=1, count_include_pad=True)
         layers = [pool, nn.Conv2d(in_chs, out_chs, 1, bias=False), norm_layer(out_chs)]
@@ -195,7 +221,8 @@ class AssembleResNet(nn.Module):
     narrower, `max(1, n // beta - 1)` blocks deep) and the max-pool into the bL stem module; `width` is
     the base channel count (64 for the official models). `drop_block_rate` is the final DropBlock drop
     probability: the modules exist only when it is > 0, and a trainer ramps it up with
-    `timm_assemble.layers.set_drop_block_keep_prob`.
+    `timm_assemble.layers.set_drop_block_keep_prob`. `bn_momentum` / `bn_eps` apply to every BatchNorm
+    (default: the official 0.003 / 1e-5; PyTorch's usual momentum is 0.1).
     """
 
     def __init__(
@@ -215,6 +242,8 @@ class AssembleResNet(nn.Module):
         drop_path_rate: float = 0.0,
         drop_block_rate: float = 0.0,
         zero_init_last: bool = True,
+        bn_momentum: float = OFFICIAL_BN_MOMENTUM,
+        bn_eps: float = OFFICIAL_BN_EPS,
         act_layer: type[nn.Module] = nn.ReLU,
         norm_layer: type[nn.Module] = nn.BatchNorm2d,
     ) -> None:
@@ -247,7 +276,8 @@ class AssembleResNet(nn.Module):
         self.bn1 = norm_layer(width)
         self.act1 = act_layer(inplace=True)
         if big_little is None:
-            self.stem_pool: nn.Module = nn.MaxPool2d(3, stride=2, padding=1)
+            # official: 3x3/2 max-pool with TF 'SAME' padding (nets/resnet_model.py:421-424), size-dependent
+            self.stem_pool: nn.Module = create_pool2d("max", 3, stride=2, padding="same")
         else:
             self.stem_pool = BigLittleStem(width, alpha=big_little[0], act_layer=act_layer, norm_layer=norm_layer)
         self.feature_info = [dict(num_chs=width, reduction=4, module="stem_pool")]
@@ -292,13 +322,28 @@ class AssembleResNet(nn.Module):
 
         self.num_features = self.head_hidden_size = in_chs
         self.global_pool, self.fc = create_classifier(self.num_features, num_classes, pool_type=global_pool)
+        self.set_batch_norm(bn_momentum, bn_eps)
         self.init_weights(zero_init_last=zero_init_last)
 
     @torch.jit.ignore
-    def init_weights(self, zero_init_last: bool = True) -> None:
+    def set_batch_norm(self, momentum: float, eps: float) -> None:
+        """Momentum and eps of every BatchNorm, the SK attention's BatchNorm1d included."""
         for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.momentum, module.eps = momentum, eps
+
+    @torch.jit.ignore
+    def init_weights(self, zero_init_last: bool = True) -> None:
+        """The official initialisers: fan-in truncated normal for convs (and the SK attention's 1x1 convs, here
+        Linear), Glorot-uniform classifier with zero bias; BN gamma 1, beta 0 (zero-gamma on each last BN)."""
+        for name, module in self.named_modules():
+            if name == "fc" and isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, (nn.Conv2d, nn.Linear)):
+                fan_in = module.weight[0].numel()
+                std = (1.0 / fan_in) ** 0.5 / _TRUNC_STD_CORRECTION
+                nn.init.trunc_normal_(module.weight, std=std, a=-2 * std, b=2 * std)
         if zero_init_last:
             for module in self.modules():
                 if isinstance(module, Bottleneck):
@@ -491,7 +536,8 @@ def assemble_r50(pretrained: bool = False, **kwargs) -> AssembleResNet:
 
 @register_model
 def assemble_r50d(pretrained: bool = False, **kwargs) -> AssembleResNet:
-    """Ablation E1-E3: ResNet-50-D (deep 3x3 stem, 2x2 average-pool shortcut)."""
+    """Ablation E1-E3: ResNet-50-D as the official `use_resnet_d` (deep 3x3 stem, 2x2 average-pool shortcut in
+    every stage, stage 1's at stride 1)."""
     model_args = dict(_LADDER_BASE, stem_type="deep", shortcut_type="avg2")
     return _create_assemble_resnet("assemble_r50d", pretrained, **dict(model_args, **kwargs))
 

@@ -35,7 +35,7 @@ class TrainConfig:
 
     # what kind of run
     mode: str = field(default="train", metadata=dict(help="train (from scratch) or finetune", cli=False))
-    preset: str | None = field(default=None, metadata=dict(help="preset name (e0..e12, demo)", cli=False))
+    preset: str | None = field(default=None, metadata=dict(help="preset name (e0..e12, fgvc, demo)", cli=False))
     description: str = field(default="", metadata=dict(help="free text shown in logs and model cards"))
 
     # data
@@ -90,7 +90,13 @@ class TrainConfig:
     compile: bool = field(default=False, metadata=dict(help="torch.compile the model"))
 
     # augmentation and regularisation
-    aa: str | None = field(default=None, metadata=dict(help="timm auto-augment: 'original' or 'rand-m9-mstd0.5'"))
+    aa: str | None = field(
+        default=None,
+        metadata=dict(
+            help="auto-augment: the official 'clova-imagenet' / 'clova-good' (CIFAR) policies, or timm's "
+            "('original', 'rand-m9-mstd0.5', ...)"
+        ),
+    )
     scale: tuple[float, float] = field(
         default=(0.08, 1.0), metadata=dict(bounds="(0, 1]", help="RandomResizedCrop area range")
     )
@@ -99,6 +105,14 @@ class TrainConfig:
     reprob: float = field(default=0.0, metadata=dict(bounds="[0, 1]", help="random erasing probability"))
     label_smoothing: float = field(default=0.0, metadata=dict(bounds="[0, 1)", help="label smoothing"))
     mixup: float = field(default=0.0, metadata=dict(bounds="[0, inf)", help="mixup alpha (0 = off)"))
+    mixup_mode: str = field(
+        default="batch",
+        metadata=dict(
+            help="pair: the official mixup (2N loaded images -> N, one lambda per sample, KD mixed alike); "
+            "batch / elem: timm's Mixup (N -> N, one lambda per batch / per sample)",
+            choices=("pair", "batch", "elem"),
+        ),
+    )
     cutmix: float = field(default=0.0, metadata=dict(bounds="[0, inf)", help="cutmix alpha (0 = off)"))
     mixup_prob: float = field(default=1.0, metadata=dict(bounds="[0, 1]", help="probability of mixing a batch"))
     mixup_switch_prob: float = field(
@@ -110,6 +124,15 @@ class TrainConfig:
         default=0.0,
         metadata=dict(
             bounds="[0, 1)", help="final DropBlock drop prob; keep-prob goes 1.0 -> 1-rate linearly per step"
+        ),
+    )
+    drop_block_start: float = field(
+        default=1.0, metadata=dict(help="DropBlock keep-prob at the first step", bounds="(0, 1]")
+    )
+    drop_block_end: float | None = field(
+        default=None,
+        metadata=dict(
+            help="DropBlock keep-prob at the last step, linear per step (unset: 1 - drop_block_rate)", bounds="(0, 1]"
         ),
     )
     zero_init_last: bool | None = field(
@@ -124,6 +147,24 @@ class TrainConfig:
     kd_temperature: float = field(default=1.0, metadata=dict(bounds="(0, inf)", help="KD softmax temperature"))
     kd_weight: float = field(
         default=1.0, metadata=dict(bounds="[0, inf)", help="KD loss weight (task loss weight is 1)")
+    )
+    teacher_logits: str | None = field(
+        default=None,
+        metadata=dict(help="teacher logits precomputed by `timm-assemble teacher-logits` (instead of a live teacher)"),
+    )
+
+    # BatchNorm
+    bn_momentum: float | None = field(
+        default=None,
+        metadata=dict(
+            help="BatchNorm momentum (PyTorch sense; the official decay 0.997 is 0.003; unset: model's)",
+            bounds="(0, 1]",
+        ),
+    )
+    bn_eps: float | None = field(default=None, metadata=dict(help="BatchNorm eps (unset: model's)", bounds="(0, inf)"))
+    reset_bn_stats: bool = field(
+        default=False,
+        metadata=dict(help="start BN running statistics fresh instead of the pretrained ones (official fine-tuning)"),
     )
 
     # EMA
@@ -145,6 +186,9 @@ class TrainConfig:
     momentum: float = field(default=0.9, metadata=dict(bounds="[0, 1]", help="SGD momentum"))
     weight_decay: float = field(
         default=1e-4, metadata=dict(bounds="[0, inf)", help="weight decay (not on biases and norms)")
+    )
+    decay_biases: bool = field(
+        default=False, metadata=dict(help="weight decay on biases too, only norm layers exempt (official)")
     )
     clip_grad: float | None = field(
         default=None, metadata=dict(bounds="(0, inf)", help="clip the gradient norm to this value")
@@ -208,7 +252,13 @@ class TrainConfig:
 
     @property
     def distilling(self) -> bool:
-        return self.teacher != NO_TEACHER and bool(self.teacher or self.teacher_weights)
+        return self.teacher != NO_TEACHER and bool(self.teacher or self.teacher_weights or self.teacher_logits)
+
+    @property
+    def drop_block_keep_probs(self) -> tuple[float, float] | None:
+        """(first, last) DropBlock keep-prob of the linear per-step schedule; None when DropBlock is off."""
+        end = self.drop_block_end if self.drop_block_end is not None else 1.0 - self.drop_block_rate
+        return None if self.drop_block_start == 1.0 and end == 1.0 else (self.drop_block_start, end)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -226,6 +276,7 @@ FINETUNE_DEFAULTS: dict[str, Any] = dict(
     lr_base=0.01,
     batch_size=64,
     label_smoothing=0.1,
+    bn_momentum=0.1,  # short runs on small data: PyTorch's BN momentum (the official ImageNet 0.003 adapts slowly)
 )
 
 
@@ -351,6 +402,16 @@ def validate(cfg: TrainConfig) -> None:
             f"warmup_epochs ({cfg.warmup_epochs}) must be smaller than epochs ({cfg.epochs})",
         ),
         (cfg.scale[0] <= cfg.scale[1], f"scale must be (min, max), got {cfg.scale}"),
+        (
+            not (cfg.drop_block_rate and cfg.drop_block_end is not None),
+            "drop_block_rate and drop_block_end both set the final DropBlock keep-prob: set one of them",
+        ),
+        (cfg.mixup_mode in ("pair", "batch", "elem"), f"bad mixup_mode {cfg.mixup_mode!r}"),
+        (not (cfg.mixup_mode == "pair" and cfg.cutmix > 0), "mixup_mode 'pair' (the official mixup) has no cutmix"),
+        (
+            not (cfg.distilling and cfg.mixup > 0 and cfg.mixup_mode != "pair"),
+            "KD mixes the teacher probabilities with the labels' per-sample lambda: use mixup_mode 'pair'",
+        ),
         (
             cfg.mixed_precision in (None, *PRECISIONS),
             f"mixed_precision must be no, fp16 or bf16, got {cfg.mixed_precision!r}",

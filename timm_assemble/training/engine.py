@@ -29,16 +29,17 @@ from timm.scheduler import create_scheduler_v2
 from timm.utils import ModelEmaV3
 from torch.utils.data import DataLoader
 
+from ..data.auto_augment import create_train_transform
 from ..data.datasets import DataSplits, SkippingCollate, build_data_splits
 from ..data.synthetic import make_synthetic_image_folder
 from ..errors import TimmAssembleError
 from ..fileio import atomic_write
 from ..hub.publish import plan_publish, publish
-from ..layers import set_drop_block_keep_prob
+from ..layers import drop_block_keep_prob, set_drop_block_keep_prob
 from . import checkpoint as ckpt
 from .config import NO_TEACHER, TrainConfig, format_config
 from .export import check_push_target, export_best_model, released_base_model
-from .losses import build_criterion, build_mixup, build_task
+from .losses import build_recipe, build_task
 from .metrics import (
     METRICS_NAME,
     SUMMARY_NAME,
@@ -50,10 +51,20 @@ from .metrics import (
     write_metrics,
     write_summary,
 )
-from .models import BuiltModel, build_model, build_teacher, freeze_backbone, head_parameters, set_train_mode
+from .models import (
+    BuiltModel,
+    build_model,
+    build_teacher,
+    freeze_backbone,
+    head_parameters,
+    official_weight_decay_groups,
+    reset_batch_norm_stats,
+    set_train_mode,
+)
 from .precision import Precision, choose_precision, cpu_has_native_bf16
 from .preflight import check_model_settings
 from .progress import Progress, format_seconds
+from .teacher import TeacherView, recipe_train_data, teacher_transform
 
 _logger = logging.getLogger(__name__)
 
@@ -124,9 +135,8 @@ def build_transforms(cfg: TrainConfig, model: nn.Module) -> tuple[Any, Any, dict
     img_size = cfg.img_size or data_cfg["input_size"][-1]
     eval_size = cfg.eval_img_size or img_size
     crop_pct = cfg.crop_pct or data_cfg["crop_pct"]
-    train_tf = create_transform(
+    train_tf = create_train_transform(
         input_size=img_size,
-        is_training=True,
         scale=cfg.scale,
         hflip=cfg.hflip,
         color_jitter=cfg.color_jitter or 0.0,
@@ -169,7 +179,10 @@ def build_optimizer(cfg: TrainConfig, model: nn.Module, lr: float) -> torch.opti
     if cfg.layer_decay:
         return create_optimizer_v2(model, cfg.opt, layer_decay=cfg.layer_decay, **common)
     no_wd = set(model.no_weight_decay()) if hasattr(model, "no_weight_decay") else set()
-    groups = param_groups_weight_decay(model, cfg.weight_decay, no_weight_decay_list=no_wd)
+    if cfg.decay_biases:
+        groups = official_weight_decay_groups(model, cfg.weight_decay)
+    else:
+        groups = param_groups_weight_decay(model, cfg.weight_decay, no_weight_decay_list=no_wd)
     if cfg.backbone_lr_scale != 1.0:
         head = {id(p) for p in head_parameters(model)}
         split = []
@@ -184,8 +197,8 @@ def build_optimizer(cfg: TrainConfig, model: nn.Module, lr: float) -> torch.opti
 
 
 def keep_prob_at(cfg: TrainConfig, step: int, total_steps: int) -> float:
-    """DropBlock keep-prob, linear from 1.0 at step 0 to 1 - drop_block_rate at the last step."""
-    return 1.0 - cfg.drop_block_rate * min(1.0, step / max(1, total_steps))
+    """DropBlock keep-prob, linear per step from drop_block_start to drop_block_end (1 - drop_block_rate)."""
+    return drop_block_keep_prob(step, total_steps, *cfg.drop_block_keep_probs)
 
 
 # ---------------------------------------------------------------------------------------------- the run
@@ -205,7 +218,7 @@ class Run:
     task: nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: Any
-    mixup: Any
+    recipe: Any
     ema: ModelEmaV3 | None
     train_loader: DataLoader
     val_loader: DataLoader
@@ -296,12 +309,15 @@ def setup(cfg: TrainConfig, command: str | None = None) -> Run:
     num_classes = splits.num_classes
     built, teacher, frozen = build_models(cfg, num_classes)
     model = built.model
-    mixup = build_mixup(cfg, num_classes)
-    if mixup is not None and cfg.batch_size % 2:
+    recipe = build_recipe(cfg, num_classes, teacher)
+    mixing = cfg.mixup > 0 or cfg.cutmix > 0
+    if mixing and cfg.mixup_mode != "pair" and cfg.batch_size % 2:
         raise TimmAssembleError(f"mixup/cutmix pair samples: --batch-size must be even, got {cfg.batch_size}")
     base_model = released_base_model(cfg, model, built.pretrained)
     train_tf, eval_tf, export_data_cfg = build_transforms(cfg, model)
-    train_loader, val_loader = build_loaders(cfg, splits, train_tf, eval_tf, even=mixup is not None)
+    if teacher is not None:
+        train_tf = TeacherView(train_tf, teacher_transform(teacher))
+    train_loader, val_loader = build_loaders(cfg, splits, train_tf, eval_tf, recipe.images_per_sample, mixing)
 
     global_batch = cfg.batch_size * accelerator.num_processes * cfg.grad_accum_steps
     lr = cfg.lr if cfg.lr is not None else cfg.lr_base * global_batch / cfg.lr_base_size
@@ -328,12 +344,12 @@ def setup(cfg: TrainConfig, command: str | None = None) -> Run:
         step_on_epochs=False,
         updates_per_epoch=updates_per_epoch,
     )
-    task = build_task(model, build_criterion(cfg, mixup), cfg, teacher, accelerator.device)
+    task = build_task(model, cfg, num_classes, accelerator.device)
     identity = ckpt.run_identity(
         cfg.model, built.arch_kwargs, splits.label_names, cfg.data_dir or cfg.dataset, ema is not None
     )
     return Run(
-        cfg, accelerator, out, command, built, splits, model, task, optimizer, scheduler, mixup, ema,
+        cfg, accelerator, out, command, built, splits, model, task, optimizer, scheduler, recipe, ema,
         train_loader, val_loader, export_data_cfg, base_model, precision, lr, global_batch, updates_per_epoch,
         frozen=frozen, start_from=start_from, state=ckpt.TrainState(run=identity),
     )  # fmt: skip
@@ -347,24 +363,23 @@ def build_models(cfg: TrainConfig, num_classes: int) -> tuple[BuiltModel, nn.Mod
     model = built.model
     if getattr(model, "num_classes", num_classes) != num_classes:
         raise TimmAssembleError(f"the model predicts {model.num_classes} classes but the data has {num_classes}")
-    if cfg.drop_block_rate > 0 and set_drop_block_keep_prob(model, 1.0) == 0:
-        raise TimmAssembleError(f"--drop-block-rate is set but {cfg.model} has no DropBlock layers")
-    teacher = build_teacher(cfg, num_classes) if cfg.distilling else None
+    if cfg.drop_block_keep_probs is not None and set_drop_block_keep_prob(model, 1.0) == 0:
+        raise TimmAssembleError(f"DropBlock is scheduled but {cfg.model} has no DropBlock layers")
+    if cfg.reset_bn_stats:
+        reset_batch_norm_stats(model)
+    teacher = build_teacher(cfg, num_classes) if cfg.distilling and not cfg.teacher_logits else None
     frozen = freeze_backbone(model) if cfg.freeze_backbone else 0
     return built, teacher, frozen
 
 
 def build_loaders(
-    cfg: TrainConfig, splits: DataSplits, train_tf: Any, eval_tf: Any, even: bool
+    cfg: TrainConfig, splits: DataSplits, train_tf: Any, eval_tf: Any, images_per_sample: int, mixing: bool
 ) -> tuple[DataLoader, DataLoader]:
     train_ds, val_ds = splits.with_transforms(train_tf, eval_tf)
-    if len(train_ds) < cfg.batch_size:
-        raise TimmAssembleError(
-            f"--batch-size {cfg.batch_size} is larger than the training set ({len(train_ds)} images)"
-        )
+    train_ds, load_batch = recipe_train_data(cfg, train_ds, images_per_sample, splits.num_classes)
     loader_kw = dict(num_workers=cfg.workers, pin_memory=torch.cuda.is_available(), persistent_workers=False)
     train_loader = DataLoader(
-        train_ds, batch_size=cfg.batch_size, shuffle=True, drop_last=True, collate_fn=SkippingCollate(even=even),
+        train_ds, batch_size=load_batch, shuffle=True, drop_last=True, collate_fn=SkippingCollate(even=mixing),
         **loader_kw,
     )  # fmt: skip
     val_loader = DataLoader(
@@ -426,6 +441,8 @@ def describe(run: Run) -> None:
         )
     if cfg.teacher == NO_TEACHER:
         run.log("  KD: off (--teacher none)")
+    elif cfg.teacher_logits:
+        run.log(f"  KD teacher logits {cfg.teacher_logits} T={cfg.kd_temperature} w={cfg.kd_weight}")
     elif cfg.distilling:
         teacher = " ".join(filter(None, (cfg.teacher, cfg.teacher_weights)))
         run.log(f"  KD teacher {teacher} T={cfg.kd_temperature} w={cfg.kd_weight}")
@@ -456,11 +473,11 @@ def train_one_epoch(run: Run, epoch: int) -> dict[str, Any]:
     for images, targets, bad in run.train_loader:
         skipped += run.report_skipped(bad)
         with acc.accumulate(model):
-            if cfg.drop_block_rate > 0:
+            if cfg.drop_block_keep_probs is not None:
                 keep_prob = keep_prob_at(cfg, run.state.step, run.total_steps)
                 set_drop_block_keep_prob(model, keep_prob)
-            if run.mixup is not None:
-                images, targets = run.mixup(images, targets)
+            with acc.autocast():  # a live KD teacher runs in the run's precision
+                images, targets = run.recipe(images, targets)
             if cfg.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             with acc.autocast():
@@ -514,11 +531,11 @@ def log_step(run: Run, progress: Progress, window: tuple[float, float], keep_pro
     images_per_s *= run.accelerator.num_processes
     lr = run.optimizer.param_groups[0]["lr"]
     values = {"train/loss": loss, "train/lr": lr, "train/images_per_s": images_per_s}
-    if run.cfg.drop_block_rate > 0:
+    if run.cfg.drop_block_keep_probs is not None:
         values["train/keep_prob"] = keep_prob
     run.accelerator.log(values, step=run.state.step)
     shown = dict(step=str(run.state.step), loss=f"{loss:.4f}", lr=f"{lr:.3g}", img_s=f"{images_per_s:.1f}")
-    if run.cfg.drop_block_rate > 0:
+    if run.cfg.drop_block_keep_probs is not None:
         shown["keep"] = f"{keep_prob:.4f}"
     progress.report(shown)
 
@@ -635,7 +652,7 @@ def epoch_line(run: Run, row: dict[str, Any], is_best: bool) -> str:
         f"top-1 {row['top1']:.2f}  top-5 {row['top5']:.2f}"
         + (f"  EMA top-1 {row['ema_top1']:.2f}" if "ema_top1" in row else "")
         + f"  lr {row['lr']:.3g}  {row['images_per_s']:.1f} img/s"
-        + (f"  keep-prob {row['keep_prob']:.3f}" if run.cfg.drop_block_rate > 0 else "")
+        + (f"  keep-prob {row['keep_prob']:.3f}" if run.cfg.drop_block_keep_probs is not None else "")
         + (f"  skipped {skipped} unreadable" if skipped else "")
         + f"  ({format_seconds(row['epoch_time_s'])})"
         + ("  *best*" if is_best else "")

@@ -119,9 +119,11 @@ def _create(name: str, pretrained: bool, kwargs: dict[str, Any], what: str) -> n
 def training_kwargs(cfg: TrainConfig, num_classes: int) -> dict[str, Any]:
     """Constructor kwargs for the regularisation switches; only the ones in use, so any timm model works."""
     kwargs: dict[str, Any] = dict(num_classes=num_classes)
-    for name in ("drop_rate", "drop_path_rate", "drop_block_rate"):
+    for name in ("drop_rate", "drop_path_rate", "bn_momentum", "bn_eps"):
         if getattr(cfg, name):
             kwargs[name] = getattr(cfg, name)
+    if cfg.drop_block_keep_probs is not None:  # creates the DropBlock layers; the trainer sets the keep-prob
+        kwargs["drop_block_rate"] = 1.0 - min(cfg.drop_block_keep_probs)
     if cfg.zero_init_last is not None:
         kwargs["zero_init_last"] = cfg.zero_init_last
     return kwargs
@@ -174,6 +176,27 @@ def build_model(cfg: TrainConfig, num_classes: int) -> BuiltModel:
     return BuiltModel(
         model, scratch_kwargs, "none: training from scratch (pretrained weights unavailable)", False, notes=[note]
     )
+
+
+def reset_batch_norm_stats(model: nn.Module) -> int:
+    """Running mean 0 / var 1 in every BatchNorm: the official fine-tuning restores trainable variables only
+    (clovaai/assembled-cnn utils/hook_utils.py:37-56), so moving statistics start fresh. Returns the count."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    for module in norms:
+        module.reset_running_stats()
+    return len(norms)
+
+
+def official_weight_decay_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """The official decay set (nets/run_loop_classification.py:166-177): every trainable tensor except those of
+    normalisation layers, so biases (the classifier's) are decayed too."""
+    norm_types = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
+    norm_params = {id(p) for m in model.modules() if isinstance(m, norm_types) for p in m.parameters(recurse=False)}
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    return [
+        dict(params=[p for p in trainable if id(p) in norm_params], weight_decay=0.0),
+        dict(params=[p for p in trainable if id(p) not in norm_params], weight_decay=weight_decay),
+    ]
 
 
 def head_parameters(model: nn.Module) -> list[nn.Parameter]:

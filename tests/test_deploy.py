@@ -1,0 +1,136 @@
+"""Deploy copies (BN folded) and `timm-assemble export`: same outputs as the eager model, dynamic sizes."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import timm
+import torch
+import torch.nn as nn
+
+import timm_assemble  # noqa: F401
+from timm_assemble import deploy_cli
+from timm_assemble.cli import main
+from timm_assemble.deploy import TRAINING_ONLY, deploy_model, relative_error
+from timm_assemble.deploy_cli import export_model
+from timm_assemble.errors import TimmAssembleError
+from timm_assemble.export import export_hub_folder
+
+BN = nn.modules.batchnorm._BatchNorm
+
+
+def _trained_looking(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Non-trivial BN statistics and affine terms (fresh BNs are identities, and zero-gamma hides bn3)."""
+    gen = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, BN):
+            m.running_mean.normal_(0, 0.2, generator=gen)
+            m.running_var.uniform_(0.5, 2.0, generator=gen)
+            m.weight.data.uniform_(0.5, 1.5, generator=gen)
+            m.bias.data.normal_(0, 0.2, generator=gen)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def small_model() -> nn.Module:
+    model = timm.create_model("assemble_resnet50", width=8, num_classes=5, drop_block_rate=0.1, drop_path_rate=0.1)
+    return _trained_looking(model)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", timm.list_models("assemble*"))
+def test_deploy_copy_equals_the_model(name: str) -> None:
+    model = _trained_looking(timm.create_model(name, width=8, drop_block_rate=0.1, drop_path_rate=0.1))
+    deployed = deploy_model(model)
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert relative_error(deployed(x), model(x)) <= 1e-5
+    assert not [m for m in deployed.modules() if isinstance(m, (BN, *TRAINING_ONLY))]
+    assert all(not p.requires_grad for p in deployed.parameters())
+    assert any(isinstance(m, BN) for m in model.modules()), "the original is left as it was"
+    assert any(isinstance(m, TRAINING_ONLY) for m in model.modules())
+
+
+@pytest.mark.parametrize("name", ["test_resnet", "test_efficientnet"])
+def test_deploy_copy_of_timm_models(name: str) -> None:
+    """timm's own models fold too, BatchNormAct2d (BN + activation in one module) included."""
+    model = _trained_looking(timm.create_model(name))
+    deployed = deploy_model(model)
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert relative_error(deployed(x), model(x)) <= 1e-5
+    assert not [m for m in deployed.modules() if isinstance(m, BN)]
+
+
+def test_conv_feeding_two_consumers_is_not_folded() -> None:
+    class TwoUsers(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.bn = nn.Conv2d(3, 4, 3, bias=False), nn.BatchNorm2d(4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.conv(x)
+            return self.bn(y) + y
+
+    model = _trained_looking(TwoUsers())
+    deployed = deploy_model(model)
+    assert isinstance(deployed.bn, nn.BatchNorm2d) and deployed.conv.bias is None
+    x = torch.randn(1, 3, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(deployed(x), model(x))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript", "exported-program"])
+def test_export_round_trip_at_two_sizes(tmp_path: Path, small_model: nn.Module, fmt: str) -> None:
+    path = tmp_path / f"model.{fmt}"
+    rows = export_model(small_model, path, fmt, img_size=64)
+    assert [r["shape"] for r in rows] == [(2, 3, 64, 64), (1, 3, 96, 96)]
+    assert all(r["export"] <= 1e-4 and r["deploy"] <= 1e-5 for r in rows)
+    assert path.is_file() and [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+@pytest.mark.slow
+def test_onnx_file_runs_in_onnxruntime_at_other_sizes(tmp_path: Path, small_model: nn.Module) -> None:
+    """Checked here with ONNX Runtime directly, at sizes the export never saw (80 px takes the upsample path)."""
+    ort = pytest.importorskip("onnxruntime")
+    path = tmp_path / "m.onnx"
+    export_model(small_model, path, "onnx", img_size=64)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for shape in [(3, 3, 80, 80), (1, 3, 64, 96)]:
+        x = torch.randn(shape, generator=torch.Generator().manual_seed(2))
+        (out,) = session.run(None, {"input": x.numpy()})
+        with torch.no_grad():
+            assert relative_error(torch.from_numpy(np.asarray(out)), small_model(x)) <= 1e-4
+
+
+def test_export_that_disagrees_writes_nothing(tmp_path: Path, monkeypatch) -> None:
+    model = timm.create_model("test_resnet").eval()
+    load = deploy_cli._LOADERS["torchscript"]
+    monkeypatch.setitem(deploy_cli._LOADERS, "torchscript", lambda p: (lambda x: load(p)(x) + 1.0))
+    with pytest.raises(TimmAssembleError, match="disagrees with the eager model"):
+        export_model(model, tmp_path / "m.pt", "torchscript", img_size=32)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_cli_exports_a_local_dir_model_and_keeps_existing_files(tmp_path: Path, capsys) -> None:
+    folder = export_hub_folder(timm.create_model("assemble_resnet50", width=8, num_classes=3), tmp_path / "m")
+    out = tmp_path / "m.onnx"
+    argv = ["export", f"local-dir:{folder}", "--format", "onnx", "--out", str(out), "--img-size", "64"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "BN folded" in printed and "parity 2x3x64x64" in printed and "parity 1x3x96x96" in printed
+    before = out.read_bytes()
+    assert main(argv) == 2
+    assert "already exists" in capsys.readouterr().err and out.read_bytes() == before
+
+
+def test_cli_rejects_bad_input(tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", "test_resnet", "--format", "tflite", "--out", str(tmp_path / "m")])
+    assert exit_info.value.code == 2 and "invalid choice: 'tflite'" in capsys.readouterr().err
+    assert main(["export", "test_resnet", "--no-pretrained"]) == 2
+    assert "--out PATH is required" in capsys.readouterr().err
+    assert main(["export", "resnet_nope", "--out", str(tmp_path / "m.onnx")]) == 2
+    assert "unknown model 'resnet_nope'" in capsys.readouterr().err
