@@ -4,7 +4,7 @@ import pytest
 
 from timm_assemble.cli import main
 
-SUBCOMMANDS = ("convert", "publish", "download", "predict", "validate", "robustness", "benchmark")
+SUBCOMMANDS = ("train", "finetune", "convert", "publish", "download", "predict", "validate", "robustness", "benchmark")
 
 
 def test_help_lists_every_subcommand(capsys):

@@ -84,7 +84,7 @@ def test_bad_inputs_give_one_clear_error(exported, images, tmp_path, capsys):
         predict(load_model(f"local-dir:{exported}"), [tmp_path / "missing.png"])
     with pytest.raises(TimmAssembleError, match="no config.json"):
         load_model(f"local-dir:{tmp_path}")
-    with pytest.raises(TimmAssembleError, match="cannot load model 'no_such_model_xyz'"):
+    with pytest.raises(TimmAssembleError, match="unknown model 'no_such_model_xyz'"):
         load_model("no_such_model_xyz")
 
 

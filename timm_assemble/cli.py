@@ -11,6 +11,7 @@ from .errors import TimmAssembleError
 
 # Modules that expose `add_parser(subparsers)`; the parser they add sets `func(args) -> int`.
 _SUBCOMMAND_MODULES: tuple[str, ...] = (
+    "timm_assemble.training.cli",
     "timm_assemble.convert.cli",
     "timm_assemble.hub.publish",
     "timm_assemble.hub.download",
@@ -24,7 +25,7 @@ _SUBCOMMAND_MODULES: tuple[str, ...] = (
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="timm-assemble",
-        description="Assemble-ResNet models for timm: convert, publish, download, predict, evaluate.",
+        description="Assemble-ResNet models for timm: train, fine-tune, convert, publish, download, predict, evaluate.",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in _SUBCOMMAND_MODULES:

@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import timm
 import torch
 import torch.nn as nn
 from PIL import Image
@@ -20,24 +19,14 @@ from timm.data import ImageNetInfo, create_transform, infer_imagenet_subset, res
 
 from .data.datasets import READ_ERRORS
 from .errors import TimmAssembleError
+from .loading import create_model
 
 BATCH = 32
 
 
 def load_model(spec: str, device: str | torch.device = "cpu") -> nn.Module:
     """`local-dir:DIR`, `hf-hub:ORG/NAME` or a timm name with pretrained weights, in eval mode."""
-    if spec.startswith("local-dir:") and not (Path(spec.removeprefix("local-dir:")) / "config.json").is_file():
-        raise TimmAssembleError(f"--model {spec}: no config.json in that folder (is it an exported model?)")
-    try:
-        model = timm.create_model(spec, pretrained=True)
-    except TimmAssembleError:
-        raise
-    except Exception as err:  # unknown name, unreachable Hub, unreadable weights: one line for the user
-        lines = str(err).strip().splitlines() or [""]
-        more = f" (+{len(lines) - 3} more lines)" if len(lines) > 3 else ""
-        detail = " ".join(line.strip() for line in lines[:3]) + more
-        raise TimmAssembleError(f"cannot load model '{spec}': {type(err).__name__}: {detail}") from err
-    return model.eval().to(device)
+    return create_model(spec, pretrained=True).eval().to(device)
 
 
 def label_names(model: nn.Module) -> list[str] | None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import difflib
 import functools
 import json
 import os
@@ -20,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import timm
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -31,6 +29,7 @@ from torchvision import transforms
 from tqdm import tqdm
 
 from ..errors import TimmAssembleError
+from ..loading import create_model
 
 
 @functools.lru_cache(maxsize=1)
@@ -48,60 +47,18 @@ def create_eval_model(
     num_classes: int | None = None,
     checkpoint: str | None = None,
 ) -> torch.nn.Module:
-    """`timm.create_model` for a registry name, `local-dir:DIR` or `hf-hub:ID`, with user-facing errors.
+    """The model to evaluate, in eval mode: a registry name, `local-dir:DIR` or `hf-hub:ID`.
 
-    `checkpoint` (.safetensors, or a .pth/.pt state dict read with weights_only=True) replaces the
-    weights after creation.
+    `checkpoint` (.safetensors, or a .pth/.pt read with weights_only=True) replaces the weights after creation.
     """
-    from timm.models import parse_model_name
-
+    kwargs: dict[str, Any] = {} if num_classes is None else dict(num_classes=num_classes)
     try:
-        source, ident = parse_model_name(name)
-    except ValueError as err:
-        raise TimmAssembleError(str(err)) from err
-    kwargs: dict[str, Any] = {}
-    if num_classes is not None:
-        kwargs["num_classes"] = num_classes
-    if source is None:
-        arch = ident.split(".", 1)[0]
-        if not timm.is_model(arch):
-            close = difflib.get_close_matches(arch, timm.list_models(), n=3)
-            hint = f" (did you mean {', '.join(close)}?)" if close else ""
-            raise TimmAssembleError(f"unknown model {name!r}{hint}")
-    elif source == "local-dir":
-        folder = Path(ident)
-        if not (folder / "config.json").is_file():
-            raise TimmAssembleError(f"local-dir model {ident!r}: no config.json in that folder")
-        pretrained = True
-    else:
-        pretrained = True
-    try:
-        model = timm.create_model(name, pretrained=pretrained and checkpoint is None, **kwargs)
-    except (RuntimeError, OSError, ValueError) as err:
-        hint = "" if source else " (use --no-pretrained for random weights, or --checkpoint FILE)"
-        raise TimmAssembleError(f"could not create model {name!r}: {err}{hint}") from err
-    if checkpoint is not None:
-        load_checkpoint(model, checkpoint)
+        model = create_model(name, pretrained=pretrained, weights=checkpoint, **kwargs)
+    except TimmAssembleError as err:
+        if not str(err).startswith("cannot load pretrained") or ":" in name:
+            raise
+        raise TimmAssembleError(f"{err} (use --no-pretrained for random weights, or --checkpoint FILE)") from err
     return model.eval()
-
-
-def load_checkpoint(model: torch.nn.Module, path: str) -> None:
-    """Load a state dict from .safetensors (preferred) or a weights-only torch file."""
-    file = Path(path)
-    if not file.is_file():
-        raise TimmAssembleError(f"checkpoint {path!r} does not exist")
-    if file.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(file))
-    else:
-        state = torch.load(str(file), map_location="cpu", weights_only=True)
-        if isinstance(state, dict):
-            state = state.get("state_dict", state.get("model", state))
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as err:
-        raise TimmAssembleError(f"checkpoint {path!r} does not fit the model: {err}") from err
 
 
 def model_data_config(model: torch.nn.Module, img_size: int | None = None, crop_pct: float | None = None) -> dict:
