@@ -118,6 +118,35 @@ def atomic_dir(target: str | os.PathLike, overwrite: bool = False) -> Iterator[P
         raise
 
 
+@contextlib.contextmanager
+def atomic_new_dir(target: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary folder beside `target`, renamed onto `target` on success; never replaces a folder.
+
+    For outputs that several processes may build at once (first one wins): when `target` appeared meanwhile,
+    raises FileExistsError after removing the temporary folder, and the caller decides whether to use it.
+    """
+    target = Path(target)
+    tmp = _temp_name(target)
+    try:
+        tmp.mkdir(parents=True)
+        yield tmp
+        try:
+            os.rename(tmp, target)  # fails when `target` is a non-empty folder
+        except OSError as err:
+            if target.exists():
+                raise FileExistsError(f"{target} was created by another process") from err
+            raise
+    except FileExistsError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise write_error(target, err) from err
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def replace_dir(src: Path, dst: Path) -> None:
     """Move the finished folder `src` onto `dst`; the old one is kept as `dst.old` until the new one is in place."""
     old = dst.with_name(dst.name + ".old")

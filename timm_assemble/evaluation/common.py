@@ -12,7 +12,6 @@ import contextlib
 import functools
 import json
 import os
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from torchvision import transforms
 from tqdm import tqdm
 
 from ..errors import TimmAssembleError
+from ..fileio import atomic_write
 from ..loading import create_model
 
 
@@ -253,20 +253,8 @@ def run_scorers(loader: torch.utils.data.DataLoader, scorers: Sequence[Scorer], 
 
 
 def write_json(path: str | os.PathLike, payload: Any) -> None:
-    """Write JSON atomically (temp file in the same folder, then rename); permissions follow the umask."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    """Write JSON atomically: a crash or a full disk leaves the previous file."""
+    atomic_write(path, json.dumps(payload, indent=2) + "\n")
 
 
 MODEL_ARG_NAMES = (

@@ -30,7 +30,8 @@ from timm.models import resolve_pretrained_cfg
 
 from ..errors import TimmAssembleError
 from ..export import CONFIG_NAME, WEIGHTS_NAME
-from .records import WeightRecord, find_record_for_repo, get_record, load_records, sha256_file
+from ..fileio import sha256_file
+from .records import WeightRecord, find_record_for_repo, get_record, load_records
 
 # What huggingface_hub raises when a file cannot be had; each becomes a TimmAssembleError.
 HUB_MISSING_ERRORS = (EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError, OfflineModeIsEnabled)

@@ -12,8 +12,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ from safetensors import SafetensorError
 from .. import __version__
 from ..errors import TimmAssembleError
 from ..export import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME
+from ..fileio import atomic_write
 from .card import OFFICIAL_CODE_URL, CardSpec, render_model_card
 from .download import file_sha256
 from .records import WeightRecord, find_record_for_repo
@@ -249,14 +248,7 @@ def describe_plan(plan: PublishPlan) -> str:
 
 def _write_card(folder: Path, card: str) -> None:
     """Atomically replace `folder/README.md` with the card that is about to be uploaded."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{CARD_NAME}.", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(card)
-        os.replace(tmp, folder / CARD_NAME)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(folder / CARD_NAME, card)
 
 
 def publish(plan: PublishPlan, token: str | None = None) -> str:

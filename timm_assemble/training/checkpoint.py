@@ -18,6 +18,7 @@ from accelerate import Accelerator
 from safetensors.torch import load_file, save_file
 
 from ..errors import TimmAssembleError
+from ..fileio import atomic_write, replace_dir
 
 STATE_NAME = "train_state.json"
 EMA_NAME = "ema.safetensors"
@@ -29,16 +30,6 @@ class TrainState:
     step: int = 0  # optimizer updates completed
     best_metric: float | None = None
     best_epoch: int | None = None
-
-
-def replace_dir(src: Path, dst: Path) -> None:
-    """Move a finished folder onto `dst`; the old one is kept as `dst.old` until the new one is in place."""
-    old = dst.with_name(dst.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if dst.exists():
-        os.replace(dst, old)
-    os.replace(src, dst)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def find_checkpoint(path: Path) -> Path | None:
@@ -64,7 +55,7 @@ def save_checkpoint(
     if accelerator.is_main_process:
         if ema is not None:
             save_file({k: v.detach().contiguous().cpu() for k, v in ema.state_dict().items()}, str(tmp / EMA_NAME))
-        (tmp / STATE_NAME).write_text(json.dumps(asdict(state), indent=1))
+        atomic_write(tmp / STATE_NAME, json.dumps(asdict(state), indent=1))
         replace_dir(tmp, last)
         if best:
             best_tmp = ckpt_dir / "best.tmp"

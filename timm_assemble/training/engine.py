@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from ..data.datasets import DataSplits, SkippingCollate, build_data_splits
 from ..data.synthetic import make_synthetic_image_folder
 from ..errors import TimmAssembleError
+from ..fileio import atomic_write
 from ..layers import set_drop_block_keep_prob
 from . import checkpoint as ckpt
 from .config import TrainConfig, format_config
@@ -435,8 +436,8 @@ def run(cfg: TrainConfig, command: str | None = None) -> RunResult:
 
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.toml").write_text(format_config(cfg))
-        (out / "command.txt").write_text(command + "\n")
+        atomic_write(out / "config.toml", format_config(cfg))
+        atomic_write(out / "command.txt", command + "\n")
     accelerator.wait_for_everyone()
 
     n_params = sum(p.numel() for p in accelerator.unwrap_model(model).parameters())

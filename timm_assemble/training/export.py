@@ -7,7 +7,6 @@ project); the card is rendered by `timm_assemble.hub.card` from the folder's own
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import torch.nn as nn
 
 from ..export import CARD_NAME, CONFIG_NAME, export_hub_folder
+from ..fileio import atomic_write
 from ..hub.card import CardSpec, Metric, render_model_card
 from .config import TrainConfig
 
@@ -115,7 +115,5 @@ def export_best_model(
     repo_id = cfg.hub_repo_id or f"local/{out_dir.resolve().parent.name}"
     num_params = sum(p.numel() for p in model.parameters())
     card = build_card(cfg, config, row, command, weights_source, num_params, repo_id, pretrained)
-    tmp = out_dir / (CARD_NAME + ".tmp")
-    tmp.write_text(card, encoding="utf-8")
-    os.replace(tmp, out_dir / CARD_NAME)
+    atomic_write(out_dir / CARD_NAME, card)
     return out_dir

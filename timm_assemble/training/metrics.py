@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..fileio import atomic_path, atomic_write
+
 METRICS_NAME = "metrics.jsonl"
 
 
@@ -30,9 +32,7 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
 
 def write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
     """Rewrite the whole file atomically (used on resume to drop epochs the checkpoint does not cover)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    os.replace(tmp, path)
+    atomic_write(path, "".join(json.dumps(r) + "\n" for r in rows))
 
 
 def append_metrics(path: Path, row: dict[str, Any]) -> None:
@@ -46,9 +46,8 @@ def _save(fig, path: Path) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(fig)  # Agg canvas for this figure only; no global backend switch
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
 
 
 def plot_curves(rows: list[dict[str, Any]], path: Path, title: str = "") -> None:
