@@ -7,13 +7,12 @@ and score it with both the model and a baseline.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import functools
 import json
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -263,28 +262,44 @@ MODEL_ARG_NAMES = (
 )
 
 
-def model_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """The options `add_model_args` defined, as keyword arguments of `validate` / `robustness`."""
+def model_kwargs(args: EvalModelOptions) -> dict[str, Any]:
+    """The EvalModelOptions besides --model and --json, as keyword arguments of `validate` / `robustness`."""
     return {name: getattr(args, name) for name in MODEL_ARG_NAMES}
 
 
-def add_model_args(parser: argparse.ArgumentParser) -> None:
-    """--model, weights and data-config options shared by validate and robustness."""
-    parser.add_argument("--model", required=True, help="timm name, local-dir:DIR or hf-hub:ORG/NAME")
-    parser.add_argument(
-        "--no-pretrained",
-        dest="pretrained",
-        action="store_false",
-        help="random weights for registry names (smoke tests); default loads pretrained weights",
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@dataclass
+class EvalModelOptions:
+    """--model, weights, data-config and device flags shared by validate and robustness."""
+
+    model: str | None = field(
+        default=None, metadata=dict(help="timm name, local-dir:DIR or hf-hub:ORG/NAME", required=True)
     )
-    parser.add_argument("--checkpoint", default=None, help="state dict to load (.safetensors, or weights-only .pth)")
-    parser.add_argument("--num-classes", type=int, default=None, help="override the classifier size")
-    parser.add_argument("--img-size", type=int, default=None, help="input size (default: the model's test size)")
-    parser.add_argument("--crop-pct", type=float, default=None, help="centre-crop fraction (default: the model's)")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="data loader processes")
-    parser.add_argument("--limit", type=int, default=None, help="evaluate an evenly spaced subset of N images")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--amp", choices=sorted(AMP_DTYPES), default="none")
-    parser.add_argument("--channels-last", action="store_true")
-    parser.add_argument("--json", default=None, metavar="OUT", help="write the results as JSON")
+    pretrained: bool = field(
+        default=True, metadata=dict(help="pretrained weights for registry names (--no-pretrained: random, smoke tests)")
+    )
+    checkpoint: str | None = field(
+        default=None, metadata=dict(help="state dict to load (.safetensors, or weights-only .pth)")
+    )
+    num_classes: int | None = field(default=None, metadata=dict(help="override the classifier size", bounds="[1, inf)"))
+    img_size: int | None = field(
+        default=None, metadata=dict(help="input size (None: the model's test size)", bounds="[1, inf)")
+    )
+    crop_pct: float | None = field(
+        default=None, metadata=dict(help="centre-crop fraction (None: the model's)", bounds="(0, 1]")
+    )
+    batch_size: int = field(default=64, metadata=dict(help="images per batch", bounds="[1, inf)"))
+    workers: int = field(
+        default_factory=lambda: min(4, os.cpu_count() or 1),
+        metadata=dict(help="data loader processes", bounds="[0, inf)"),
+    )
+    limit: int | None = field(
+        default=None, metadata=dict(help="evaluate an evenly spaced subset of N images", bounds="[1, inf)")
+    )
+    device: str = field(default_factory=default_device, metadata=dict(help="torch device"))
+    amp: str = field(default="none", metadata=dict(help="autocast dtype", choices=sorted(AMP_DTYPES)))
+    channels_last: bool = field(default=False, metadata=dict(help="channels_last memory format"))
+    json: str | None = field(default=None, metadata=dict(help="write the results as JSON", metavar="OUT"))

@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from huggingface_hub.errors import (
 )
 from timm.models import resolve_pretrained_cfg
 
+from ..cliargs import add_dataclass_arguments, from_args
 from ..errors import TimmAssembleError
 from ..export import CONFIG_NAME, WEIGHTS_NAME
 from ..fileio import sha256_file
@@ -176,7 +178,22 @@ def download_weights(
     return record, paths, sha256
 
 
+@dataclass
+class DownloadOptions:
+    """`timm-assemble download` flags."""
+
+    name: str = field(
+        default="",
+        metadata=dict(help="weight name, e.g. assemble_resnet50.clova_in1k", positional=True, metavar="ARCH.TAG"),
+    )
+    cache_dir: Path | None = field(
+        default=None, metadata=dict(help="Hub cache folder (None: $HF_HUB_CACHE); point HF_HUB_CACHE here offline")
+    )
+    revision: str | None = field(default=None, metadata=dict(help="Hub revision (branch, tag or commit); None: main"))
+
+
 def run(args: argparse.Namespace) -> int:
+    args = from_args(DownloadOptions, args)
     record, paths, sha256 = download_weights(args.name, cache_dir=args.cache_dir, revision=args.revision)
     print(f"{record.name}: {record.repo_id}")
     for filename, path in paths.items():
@@ -205,12 +222,5 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "cache, for machines that will run offline, and check model.safetensors against the sha256 in its "
         "weight record (a mismatch is refused).",
     )
-    parser.add_argument("name", metavar="ARCH.TAG", help="weight name, e.g. assemble_resnet50.clova_in1k")
-    parser.add_argument(
-        "--cache-dir",
-        type=Path,
-        default=None,
-        help="Hub cache folder (default: $HF_HUB_CACHE); point HF_HUB_CACHE here offline",
-    )
-    parser.add_argument("--revision", default=None, help="Hub revision (branch, tag or commit); default main")
+    add_dataclass_arguments(parser, DownloadOptions)
     parser.set_defaults(func=run)

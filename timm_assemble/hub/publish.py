@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from huggingface_hub.utils import validate_repo_id
 from safetensors import SafetensorError
 
 from .. import __version__
+from ..cliargs import add_dataclass_arguments, from_args
 from ..errors import TimmAssembleError
 from ..export import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME
 from ..fileio import atomic_write
@@ -278,7 +279,23 @@ def publish(plan: PublishPlan, token: str | None = None) -> str:
     return info.commit_url
 
 
+@dataclass
+class PublishOptions:
+    """`timm-assemble publish` flags."""
+
+    folder: Path = field(
+        default=Path("."),
+        metadata=dict(help="folder with config.json + model.safetensors", positional=True, metavar="DIR"),
+    )
+    repo_id: str | None = field(
+        default=None, metadata=dict(help="Hub model repo to upload to", required=True, metavar="ORG/NAME")
+    )
+    private: bool = field(default=False, metadata=dict(help="create the repo as private"))
+    dry_run: bool = field(default=False, metadata=dict(help="run the checks and print what would be uploaded"))
+
+
 def run(args: argparse.Namespace) -> int:
+    args = from_args(PublishOptions, args)
     plan = plan_publish(args.folder, args.repo_id, private=args.private)
     print(describe_plan(plan))
     if args.dry_run:
@@ -301,8 +318,5 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "equals the weight record's), render its model card, and upload config.json, model.safetensors and "
         "README.md with huggingface_hub. The token comes from HF_TOKEN or `hf auth login`.",
     )
-    parser.add_argument("folder", type=Path, metavar="DIR", help="folder with config.json + model.safetensors")
-    parser.add_argument("--repo-id", required=True, metavar="ORG/NAME", help="Hub model repo to upload to")
-    parser.add_argument("--private", action="store_true", help="create the repo as private")
-    parser.add_argument("--dry-run", action="store_true", help="run the checks and print what would be uploaded")
+    add_dataclass_arguments(parser, PublishOptions)
     parser.set_defaults(func=run)
