@@ -11,7 +11,7 @@ import pytest
 import safetensors.torch
 import timm
 import torch
-from hub_testing import NAME, convert_fixture, go_offline, patch_records, seed_hub_cache
+from hub_testing import NAME, go_offline, patch_records, seed_hub_cache
 from huggingface_hub import ModelCard
 
 import timm_assemble
@@ -28,8 +28,8 @@ REPO_ID = f"{DEFAULT_HUB_ORG}/{NAME}"
 
 
 @pytest.fixture(scope="module")
-def converted(tmp_path_factory) -> Path:
-    return convert_fixture(tmp_path_factory.mktemp("convert") / "assemble_resnet50_w8")
+def converted(converted_r50_w8) -> Path:
+    return converted_r50_w8
 
 
 @pytest.fixture(scope="module")
