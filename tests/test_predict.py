@@ -34,7 +34,7 @@ def exported(tmp_path_factory):
         mean=(0.5,) * 3,
         std=(0.25,) * 3,
     )
-    export_hub_folder(model, folder, label_names=LABELS, pretrained_cfg=cfg)
+    export_hub_folder(model, folder, model_args=dict(width=8), label_names=LABELS, pretrained_cfg=cfg)
     return folder
 
 
@@ -91,5 +91,5 @@ def test_bad_inputs_give_one_clear_error(exported, images, tmp_path, capsys):
 def test_label_names_of_synthetic_classes_survive_export(tmp_path):
     names = class_names(4)
     model = timm.create_model("assemble_resnet50", width=8, num_classes=4)
-    export_hub_folder(model, tmp_path / "m", label_names=names)
+    export_hub_folder(model, tmp_path / "m", model_args=dict(width=8), label_names=names)
     assert load_model(f"local-dir:{tmp_path / 'm'}").pretrained_cfg["label_names"] == names

@@ -37,8 +37,9 @@ def export_hub_folder(
 ) -> Path:
     """Write `model` as a timm Hub folder at `out_dir`; the folder appears complete or not at all.
 
-    `model_args` are extra constructor kwargs to record (timm records the factory's own kwargs, such
-    as `width`, by itself); `pretrained_cfg` entries override the exported preprocessing config.
+    `model_args` are the constructor kwargs to record, such as `width` (timm >= 1.0.31 also records the
+    kwargs the model was created with by itself; older timm only these); `pretrained_cfg` entries override
+    the exported preprocessing config.
     An existing `out_dir` is replaced only with `overwrite=True`.
     """
     out_dir = Path(out_dir)

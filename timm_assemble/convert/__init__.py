@@ -182,6 +182,7 @@ def convert_checkpoint(
     export_hub_folder(
         model,
         out_dir,
+        model_args=model_args or None,  # timm < 1.0.31 records no factory kwargs by itself
         label_names=_label_names(num_classes) if has_imagenet_labels else None,
         model_card=_model_card(report, prefix, keep_background, command),
         overwrite=overwrite,
