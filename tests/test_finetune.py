@@ -99,7 +99,7 @@ def test_export_round_trip_of_an_in_memory_model(tmp_path):
     loaded = timm.create_model(f"local-dir:{tmp_path / 'm'}", pretrained=True).eval()
     x = torch.randn(2, 3, 32, 32)
     torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
-    assert loaded.pretrained_cfg["label_names"] == names and loaded.pretrained_cfg["input_size"] == (3, 32, 32)
+    assert loaded.pretrained_cfg["label_names"] == names and tuple(loaded.pretrained_cfg["input_size"]) == (3, 32, 32)
 
 
 def test_freeze_backbone_trains_only_the_head(converted, data, tmp_path):

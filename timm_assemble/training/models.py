@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import socket
 from collections.abc import Iterator
@@ -63,6 +64,16 @@ def _create(name: str, pretrained: bool, kwargs: dict[str, Any]) -> nn.Module:
         return create_model(name, pretrained=pretrained, **kwargs)
 
 
+def source_model_args(name: str) -> dict[str, Any]:
+    """The architecture kwargs a `local-dir:` folder was exported with, to record again in our export
+    (timm >= 1.0.31 carries them over by itself, older versions drop them)."""
+    if not name.startswith("local-dir:"):
+        return {}
+    config = json.loads((Path(name.removeprefix("local-dir:")) / "config.json").read_text())
+    args = config.get("model_args", {})
+    return {k: v for k, v in args.items() if k not in ("num_classes", "in_chans", "global_pool")}
+
+
 def training_kwargs(cfg: TrainConfig, num_classes: int) -> dict[str, Any]:
     """Constructor kwargs for the regularisation switches; only the ones in use, so any timm model works."""
     kwargs: dict[str, Any] = dict(num_classes=num_classes)
@@ -101,7 +112,7 @@ def build_model(cfg: TrainConfig, num_classes: int) -> BuiltModel:
             if not name.startswith(HUB_PREFIXES) and name != arch and name != spec:
                 raise TimmAssembleError(f"--pretrained {spec} is for '{arch}', but --model is '{name}'")
         model = _create(target, True, {**arch_kwargs, **train_kwargs})
-        return BuiltModel(model, arch_kwargs, f"pretrained {target}", True)
+        return BuiltModel(model, {**source_model_args(target), **arch_kwargs}, f"pretrained {target}", True)
     except TimmAssembleError as err:  # the Hub is out of reach, the tag has no weights, ...
         if is_file or not cfg.pretrained_optional:
             raise
