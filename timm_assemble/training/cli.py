@@ -35,7 +35,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     for mode in MODES:
         parser = subparsers.add_parser(mode, help=HELP[mode], description=DESCRIPTIONS[mode])
         add_config_arguments(parser, mode)
-        parser.set_defaults(func=lambda args, mode=mode: run_parsed(mode, args, f"timm-assemble {mode}"))
+        parser.set_defaults(func=lambda args, mode=mode: run_parsed(mode, args, f"timm-assemble {mode}", args.argv))
 
 
 def resolve(mode: str, args: argparse.Namespace) -> TrainConfig:
@@ -74,7 +74,7 @@ def run_parsed(mode: str, args: argparse.Namespace, program: str, argv: Sequence
     quiet_logging()
     argv = sys.argv[1:] if argv is None else argv
     if program.startswith("timm-assemble ") and argv and argv[0] == mode:
-        argv = argv[1:]
+        argv = argv[1:]  # `program` names the subcommand already
     run(cfg, command=launch_command(program, argv))
     return 0
 
