@@ -1,11 +1,6 @@
-"""Fine-tune a pretrained Assemble-ResNet: `accelerate launch finetune.py --data-dir my_images/`.
-
-With no data arguments it runs the built-in demo. All logic lives in `timm_assemble.training`.
-"""
-
+"""`accelerate launch finetune.py` from a checkout: the same job as `accelerate launch -m timm_assemble.finetune`."""
 import sys
 
-import timm_assemble  # noqa: F401  (registers the Assemble-ResNet models with timm)
 from timm_assemble.training.cli import main
 
 if __name__ == "__main__":

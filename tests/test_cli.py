@@ -4,7 +4,10 @@ import pytest
 
 from timm_assemble.cli import main
 
-SUBCOMMANDS = ("convert", "publish", "download", "predict", "validate", "robustness", "benchmark", "teacher-logits")
+SUBCOMMANDS = (
+    "train", "finetune", "convert", "publish", "download", "weights", "predict", "validate", "robustness", "benchmark",
+    "export", "teacher-logits",
+)
 
 
 def test_help_lists_every_subcommand(capsys):

@@ -55,3 +55,20 @@ def test_bad_values_exit_2_with_one_line(argv, message, capsys):
 def test_bounds_are_checked_for_values_from_files_too():
     with pytest.raises(TimmAssembleError, match=r"^run.toml: lr must be > 0, got -2$"):
         check_bounds(Options("x", lr=-2.0), source="run.toml")
+
+
+@dataclass
+class Command:
+    images: list[str] = field(default_factory=list, metadata=dict(help="files", positional=True, metavar="IMAGE"))
+    model: str | None = field(default=None, metadata=dict(help="model", required=True))
+    models: list[str] | None = field(default=None, metadata=dict(help="peers"))
+
+
+def test_required_flags_and_list_arguments(capsys):
+    parser = argparse.ArgumentParser(prog="t")
+    add_dataclass_arguments(parser, Command)
+    opts = from_args(Command, parser.parse_args(["a.jpg", "b.jpg", "--model", "m", "--models", "x", "y"]))
+    assert opts == Command(["a.jpg", "b.jpg"], "m", ["x", "y"])
+    with pytest.raises(SystemExit):
+        parser.parse_args(["a.jpg"])
+    assert "the following arguments are required: --model" in capsys.readouterr().err

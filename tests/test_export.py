@@ -19,7 +19,9 @@ def model():
 
 
 def test_export_loads_back_with_local_dir(tmp_path, model):
-    folder = export_hub_folder(model.to(memory_format=torch.channels_last), tmp_path / "m", label_names=["a", "b", "c"])
+    folder = export_hub_folder(
+        model.to(memory_format=torch.channels_last), tmp_path / "m", model_args=dict(width=8), label_names=list("abc")
+    )
     assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]
     config = json.loads((folder / "config.json").read_text())
     assert config["architecture"] == "assemble_resnet50" and config["label_names"] == ["a", "b", "c"]

@@ -10,7 +10,7 @@ import timm
 import torch
 from accelerate.utils import set_seed
 from safetensors.torch import load_file
-from training_helpers import R50_W8, one_thread, reset_accelerate, tiny_config, tiny_data
+from training_helpers import R50_W8, reset_accelerate, tiny_config, tiny_data
 
 import timm_assemble  # noqa: F401
 from timm_assemble.cli import main as cli_main
@@ -23,20 +23,12 @@ from timm_assemble.training.config import resolve_config
 from timm_assemble.training.export import export_best_model
 from timm_assemble.training.models import build_model
 
-
-@pytest.fixture(autouse=True)
-def fresh_accelerate():
-    reset_accelerate()
-    with one_thread():
-        yield
-    reset_accelerate()
+pytestmark = pytest.mark.usefixtures("fresh_accelerate")
 
 
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):
-    """The official TF fixture (width 8) through `timm-assemble convert`."""
-    if not (R50_W8 / "model.ckpt.index").is_file():
-        pytest.skip(f"reference fixture {R50_W8} not available")
+    """The official TF fixture (width 8) through the `timm-assemble convert` command."""
     out = tmp_path_factory.mktemp("converted") / "r50_w8"
     assert (
         cli_main(
@@ -107,7 +99,7 @@ def test_export_round_trip_of_an_in_memory_model(tmp_path):
     loaded = timm.create_model(f"local-dir:{tmp_path / 'm'}", pretrained=True).eval()
     x = torch.randn(2, 3, 32, 32)
     torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
-    assert loaded.pretrained_cfg["label_names"] == names and loaded.pretrained_cfg["input_size"] == (3, 32, 32)
+    assert loaded.pretrained_cfg["label_names"] == names and tuple(loaded.pretrained_cfg["input_size"]) == (3, 32, 32)
 
 
 def test_freeze_backbone_trains_only_the_head(converted, data, tmp_path):

@@ -16,7 +16,7 @@ import safetensors.torch
 import timm
 import torch
 from drive_testing import block_sockets
-from hub_testing import NAME, convert_fixture, go_offline, patch_records, seed_hub_cache
+from hub_testing import NAME, go_offline, patch_records, seed_hub_cache
 from huggingface_hub import ModelCard
 
 import timm_assemble
@@ -33,8 +33,8 @@ REPO_ID = f"{DEFAULT_HUB_ORG}/{NAME}"
 
 
 @pytest.fixture(scope="module")
-def converted(tmp_path_factory) -> Path:
-    return convert_fixture(tmp_path_factory.mktemp("convert") / "assemble_resnet50_w8")
+def converted(converted_r50_w8) -> Path:
+    return converted_r50_w8
 
 
 @pytest.fixture(scope="module")

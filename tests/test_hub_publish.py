@@ -17,7 +17,7 @@ import huggingface_hub
 import huggingface_hub.constants as hf_constants
 import pytest
 import safetensors.torch
-from hub_testing import NAME, R50_W8_CHECKPOINT, convert_fixture, patch_records
+from hub_testing import NAME, R50_W8_CHECKPOINT, patch_records
 from huggingface_hub import ModelCard
 
 from timm_assemble.cli import main
@@ -113,8 +113,8 @@ class FakeHub:
 
 
 @pytest.fixture(scope="module")
-def converted(tmp_path_factory) -> Path:
-    return convert_fixture(tmp_path_factory.mktemp("convert") / "assemble_resnet50_w8")
+def converted(converted_r50_w8) -> Path:
+    return converted_r50_w8
 
 
 @pytest.fixture

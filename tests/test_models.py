@@ -193,6 +193,24 @@ def test_fx(name):
         torch.testing.assert_close(next(iter(fx_model(x).values())), model(x))
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["assemble_resnet50", "assemble_r50d_se"])  # every block and layer type
+def test_fx_then_torchscript(name):
+    """As timm's test_model_forward_fx_torchscript: the FX graph module scripts (its annotations must resolve).
+
+    .ci/timm_model_tests.sh runs timm's own test on every registered model."""
+    from timm.layers import set_scriptable
+    from timm.models import create_feature_extractor, get_graph_node_names
+
+    with set_scriptable(True):
+        model = _small(name)
+    eval_nodes = get_graph_node_names(model)[1]
+    scripted = torch.jit.script(create_feature_extractor(model, return_nodes=[eval_nodes[-1]]))
+    x = torch.randn(SMALL_INPUT)
+    with torch.no_grad():
+        torch.testing.assert_close(next(iter(scripted(x).values())), model(x))
+
+
 @pytest.mark.parametrize("name", MODELS)
 def test_compile_fullgraph(name):
     """Dynamo captures each model as one graph (no graph breaks) that computes the eager output."""

@@ -10,7 +10,7 @@ import timm
 import tomllib
 import torch
 from safetensors.torch import save_file
-from training_helpers import one_thread, reset_accelerate, tiny_config, tiny_data
+from training_helpers import reset_accelerate, tiny_config, tiny_data
 
 import timm_assemble  # noqa: F401
 from timm_assemble.errors import TimmAssembleError
@@ -29,12 +29,7 @@ def data(tmp_path_factory):
     return tiny_data(tmp_path_factory.mktemp("data") / "shapes")
 
 
-@pytest.fixture(autouse=True)
-def fresh_accelerate():
-    reset_accelerate()
-    with one_thread():
-        yield
-    reset_accelerate()
+pytestmark = pytest.mark.usefixtures("fresh_accelerate")
 
 
 def run(cfg):

@@ -12,6 +12,7 @@ from .errors import DEBUG_ENV, exit_code
 
 # Modules that expose `add_parser(subparsers)`; the parser they add sets `func(args) -> int`.
 _SUBCOMMAND_MODULES: tuple[str, ...] = (
+    "timm_assemble.training.cli",
     "timm_assemble.convert.cli",
     "timm_assemble.hub.publish",
     "timm_assemble.hub.download",
@@ -28,7 +29,7 @@ _SUBCOMMAND_MODULES: tuple[str, ...] = (
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(
         prog="timm-assemble",
-        description="Assemble-ResNet models for timm: convert, publish, download, predict, evaluate.",
+        description="Assemble-ResNet models for timm: train, fine-tune, convert, publish, download, predict, evaluate.",
     )
     parser.add_argument("--debug", action="store_true", help=f"show tracebacks (also: {DEBUG_ENV}=1)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -42,6 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args([a for a in argv if a != "--debug"])  # --debug anywhere on the line
     args.debug = "--debug" in argv
+    args.argv = argv  # the command line as typed, for jobs that record it
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 0

@@ -6,8 +6,10 @@ back into an instance of the dataclass. The dataclass is then the one source of 
 of validation (the same bounds check runs on values read from config files).
 
 Field metadata keys: `help` (required), `cli` (False: no flag), `positional` (True: a positional
-argument), `choices`, `bounds` (an interval such as "(0, inf)" or "[0, 1)": checked at parse time, exit 2),
-`metavar`, `flags` (extra spellings, e.g. ("-o",)).
+argument; a list field takes one or more), `required` (True: a flag the user must give), `choices`, `bounds`
+(an interval such as "(0, inf)" or "[0, 1)": checked at parse time, exit 2), `metavar`, `flags` (extra
+spellings, e.g. ("-o",)). A `bool` field gives `--name` and `--no-name`; a `list` field takes one or more
+values, a `tuple[X, X]` field exactly two, a `dict` field KEY=VALUE pairs.
 """
 
 import argparse
@@ -16,6 +18,7 @@ import math
 import types
 import typing
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from timm.utils import ParseKwargs
@@ -103,6 +106,8 @@ def add_dataclass_arguments(
             continue
         kwargs["dest"] = f.name
         kwargs["default"] = argparse.SUPPRESS if only_typed else default
+        if meta.get("required"):
+            kwargs.update(help=meta["help"], required=True)
         flags = (flag_name(f.name), *meta.get("flags", ()))
         parser.add_argument(*flags, **kwargs, **_type_kwargs(types_by_name[f.name], meta))
 
@@ -123,7 +128,7 @@ def _type_kwargs(annotation: Any, meta: typing.Mapping[str, Any]) -> dict[str, A
         return dict(nargs=len(args) if fixed else "+", type=_checked(args[0], meta.get("bounds")), **extra)
     if "choices" in meta:
         extra["choices"] = meta["choices"]
-    return dict(type=_checked(typ if typ in (int, float) else str, meta.get("bounds")), **extra)
+    return dict(type=_checked(typ if typ in (int, float, Path) else str, meta.get("bounds")), **extra)
 
 
 def field_default(f: dataclasses.Field) -> Any:

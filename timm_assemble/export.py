@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import copy
 import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,7 +17,7 @@ import torch
 from timm.models import save_for_hf
 
 from .errors import TimmAssembleError
-from .fileio import os_error_of, write_error
+from .fileio import atomic_dir
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -39,25 +37,20 @@ def export_hub_folder(
 ) -> Path:
     """Write `model` as a timm Hub folder at `out_dir`; the folder appears complete or not at all.
 
-    `model_args` are extra constructor kwargs to record (timm records the factory's own kwargs, such
-    as `width`, by itself); `pretrained_cfg` entries override the exported preprocessing config.
+    `model_args` are the constructor kwargs to record, such as `width` (timm >= 1.0.31 also records the
+    kwargs the model was created with by itself; older timm only these); `pretrained_cfg` entries override
+    the exported preprocessing config.
     An existing `out_dir` is replaced only with `overwrite=True`.
     """
     out_dir = Path(out_dir)
-    if out_dir.exists() and not overwrite:
-        raise TimmAssembleError(f"output folder {out_dir} already exists; pass overwrite to replace it")
     if label_names is not None and len(label_names) != model.num_classes:
         raise TimmAssembleError(
             f"{len(label_names)} label names given for a model with {model.num_classes} classes"
         )
     if any(not t.is_contiguous() for t in model.state_dict().values()):  # channels_last: safetensors wants dense
         model = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
-    try:
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    except OSError as err:
-        raise write_error(out_dir, err) from err
-    try:
+    size = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    with atomic_dir(out_dir, overwrite=overwrite, needed_bytes=size) as staging:
         model_config: dict[str, Any] = {}
         if label_names is not None:
             model_config["label_names"] = list(label_names)
@@ -69,33 +62,13 @@ def export_hub_folder(
         if model_card is not None:
             (staging / CARD_NAME).write_text(model_card, encoding="utf-8")
         _apply_umask(staging)
-        _swap_into_place(staging, out_dir)
-    except BaseException as err:
-        shutil.rmtree(staging, ignore_errors=True)
-        os_error = os_error_of(err)
-        if os_error is None:
-            raise
-        size = sum(t.numel() * t.element_size() for t in model.state_dict().values())
-        raise write_error(out_dir, os_error, size) from err
     return out_dir
 
 
 def _apply_umask(folder: Path) -> None:
-    """Give the staged folder the permissions a plain mkdir/open would have (mkdtemp makes it private)."""
+    """Give the files the permissions a plain open() would have (safetensors writes them private)."""
     umask = os.umask(0)
     os.umask(umask)
-    folder.chmod(0o777 & ~umask)
     for path in folder.iterdir():
         path.chmod(0o666 & ~umask)
 
-
-def _swap_into_place(staging: Path, out_dir: Path) -> None:
-    """Rename the finished staging folder onto `out_dir`, keeping the old folder until the rename is done."""
-    if not out_dir.exists():
-        staging.rename(out_dir)
-        return
-    retired = out_dir.with_name(f".{out_dir.name}.old")
-    shutil.rmtree(retired, ignore_errors=True)
-    out_dir.rename(retired)
-    staging.rename(out_dir)
-    shutil.rmtree(retired, ignore_errors=True)

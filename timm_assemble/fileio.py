@@ -59,6 +59,13 @@ def os_error_of(err: BaseException) -> OSError | None:
     return OSError(code, os.strerror(code))
 
 
+def _raise_if_user_fixable(target: Path, err: BaseException, needed_bytes: int | None) -> None:
+    """Turn a failed write that the user can fix (disk full, read-only, permissions) into one clear error."""
+    os_error = os_error_of(err)
+    if os_error is not None and os_error.errno in _USER_FIXABLE:
+        raise write_error(target, os_error, needed_bytes) from err
+
+
 def free_bytes(path: str | os.PathLike) -> int:
     """Free space of the file system holding `path` (or its nearest existing parent)."""
     path = Path(path).absolute()
@@ -83,13 +90,10 @@ def atomic_path(target: str | os.PathLike, needed_bytes: int | None = None) -> I
     try:
         yield tmp
         os.replace(tmp, target)
-    except OSError as err:
+    except BaseException as err:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        raise write_error(target, err, needed_bytes) from err
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        _raise_if_user_fixable(target, err, needed_bytes)
         raise
 
 
@@ -107,7 +111,9 @@ def atomic_write(target: str | os.PathLike, data: str | bytes, fsync: bool = Fal
 
 
 @contextlib.contextmanager
-def atomic_dir(target: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+def atomic_dir(
+    target: str | os.PathLike, overwrite: bool = False, needed_bytes: int | None = None
+) -> Iterator[Path]:
     """Yield a fresh temporary folder beside `target`; on success it replaces `target` as a whole.
 
     An existing `target` is replaced only with `overwrite` (otherwise a TimmAssembleError before anything is
@@ -122,6 +128,33 @@ def atomic_dir(target: str | os.PathLike, overwrite: bool = False) -> Iterator[P
         tmp.mkdir(parents=True)
         yield tmp
         replace_dir(tmp, target)
+    except BaseException as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        _raise_if_user_fixable(target, err, needed_bytes)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_new_dir(target: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary folder beside `target`, renamed onto `target` on success; never replaces a folder.
+
+    For outputs that several processes may build at once (first one wins): when `target` appeared meanwhile,
+    raises FileExistsError after removing the temporary folder, and the caller decides whether to use it.
+    """
+    target = Path(target)
+    tmp = _temp_name(target)
+    try:
+        tmp.mkdir(parents=True)
+        yield tmp
+        try:
+            os.rename(tmp, target)  # fails when `target` is a non-empty folder
+        except OSError as err:
+            if target.exists():
+                raise FileExistsError(f"{target} was created by another process") from err
+            raise
+    except FileExistsError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     except OSError as err:
         shutil.rmtree(tmp, ignore_errors=True)
         raise write_error(target, err) from err

@@ -9,35 +9,26 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import timm
 import torch
 import torch.nn as nn
 from PIL import Image
 from timm.data import ImageNetInfo, create_transform, infer_imagenet_subset, resolve_data_config
 
+from .cliargs import add_dataclass_arguments, from_args
 from .data.images import READ_ERRORS, image_files, open_image
 from .errors import TimmAssembleError
+from .loading import create_model
 
 BATCH = 32
 
 
 def load_model(spec: str, device: str | torch.device = "cpu") -> nn.Module:
     """`local-dir:DIR`, `hf-hub:ORG/NAME` or a timm name with pretrained weights, in eval mode."""
-    if spec.startswith("local-dir:") and not (Path(spec.removeprefix("local-dir:")) / "config.json").is_file():
-        raise TimmAssembleError(f"--model {spec}: no config.json in that folder (is it an exported model?)")
-    try:
-        model = timm.create_model(spec, pretrained=True)
-    except TimmAssembleError:
-        raise
-    except Exception as err:  # unknown name, unreachable Hub, unreadable weights: one line for the user
-        lines = str(err).strip().splitlines() or [""]
-        more = f" (+{len(lines) - 3} more lines)" if len(lines) > 3 else ""
-        detail = " ".join(line.strip() for line in lines[:3]) + more
-        raise TimmAssembleError(f"cannot load model '{spec}': {type(err).__name__}: {detail}") from err
-    return model.eval().to(device)
+    return create_model(spec, pretrained=True).eval().to(device)
 
 
 def label_names(model: nn.Module) -> list[str] | None:
@@ -100,7 +91,21 @@ def format_text(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+@dataclass
+class PredictOptions:
+    """`timm-assemble predict` flags."""
+
+    images: list[str] = field(default_factory=list, metadata=dict(help="image files", positional=True, metavar="IMAGE"))
+    model: str | None = field(
+        default=None, metadata=dict(help="local-dir:DIR, hf-hub:ORG/NAME or a timm model name", required=True)
+    )
+    top_k: int = field(default=5, metadata=dict(help="how many labels per image", bounds="[1, inf)"))
+    json: bool = field(default=False, metadata=dict(help="print JSON instead of text"))
+    device: str | None = field(default=None, metadata=dict(help="torch device (None: cuda if available, else cpu)"))
+
+
 def run(args: argparse.Namespace) -> int:
+    args = from_args(PredictOptions, args)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = load_model(args.model, device)
     results = predict(model, args.images, args.top_k)
@@ -115,10 +120,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         description="Classify images with a model (e.g. the folder finetune.py exported), using the model's own "
         "preprocessing config. Prints the top-k labels with probabilities per image.",
     )
-    parser.add_argument("--model", required=True, help="local-dir:DIR, hf-hub:ORG/NAME or a timm model name")
-    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
-    parser.add_argument("--top-k", type=int, default=5, help="how many labels per image (default: 5)")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
-    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    add_dataclass_arguments(parser, PredictOptions)
     parser.set_defaults(func=run)
     return parser

@@ -8,7 +8,6 @@ config.json, README.md). Peak memory is about one model plus one tensor.
 
 from __future__ import annotations
 
-import hashlib
 import shlex
 import time
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from tqdm import tqdm
 
 from ..errors import TimmAssembleError
 from ..export import export_hub_folder
+from ..fileio import sha256_file
 from .mapping import (
     DENSE_KERNEL,
     NUM_OFFICIAL_CLASSES,
@@ -51,14 +51,6 @@ class ConversionReport:
     ignored: list[str] = field(default_factory=list)
     sha256: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _command(model_name: str, prefix: Path, out_dir: Path, keep_background: bool) -> str:
@@ -184,12 +176,13 @@ def convert_checkpoint(
             if key.endswith("num_batches_tracked"):
                 value.zero_()
     inputs = [reader.index_path, *reader.shard_paths]
-    report.sha256 = {path.name: _sha256(path) for path in inputs}
+    report.sha256 = {path.name: sha256_file(path) for path in inputs}
     command = _command(model_name, prefix, out_dir, keep_background)
     has_imagenet_labels = num_classes in (1000, 1001)
     export_hub_folder(
         model,
         out_dir,
+        model_args=model_args or None,  # timm < 1.0.31 records no factory kwargs by itself
         label_names=_label_names(num_classes) if has_imagenet_labels else None,
         model_card=_model_card(report, prefix, keep_background, command),
         overwrite=overwrite,

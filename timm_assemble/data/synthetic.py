@@ -13,8 +13,6 @@ import colorsys
 import json
 import math
 import os
-import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -22,6 +20,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ..errors import TimmAssembleError
+from ..fileio import atomic_new_dir
 
 __all__ = ["SHAPES", "COLOURS", "class_names", "make_synthetic_image_folder"]
 
@@ -183,27 +182,19 @@ def make_synthetic_image_folder(
                 "choose an empty or new folder"
             )
         root.rmdir()
-    root.parent.mkdir(parents=True, exist_ok=True)
-
     names = class_names(num_classes)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
     try:
-        for split_idx, split in enumerate(splits or ("",)):
-            for cls_idx, ((shape, colour), name) in enumerate(zip(specs, names, strict=True)):
-                cls_dir = tmp / split / name if split else tmp / name
-                cls_dir.mkdir(parents=True)
-                for i in range(counts[split]):
-                    rng = np.random.default_rng([seed, split_idx, cls_idx, i])
-                    _render(shape, COLOURS[colour], image_size, rng).save(cls_dir / f"{i:05d}.png")
-        (tmp / _MARKER).write_text(json.dumps(params, indent=1))
-        try:
-            os.replace(tmp, root)
-        except OSError:
-            # another process finished the same dataset first: use it if it is the same one
-            if not (marker.is_file() and json.loads(marker.read_text()) == params):
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        with atomic_new_dir(root) as tmp:
+            for split_idx, split in enumerate(splits or ("",)):
+                for cls_idx, ((shape, colour), name) in enumerate(zip(specs, names, strict=True)):
+                    cls_dir = tmp / split / name if split else tmp / name
+                    cls_dir.mkdir(parents=True)
+                    for i in range(counts[split]):
+                        rng = np.random.default_rng([seed, split_idx, cls_idx, i])
+                        _render(shape, COLOURS[colour], image_size, rng).save(cls_dir / f"{i:05d}.png")
+            (tmp / _MARKER).write_text(json.dumps(params, indent=1))
+    except FileExistsError:
+        # another process finished the same dataset first: use it if it is the same one
+        if not (marker.is_file() and json.loads(marker.read_text()) == params):
+            raise
     return root

@@ -19,6 +19,7 @@ import statistics
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +27,10 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ..cliargs import add_dataclass_arguments, from_args
 from ..errors import TimmAssembleError
 from ..fileio import atomic_path
-from .common import AMP_DTYPES, autocast, create_eval_model, resolve_device, write_json
+from .common import AMP_DTYPES, autocast, create_eval_model, default_device, resolve_device, write_json
 
 OURS = ("assemble_resnet50", "assemble_resnet152")
 DEFAULT_PEERS = (
@@ -434,7 +436,44 @@ def plot_throughput(result: dict[str, Any], path: str) -> None:
         fig.savefig(tmp, dpi=120, format=Path(path).suffix.lstrip(".") or "png")
 
 
+@dataclass
+class BenchmarkOptions:
+    """`timm-assemble benchmark` flags."""
+
+    models: list[str] | None = field(
+        default=None, metadata=dict(help=f"timm names (None: {' '.join(OURS + DEFAULT_PEERS)})")
+    )
+    device: str = field(default_factory=default_device, metadata=dict(help="torch device"))
+    batch_size: int | None = field(
+        default=None, metadata=dict(help="images per batch (None: 8 on CPU, 256 on CUDA)", bounds="[1, inf)")
+    )
+    img_size: int | None = field(default=None, metadata=dict(help="input size (None: 224)", bounds="[1, inf)"))
+    as_published: bool = field(
+        default=False,
+        metadata=dict(
+            help="each model at its own eval size beside its published top-1 there (default models: the weights "
+            "in reference_results.json 'as_published')"
+        ),
+    )
+    amp: str = field(default="none", metadata=dict(help="autocast dtype", choices=sorted(AMP_DTYPES)))
+    channels_last: bool = field(default=False, metadata=dict(help="channels_last memory format"))
+    compile: bool = field(default=False, metadata=dict(help="torch.compile every model first"))
+    train: bool = field(default=False, metadata=dict(help="also time a training step (fwd + bwd + SGD)"))
+    warmup: int = field(default=2, metadata=dict(help="untimed batches per model", bounds="[0, inf)"))
+    repeats: int = field(default=5, metadata=dict(help="interleaved timed rounds", bounds="[1, inf)"))
+    iters: int = field(default=3, metadata=dict(help="batches per model per round", bounds="[1, inf)"))
+    seed: int = field(default=0, metadata=dict(help="seed of the random input batch"))
+    threads: int | None = field(
+        default=None, metadata=dict(help="torch CPU threads (None: torch's choice)", bounds="[1, inf)")
+    )
+    json: str | None = field(default=None, metadata=dict(help="write the results as JSON", metavar="OUT"))
+    plot: str | None = field(
+        default=None, metadata=dict(help="throughput vs published ImageNet top-1", metavar="OUT.png")
+    )
+
+
 def run(args: argparse.Namespace) -> int:
+    args = from_args(BenchmarkOptions, args)
     if args.as_published and args.img_size is not None:
         raise TimmAssembleError("--as-published runs every model at its own eval size; drop --img-size")
     models = args.models or list(as_published_models() if args.as_published else OURS + DEFAULT_PEERS)
@@ -470,27 +509,5 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="throughput, latency, memory, params and FLOPs of models side by side",
         description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
     )
-    parser.add_argument(
-        "--models", nargs="+", default=None, help=f"timm names (default: {' '.join(OURS + DEFAULT_PEERS)})"
-    )
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--batch-size", type=int, default=None, help="default: 8 on CPU, 256 on CUDA")
-    parser.add_argument("--img-size", type=int, default=None, help="default: 224")
-    parser.add_argument(
-        "--as-published",
-        action="store_true",
-        help="each model at its own eval size beside its published top-1 there (default models: the weights "
-        "in reference_results.json 'as_published')",
-    )
-    parser.add_argument("--amp", choices=sorted(AMP_DTYPES), default="none")
-    parser.add_argument("--channels-last", action="store_true")
-    parser.add_argument("--compile", action="store_true", help="torch.compile every model first")
-    parser.add_argument("--train", action="store_true", help="also time a training step (fwd + bwd + SGD)")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed batches per model")
-    parser.add_argument("--repeats", type=int, default=5, help="interleaved timed rounds")
-    parser.add_argument("--iters", type=int, default=3, help="batches per model per round")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--json", default=None, metavar="OUT")
-    parser.add_argument("--plot", default=None, metavar="OUT.png", help="throughput vs published ImageNet top-1")
+    add_dataclass_arguments(parser, BenchmarkOptions)
     parser.set_defaults(func=run)

@@ -7,20 +7,16 @@ and score it with both the model and a baseline.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import difflib
 import functools
 import json
 import os
-import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import timm
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -32,6 +28,8 @@ from tqdm import tqdm
 
 from ..data.images import open_image
 from ..errors import TimmAssembleError
+from ..fileio import atomic_write
+from ..loading import create_model
 
 
 @functools.lru_cache(maxsize=1)
@@ -49,64 +47,18 @@ def create_eval_model(
     num_classes: int | None = None,
     checkpoint: str | None = None,
 ) -> torch.nn.Module:
-    """`timm.create_model` for a registry name, `local-dir:DIR` or `hf-hub:ID`, with user-facing errors.
+    """The model to evaluate, in eval mode: a registry name, `local-dir:DIR` or `hf-hub:ID`.
 
-    `checkpoint` (.safetensors, or a .pth/.pt state dict read with weights_only=True) replaces the
-    weights after creation.
+    `checkpoint` (.safetensors, or a .pth/.pt read with weights_only=True) replaces the weights after creation.
     """
-    from timm.models import parse_model_name
-
+    kwargs: dict[str, Any] = {} if num_classes is None else dict(num_classes=num_classes)
     try:
-        source, ident = parse_model_name(name)
-    except ValueError as err:
-        raise TimmAssembleError(str(err)) from err
-    kwargs: dict[str, Any] = {}
-    if num_classes is not None:
-        kwargs["num_classes"] = num_classes
-    if source is None:
-        arch = ident.split(".", 1)[0]
-        if not timm.is_model(arch):
-            close = difflib.get_close_matches(arch, timm.list_models(), n=3)
-            hint = f" (did you mean {', '.join(close)}?)" if close else ""
-            raise TimmAssembleError(f"unknown model {name!r}{hint}")
-    elif source == "local-dir":
-        folder = Path(ident)
-        if not (folder / "config.json").is_file():
-            raise TimmAssembleError(f"local-dir model {ident!r}: no config.json in that folder")
-        pretrained = True
-    else:
-        pretrained = True
-    try:
-        model = timm.create_model(name, pretrained=pretrained and checkpoint is None, **kwargs)
-    except (RuntimeError, OSError, ValueError) as err:
-        hint = "" if source else " (use --no-pretrained for random weights, or --checkpoint FILE)"
-        raise TimmAssembleError(f"could not create model {name!r}: {err}{hint}") from err
-    if checkpoint is not None:
-        load_checkpoint(model, checkpoint)
+        model = create_model(name, pretrained=pretrained, weights=checkpoint, **kwargs)
+    except TimmAssembleError as err:
+        if not str(err).startswith("cannot load pretrained") or ":" in name:
+            raise
+        raise TimmAssembleError(f"{err} (use --no-pretrained for random weights, or --checkpoint FILE)") from err
     return model.eval()
-
-
-def load_checkpoint(model: torch.nn.Module, path: str) -> None:
-    """Load a state dict from .safetensors (preferred) or a weights-only torch file."""
-    file = Path(path)
-    if not file.is_file():
-        raise TimmAssembleError(f"checkpoint {path!r} does not exist")
-    try:
-        if file.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(file))
-        else:
-            state = torch.load(str(file), map_location="cpu", weights_only=True)
-            if isinstance(state, dict):
-                state = state.get("state_dict", state.get("model", state))
-    except Exception as err:  # truncated or not a weights file
-        detail = (str(err).strip().splitlines() or [""])[0][:200]
-        raise TimmAssembleError(f"checkpoint {path!r} cannot be read ({type(err).__name__}: {detail})") from err
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as err:
-        raise TimmAssembleError(f"checkpoint {path!r} does not fit the model: {err}") from err
 
 
 def model_data_config(model: torch.nn.Module, img_size: int | None = None, crop_pct: float | None = None) -> dict:
@@ -300,20 +252,8 @@ def run_scorers(loader: torch.utils.data.DataLoader, scorers: Sequence[Scorer], 
 
 
 def write_json(path: str | os.PathLike, payload: Any) -> None:
-    """Write JSON atomically (temp file in the same folder, then rename); permissions follow the umask."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    """Write JSON atomically: a crash or a full disk leaves the previous file."""
+    atomic_write(path, json.dumps(payload, indent=2) + "\n")
 
 
 MODEL_ARG_NAMES = (
@@ -322,28 +262,44 @@ MODEL_ARG_NAMES = (
 )
 
 
-def model_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """The options `add_model_args` defined, as keyword arguments of `validate` / `robustness`."""
+def model_kwargs(args: EvalModelOptions) -> dict[str, Any]:
+    """The EvalModelOptions besides --model and --json, as keyword arguments of `validate` / `robustness`."""
     return {name: getattr(args, name) for name in MODEL_ARG_NAMES}
 
 
-def add_model_args(parser: argparse.ArgumentParser) -> None:
-    """--model, weights and data-config options shared by validate and robustness."""
-    parser.add_argument("--model", required=True, help="timm name, local-dir:DIR or hf-hub:ORG/NAME")
-    parser.add_argument(
-        "--no-pretrained",
-        dest="pretrained",
-        action="store_false",
-        help="random weights for registry names (smoke tests); default loads pretrained weights",
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@dataclass
+class EvalModelOptions:
+    """--model, weights, data-config and device flags shared by validate and robustness."""
+
+    model: str | None = field(
+        default=None, metadata=dict(help="timm name, local-dir:DIR or hf-hub:ORG/NAME", required=True)
     )
-    parser.add_argument("--checkpoint", default=None, help="state dict to load (.safetensors, or weights-only .pth)")
-    parser.add_argument("--num-classes", type=int, default=None, help="override the classifier size")
-    parser.add_argument("--img-size", type=int, default=None, help="input size (default: the model's test size)")
-    parser.add_argument("--crop-pct", type=float, default=None, help="centre-crop fraction (default: the model's)")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="data loader processes")
-    parser.add_argument("--limit", type=int, default=None, help="evaluate an evenly spaced subset of N images")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--amp", choices=sorted(AMP_DTYPES), default="none")
-    parser.add_argument("--channels-last", action="store_true")
-    parser.add_argument("--json", default=None, metavar="OUT", help="write the results as JSON")
+    pretrained: bool = field(
+        default=True, metadata=dict(help="pretrained weights for registry names (--no-pretrained: random, smoke tests)")
+    )
+    checkpoint: str | None = field(
+        default=None, metadata=dict(help="state dict to load (.safetensors, or weights-only .pth)")
+    )
+    num_classes: int | None = field(default=None, metadata=dict(help="override the classifier size", bounds="[1, inf)"))
+    img_size: int | None = field(
+        default=None, metadata=dict(help="input size (None: the model's test size)", bounds="[1, inf)")
+    )
+    crop_pct: float | None = field(
+        default=None, metadata=dict(help="centre-crop fraction (None: the model's)", bounds="(0, 1]")
+    )
+    batch_size: int = field(default=64, metadata=dict(help="images per batch", bounds="[1, inf)"))
+    workers: int = field(
+        default_factory=lambda: min(4, os.cpu_count() or 1),
+        metadata=dict(help="data loader processes", bounds="[0, inf)"),
+    )
+    limit: int | None = field(
+        default=None, metadata=dict(help="evaluate an evenly spaced subset of N images", bounds="[1, inf)")
+    )
+    device: str = field(default_factory=default_device, metadata=dict(help="torch device"))
+    amp: str = field(default="none", metadata=dict(help="autocast dtype", choices=sorted(AMP_DTYPES)))
+    channels_last: bool = field(default=False, metadata=dict(help="channels_last memory format"))
+    json: str | None = field(default=None, metadata=dict(help="write the results as JSON", metavar="OUT"))

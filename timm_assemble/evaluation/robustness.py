@@ -13,16 +13,18 @@ from __future__ import annotations
 
 import argparse
 import io
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from ..cliargs import add_dataclass_arguments, from_args
 from ..errors import TimmAssembleError
 from .common import (
+    EvalModelOptions,
     ImageListDataset,
     Scorer,
-    add_model_args,
     create_eval_model,
     index_image_folder,
     limit_samples,
@@ -308,7 +310,33 @@ def plot_ce(result: dict[str, Any], path: str) -> None:
     fig.savefig(path, dpi=120)
 
 
+@dataclass
+class RobustnessOptions(EvalModelOptions):
+    """`timm-assemble robustness` flags."""
+
+    data_dir: str | None = field(default=None, metadata=dict(help="clean image folder DIR/<class>/<image>"))
+    imagenet_c: str | None = field(
+        default=None,
+        metadata=dict(help="pre-corrupted folders DIR/<corruption>/<severity>/<class>/<image>", metavar="DIR"),
+    )
+    corruptions: str = field(
+        default="common",
+        metadata=dict(help="comma-separated names or groups (common, extra, all, noise, blur, weather, digital)"),
+    )
+    severities: str = field(default="1-5", metadata=dict(help="e.g. 1-5, 3 or 1,3,5"))
+    baseline: str | None = field(
+        default=None, metadata=dict(help="normalise CE by this model instead of AlexNet", metavar="MODEL")
+    )
+    seed: int = field(default=0, metadata=dict(help="seed of the on-the-fly corruptions"))
+    jpeg_quality: int = field(
+        default=85,
+        metadata=dict(help="JPEG round trip after corrupting, as ImageNet-C's files (0 = none)", bounds="[0, 100]"),
+    )
+    plot: str | None = field(default=None, metadata=dict(help="bar chart of CE per corruption", metavar="OUT.png"))
+
+
 def run(args: argparse.Namespace) -> int:
+    args = from_args(RobustnessOptions, args)
     result = robustness(
         args.model,
         args.data_dir,
@@ -336,31 +364,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="ImageNet-C corruption errors, CE and mCE",
         description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
     )
-    add_model_args(parser)
-    parser.add_argument("--data-dir", default=None, help="clean image folder DIR/<class>/<image>")
-    parser.add_argument(
-        "--imagenet-c",
-        default=None,
-        metavar="DIR",
-        help="pre-corrupted folders DIR/<corruption>/<severity>/<class>/<image>",
-    )
-    parser.add_argument(
-        "--corruptions",
-        default="common",
-        help="comma-separated names or groups (common, extra, all, noise, blur, weather, digital)",
-    )
-    parser.add_argument("--severities", default="1-5", help="e.g. 1-5, 3 or 1,3,5")
-    parser.add_argument(
-        "--baseline", default=None, metavar="MODEL", help="normalise CE by this model instead of AlexNet"
-    )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the on-the-fly corruptions")
-    parser.add_argument(
-        "--jpeg-quality",
-        type=int,
-        default=85,
-        help="JPEG round trip after corrupting, as ImageNet-C's stored files (0 = none)",
-    )
-    parser.add_argument("--plot", default=None, metavar="OUT.png", help="bar chart of CE per corruption")
+    add_dataclass_arguments(parser, RobustnessOptions)
     parser.set_defaults(func=run)
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
+from ..cliargs import add_dataclass_arguments, from_args
 from .common import (
+    EvalModelOptions,
     ImageListDataset,
     Scorer,
-    add_model_args,
     create_eval_model,
     index_image_folder,
     limit_samples,
@@ -68,7 +70,15 @@ def validate(
     }
 
 
+@dataclass
+class ValidateOptions(EvalModelOptions):
+    """`timm-assemble validate` flags."""
+
+    data_dir: str | None = field(default=None, metadata=dict(help="image folder: DIR/<class>/<image>", required=True))
+
+
 def run(args: argparse.Namespace) -> int:
+    args = from_args(ValidateOptions, args)
     result = validate(
         args.model,
         args.data_dir,
@@ -93,6 +103,5 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Evaluate a timm model (registry name, local-dir:DIR or hf-hub:ID) on DIR/<class>/<image> "
         "with the model's own eval preprocessing. ImageNet folders named by synset map onto 1000-class models.",
     )
-    add_model_args(parser)
-    parser.add_argument("--data-dir", required=True, help="image folder: DIR/<class>/<image>")
+    add_dataclass_arguments(parser, ValidateOptions)
     parser.set_defaults(func=run)

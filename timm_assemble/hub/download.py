@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from huggingface_hub import constants as hf_constants
@@ -24,9 +25,11 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
+from ..cliargs import add_dataclass_arguments, from_args
 from ..errors import TimmAssembleError
 from ..export import CONFIG_NAME, WEIGHTS_NAME
-from .records import WeightRecord, find_record_for_repo, get_record, load_records, sha256_file
+from ..fileio import sha256_file
+from .records import WeightRecord, find_record_for_repo, get_record, load_records
 
 # What huggingface_hub raises when a file cannot be had; each becomes a TimmAssembleError.
 HUB_MISSING_ERRORS = (EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError, OfflineModeIsEnabled)
@@ -129,7 +132,22 @@ def download_weights(
     return record, paths, sha256
 
 
+@dataclass
+class DownloadOptions:
+    """`timm-assemble download` flags."""
+
+    name: str = field(
+        default="",
+        metadata=dict(help="weight name, e.g. assemble_resnet50.clova_in1k", positional=True, metavar="ARCH.TAG"),
+    )
+    cache_dir: Path | None = field(
+        default=None, metadata=dict(help="Hub cache folder (None: $HF_HUB_CACHE); point HF_HUB_CACHE here offline")
+    )
+    revision: str | None = field(default=None, metadata=dict(help="Hub revision (branch, tag or commit); None: main"))
+
+
 def run(args: argparse.Namespace) -> int:
+    args = from_args(DownloadOptions, args)
     record, paths, sha256 = download_weights(args.name, cache_dir=args.cache_dir, revision=args.revision)
     print(f"{record.name}: {record.repo_id}")
     for filename, path in paths.items():
@@ -158,12 +176,5 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "cache, for machines that will run offline, and check model.safetensors against the sha256 in its "
         "weight record (a mismatch is refused).",
     )
-    parser.add_argument("name", metavar="ARCH.TAG", help="weight name, e.g. assemble_resnet50.clova_in1k")
-    parser.add_argument(
-        "--cache-dir",
-        type=Path,
-        default=None,
-        help="Hub cache folder (default: $HF_HUB_CACHE); point HF_HUB_CACHE here offline",
-    )
-    parser.add_argument("--revision", default=None, help="Hub revision (branch, tag or commit); default main")
+    add_dataclass_arguments(parser, DownloadOptions)
     parser.set_defaults(func=run)

@@ -12,9 +12,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
-import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +24,7 @@ from huggingface_hub.utils import validate_repo_id
 from safetensors import SafetensorError
 
 from .. import __version__
+from ..cliargs import add_dataclass_arguments, from_args
 from ..errors import TimmAssembleError
 from ..export import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME
 from ..fileio import atomic_write
@@ -291,14 +290,7 @@ def describe_plan(plan: PublishPlan) -> str:
 
 def _write_card(folder: Path, card: str) -> None:
     """Atomically replace `folder/README.md` with the card that is about to be uploaded."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{CARD_NAME}.", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(card)
-        os.replace(tmp, folder / CARD_NAME)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(folder / CARD_NAME, card)
 
 
 def publish(plan: PublishPlan, token: str | None = None) -> str:
@@ -332,7 +324,30 @@ def publish(plan: PublishPlan, token: str | None = None) -> str:
     return info.commit_url
 
 
+@dataclass
+class PublishOptions:
+    """`timm-assemble publish` flags."""
+
+    folder: Path = field(
+        default=Path("."),
+        metadata=dict(help="folder with config.json + model.safetensors", positional=True, metavar="DIR"),
+    )
+    repo_id: str | None = field(
+        default=None, metadata=dict(help="Hub model repo to upload to", required=True, metavar="ORG/NAME")
+    )
+    private: bool = field(default=False, metadata=dict(help="create the repo as private"))
+    dry_run: bool = field(default=False, metadata=dict(help="run the checks and print what would be uploaded"))
+    update_record: bool = field(
+        default=False,
+        metadata=dict(
+            help="DIR is a `timm-assemble weights fetch` cache entry: record its sha256, size and source files' "
+            "sha256 in the weight record (card rendered from it) and mark it published once the upload succeeded"
+        ),
+    )
+
+
 def run(args: argparse.Namespace) -> int:
+    args = from_args(PublishOptions, args)
     plan = plan_publish(args.folder, args.repo_id, private=args.private, update_record=args.update_record)
     print(describe_plan(plan))
     if args.dry_run:
@@ -357,14 +372,5 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "equals the weight record's), render its model card, and upload config.json, model.safetensors and "
         "README.md with huggingface_hub. The token comes from HF_TOKEN or `hf auth login`.",
     )
-    parser.add_argument("folder", type=Path, metavar="DIR", help="folder with config.json + model.safetensors")
-    parser.add_argument("--repo-id", required=True, metavar="ORG/NAME", help="Hub model repo to upload to")
-    parser.add_argument("--private", action="store_true", help="create the repo as private")
-    parser.add_argument("--dry-run", action="store_true", help="run the checks and print what would be uploaded")
-    parser.add_argument(
-        "--update-record",
-        action="store_true",
-        help="DIR is a `timm-assemble weights fetch` cache entry: record its sha256, size and source files' sha256 "
-        "in the weight record (card rendered from it) and mark it published once the upload succeeded",
-    )
+    add_dataclass_arguments(parser, PublishOptions)
     parser.set_defaults(func=run)

@@ -7,7 +7,6 @@ file not yet converted) are null, with the status saying why.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import TimmAssembleError
+from ..fileio import sha256_file  # noqa: F401  (re-exported: the one sha256 of the package)
 from .card import Metric
 from .constants import hub_repo_id
 
@@ -227,12 +227,3 @@ def find_record_for_repo(repo_id: str, *, any_org: bool = False) -> WeightRecord
         if repo_id in (record.hf_hub_id, record.repo_id) or (any_org and repo_id.split("/")[-1] == record.repo_name):
             return record
     return None
-
-
-def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks (weights are hundreds of MB)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import socket
 from collections.abc import Iterator
@@ -12,17 +13,14 @@ from typing import Any
 from urllib.parse import urlparse
 
 import huggingface_hub.constants as hf_constants
-import timm
-import torch
 import torch.nn as nn
-from safetensors.torch import load_file
 
 from ..errors import TimmAssembleError
+from ..loading import WEIGHT_SUFFIXES, create_model, load_weights
 from .config import TrainConfig
 
 _logger = logging.getLogger(__name__)
 
-WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 HUB_PREFIXES = ("local-dir:", "hf-hub:", "hf_hub:")
 
 
@@ -33,49 +31,6 @@ class BuiltModel:
     source: str  # where the weights came from, in words
     pretrained: bool
     notes: list[str] = field(default_factory=list)
-
-
-def load_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
-    """A state dict from a safetensors file (or a .pth read with weights_only=True)."""
-    path = Path(path)
-    if not path.is_file():
-        raise TimmAssembleError(f"weights file {path} does not exist")
-    try:
-        if path.suffix == ".safetensors":
-            return load_file(str(path))
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # corrupt or foreign file: say which one
-        raise TimmAssembleError(f"cannot read weights file {path}: {err}") from err
-    for key in ("state_dict", "model", "state_dict_ema"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-            break
-    return {k.removeprefix("module."): v for k, v in state.items()}
-
-
-def load_into(model: nn.Module, state: dict[str, torch.Tensor], source: str, drop_mismatched_head: bool) -> bool:
-    """Load `state` strictly, except a classifier whose shape differs (dropped when allowed).
-
-    Returns True when the head was dropped (and so starts fresh)."""
-    head = model.pretrained_cfg.get("classifier", "fc") if hasattr(model, "pretrained_cfg") else "fc"
-    own = model.state_dict()
-    head_keys = [k for k in own if k.startswith(head + ".")]
-    mismatched = [k for k in head_keys if k in state and state[k].shape != own[k].shape]
-    dropped = False
-    if mismatched:
-        if not drop_mismatched_head:
-            shapes = ", ".join(f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in mismatched)
-            raise TimmAssembleError(f"{source}: classifier does not match the model ({shapes})")
-        state = {k: v for k, v in state.items() if k not in head_keys}
-        dropped = True
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not (dropped and k in head_keys)]
-    if missing or unexpected:
-        raise TimmAssembleError(
-            f"{source} does not fit {type(model).__name__}: missing {missing[:5]}{'...' if len(missing) > 5 else ''}"
-            f", unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''} (right --model and --model-kwargs?)"
-        )
-    return dropped
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:
@@ -104,16 +59,19 @@ def _hub_offline_unless_reachable(pretrained: bool) -> Iterator[None]:
         hf_constants.HF_HUB_OFFLINE = False
 
 
-def _create(name: str, pretrained: bool, kwargs: dict[str, Any], what: str) -> nn.Module:
-    try:
-        with _hub_offline_unless_reachable(pretrained):
-            return timm.create_model(name, pretrained=pretrained, **kwargs)
-    except TypeError as err:
-        raise TimmAssembleError(f"{what} '{name}' does not accept these settings ({err})") from err
-    except RuntimeError as err:
-        if "Unknown model" in str(err):
-            raise TimmAssembleError(f"unknown model '{name}' (see timm.list_models())") from err
-        raise
+def _create(name: str, pretrained: bool, kwargs: dict[str, Any]) -> nn.Module:
+    with _hub_offline_unless_reachable(pretrained):
+        return create_model(name, pretrained=pretrained, **kwargs)
+
+
+def source_model_args(name: str) -> dict[str, Any]:
+    """The architecture kwargs a `local-dir:` folder was exported with, to record again in our export
+    (timm >= 1.0.31 carries them over by itself, older versions drop them)."""
+    if not name.startswith("local-dir:"):
+        return {}
+    config = json.loads((Path(name.removeprefix("local-dir:")) / "config.json").read_text())
+    args = config.get("model_args", {})
+    return {k: v for k, v in args.items() if k not in ("num_classes", "in_chans", "global_pool")}
 
 
 def training_kwargs(cfg: TrainConfig, num_classes: int) -> dict[str, Any]:
@@ -136,14 +94,14 @@ def build_model(cfg: TrainConfig, num_classes: int) -> BuiltModel:
     arch_kwargs = dict(cfg.model_kwargs)
     name = cfg.model
     if spec == "none":
-        model = _create(name, False, {**arch_kwargs, **train_kwargs}, "model")
+        model = _create(name, False, {**arch_kwargs, **train_kwargs})
         return BuiltModel(model, arch_kwargs, "none: training from scratch (random init)", False)
 
     is_file = spec.endswith(WEIGHT_SUFFIXES) or Path(spec).is_file()
     try:
         if is_file:
-            model = _create(name, False, {**arch_kwargs, **train_kwargs}, "model")
-            dropped = load_into(model, load_weights_file(spec), f"weights file {spec}", drop_mismatched_head=True)
+            model = _create(name, False, {**arch_kwargs, **train_kwargs})
+            dropped = load_weights(model, spec, drop_mismatched_head=True)
             source = f"weights file {spec}" + (f" (new {num_classes}-class head)" if dropped else "")
             return BuiltModel(model, arch_kwargs, source, True)
         if spec == "default":
@@ -155,18 +113,14 @@ def build_model(cfg: TrainConfig, num_classes: int) -> BuiltModel:
             arch = spec.split(".")[0]
             if not name.startswith(HUB_PREFIXES) and name != arch and name != spec:
                 raise TimmAssembleError(f"--pretrained {spec} is for '{arch}', but --model is '{name}'")
-        model = _create(target, True, {**arch_kwargs, **train_kwargs}, "model")
-        return BuiltModel(model, arch_kwargs, f"pretrained {target}", True)
-    except TimmAssembleError as err:
+        model = _create(target, True, {**arch_kwargs, **train_kwargs})
+        return BuiltModel(model, {**source_model_args(target), **arch_kwargs}, f"pretrained {target}", True)
+    except TimmAssembleError as err:  # the Hub is out of reach, the tag has no weights, ...
         if is_file or not cfg.pretrained_optional:
             raise
         reason = str(err)
-    except Exception as err:  # the Hub is out of reach, the tag has no weights, ...
-        if not cfg.pretrained_optional:
-            raise TimmAssembleError(f"cannot load pretrained weights '{spec}': {type(err).__name__}: {err}") from err
-        reason = f"{type(err).__name__}: {err}"
     scratch_kwargs = {**arch_kwargs, **cfg.scratch_model_kwargs}
-    model = _create(name, False, {**scratch_kwargs, **train_kwargs}, "model")
+    model = _create(name, False, {**scratch_kwargs, **train_kwargs})
     what = f"{name} (its default pretrained weights)" if spec == "default" else f"'{spec}'"
     note = (
         f"pretrained weights of {what} could not be loaded: {reason}\n  => training {name}"
@@ -232,18 +186,13 @@ def build_teacher(cfg: TrainConfig, num_classes: int, in_chans: int = 3) -> nn.M
         raise TimmAssembleError("--teacher-weights needs --teacher ARCH (the teacher's architecture)")
     assert name is not None
     if weights:
-        model = _create(name, False, dict(num_classes=num_classes, in_chans=in_chans), "teacher")
-        load_into(model, load_weights_file(weights), f"teacher weights {weights}", drop_mismatched_head=False)
+        model = _create(name, False, dict(num_classes=num_classes, in_chans=in_chans))
+        load_weights(model, weights, what=f"teacher weights {weights}")
     else:
         try:
-            model = _create(name, True, dict(in_chans=in_chans), "teacher")
-        except TimmAssembleError:
-            raise
-        except Exception as err:
-            raise TimmAssembleError(
-                f"cannot load the KD teacher '{name}': {type(err).__name__}: {err}; "
-                "pass --teacher-weights FILE for local weights"
-            ) from err
+            model = _create(name, True, dict(in_chans=in_chans))
+        except TimmAssembleError as err:
+            raise TimmAssembleError(f"KD teacher: {err}; pass --teacher-weights FILE for local weights") from err
         if model.num_classes != num_classes:
             raise TimmAssembleError(
                 f"KD teacher '{name}' predicts {model.num_classes} classes but the data has {num_classes}"

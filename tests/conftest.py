@@ -1,0 +1,41 @@
+"""Fixtures shared by the test modules: the official reference outputs (tests/fixtures/clova_tf, in the repo),
+the official-code checkpoint converted once per session, fresh accelerate state, and an offline Hub cache.
+
+The helper functions stay importable from `hub_testing` and `training_helpers` for tests that need them
+with other arguments.
+"""
+
+from pathlib import Path
+
+import pytest
+from hub_testing import CLOVA_TF, convert_fixture, go_offline
+from training_helpers import one_thread, reset_accelerate
+
+
+@pytest.fixture(scope="session")
+def clova_tf() -> Path:
+    """Outputs of the official TensorFlow code (checkpoints, activations); see tests/fixtures/README.md."""
+    return CLOVA_TF
+
+
+@pytest.fixture(scope="session")
+def converted_r50_w8(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The official-code Assemble-ResNet-50 (width 8) checkpoint through `convert`; shared, so read-only."""
+    return convert_fixture(tmp_path_factory.mktemp("convert") / "assemble_resnet50_w8")
+
+
+@pytest.fixture
+def fresh_accelerate():
+    """accelerate's process-wide singletons reset around each in-process run, with one torch thread."""
+    reset_accelerate()
+    with one_thread():
+        yield
+    reset_accelerate()
+
+
+@pytest.fixture
+def offline_hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """HF_HUB_OFFLINE with an empty Hub cache of this test's own (returned), the default Hub org."""
+    cache = tmp_path / "hub-cache"
+    go_offline(monkeypatch, cache)
+    return cache
