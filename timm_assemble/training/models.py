@@ -14,6 +14,7 @@ from urllib.parse import urlparse
 
 import huggingface_hub.constants as hf_constants
 import torch.nn as nn
+from timm.models import is_model, model_entrypoint
 
 from ..errors import TimmAssembleError
 from ..loading import WEIGHT_SUFFIXES, create_model, load_weights
@@ -46,9 +47,13 @@ def hub_reachable(timeout: float = 3.0) -> bool:
 
 
 @contextlib.contextmanager
-def _hub_offline_unless_reachable(pretrained: bool) -> Iterator[None]:
-    """Use only the local Hub cache while the Hub is out of reach (fails fast when the file is not cached)."""
-    if not pretrained or hf_constants.HF_HUB_OFFLINE or hub_reachable():
+def _hub_offline_unless_reachable(name: str, pretrained: bool) -> Iterator[None]:
+    """Use only the local Hub cache while the Hub is out of reach (fails fast when the file is not cached).
+
+    Not for our own architectures: their weights resolve fast by themselves (one Hub request without retries,
+    then the converted-weights cache and the official source, which must stay reachable).
+    """
+    if not pretrained or hf_constants.HF_HUB_OFFLINE or _ours(name) or hub_reachable():
         yield
         return
     _logger.info("the Hugging Face Hub is not reachable: looking for pretrained weights in the local cache only")
@@ -59,8 +64,13 @@ def _hub_offline_unless_reachable(pretrained: bool) -> Iterator[None]:
         hf_constants.HF_HUB_OFFLINE = False
 
 
+def _ours(name: str) -> bool:
+    arch = name.split(".", 1)[0]
+    return is_model(arch) and model_entrypoint(arch).__module__.startswith("timm_assemble.")
+
+
 def _create(name: str, pretrained: bool, kwargs: dict[str, Any]) -> nn.Module:
-    with _hub_offline_unless_reachable(pretrained):
+    with _hub_offline_unless_reachable(name, pretrained):
         return create_model(name, pretrained=pretrained, **kwargs)
 
 
