@@ -23,6 +23,7 @@ from huggingface_hub import constants as hf_constants
 from ..errors import TimmAssembleError
 from ..export import CONFIG_NAME, WEIGHTS_NAME
 from ..fileio import atomic_write
+from ..version import __version__
 from .download import file_sha256
 
 CACHE_ENV = "TIMM_ASSEMBLE_CACHE"
@@ -137,7 +138,6 @@ def write_provenance(
     source: Mapping[str, Any],
 ) -> dict[str, Any]:
     """Record `source` and the sha256 of the converted files of `folder` (the entry being written)."""
-    from .. import __version__  # the package imports this module while it initialises
 
     result = {
         filename: {"sha256": file_sha256(folder / filename), "size": (folder / filename).stat().st_size}
