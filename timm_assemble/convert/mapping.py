@@ -18,7 +18,6 @@ import torch.nn as nn
 
 from ..errors import TimmAssembleError
 from ..layers import BigLittleStage, SKConv2d
-from ..models.assemble_resnet import AssembleResNet, Bottleneck
 
 __all__ = [
     "OFFICIAL_MODELS",
@@ -101,7 +100,9 @@ def _child_name(parent: nn.Module, kind: type[nn.Module]) -> str:
 
 def _block_group(mapping: dict[str, Target], scope: _Scope, blocks: nn.Sequential, prefix: str) -> None:
     for index, block in enumerate(blocks):
-        if not isinstance(block, Bottleneck) or not isinstance(block.conv2, SKConv2d):
+        # the official SK bottleneck, recognised by its SK conv: this module must not import the model module,
+        # which reaches the converter through pretrained-weight resolution
+        if not isinstance(getattr(block, "conv2", None), SKConv2d):
             raise TypeError(f"{prefix}.{index} is not an SK bottleneck; only the official models are convertible")
         ours = f"{prefix}.{index}"
         if block.downsample is not None:  # the shortcut's layers are created first
@@ -117,7 +118,7 @@ def _block_group(mapping: dict[str, Target], scope: _Scope, blocks: nn.Sequentia
         _conv_bn(mapping, scope, f"{ours}.conv3", f"{ours}.bn3")
 
 
-def build_mapping(model: AssembleResNet) -> dict[str, Target]:
+def build_mapping(model: nn.Module) -> dict[str, Target]:
     """Official variable name -> target in `model`, in the official creation order."""
     mapping: dict[str, Target] = {}
     _conv(mapping, f"{ROOT}/stage0/conv2d", "conv1")
