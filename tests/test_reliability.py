@@ -367,10 +367,14 @@ def test_data_problems_before_any_file(layout, message, tmp_path, capsys):
 
 
 def test_convert_to_a_read_only_folder(tmp_path, capsys, monkeypatch):
-    def read_only(*args, **kwargs):
-        raise OSError(errno.EROFS, "Read-only file system")
+    real_mkdir = Path.mkdir
 
-    monkeypatch.setattr(timm_assemble.export.tempfile, "mkdtemp", read_only)
+    def read_only(self, *args, **kwargs):
+        if "ro" in self.parts:
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", read_only)
     out = tmp_path / "ro" / "converted"
     code, _, err = timm_assemble_cli(
         ["convert", "--model", "assemble_resnet50", "--checkpoint", str(CLOVA_R50), "--out", str(out)], capsys
@@ -407,7 +411,7 @@ def test_validate_with_a_truncated_checkpoint(base, tmp_path, capsys):
     code, _, err = timm_assemble_cli(
         [*argv, "--checkpoint", str(weights), "--data-dir", str(base["data"] / "val")], capsys
     )
-    assert code == 2 and f"checkpoint '{weights}' cannot be read" in err
+    assert code == 2 and f"cannot read weights file {weights}: SafetensorError" in err
     one_line_error(err, code)
 
 
