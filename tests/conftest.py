@@ -5,10 +5,14 @@ The helper functions stay importable from `hub_testing` and `training_helpers` f
 with other arguments.
 """
 
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx2
+import huggingface_hub
+import huggingface_hub.constants as hf_constants
 import pytest
-from hub_testing import CLOVA_TF, convert_fixture, go_offline
+from hub_testing import CLOVA_TF, TOKEN, FakeHub, convert_fixture, go_offline
 from training_helpers import one_thread, reset_accelerate
 
 
@@ -39,3 +43,18 @@ def offline_hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     cache = tmp_path / "hub-cache"
     go_offline(monkeypatch, cache)
     return cache
+
+
+@pytest.fixture
+def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
+    """The Hub's upload endpoints faked at huggingface_hub's HTTP client (FakeHub records every request)."""
+    fake = FakeHub()
+    monkeypatch.setattr(hf_constants, "HF_HUB_DISABLE_XET", True)
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(hf_constants, "HF_TOKEN_PATH", str(tmp_path / "no-token-file"))
+    monkeypatch.setattr(hf_constants, "AGENT_HARNESSES_PATH", str(tmp_path / "agent_harnesses.json"))
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    monkeypatch.delenv("TIMM_ASSEMBLE_HUB_ORG", raising=False)
+    huggingface_hub.set_client_factory(lambda: httpx2.Client(transport=httpx2.MockTransport(fake)))
+    yield fake
+    huggingface_hub.set_client_factory(huggingface_hub.utils._http.default_client_factory)

@@ -7,17 +7,13 @@ the upload goes through that HTTP client (hf_xet uploads from native code).
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 from pathlib import Path
 
-import httpx2
-import huggingface_hub
-import huggingface_hub.constants as hf_constants
 import pytest
 import safetensors.torch
-from hub_testing import NAME, R50_W8_CHECKPOINT, patch_records
+from hub_testing import NAME, R50_W8_CHECKPOINT, TOKEN, patch_records
 from huggingface_hub import ModelCard
 
 from timm_assemble.cli import main
@@ -26,92 +22,6 @@ from timm_assemble.hub.constants import DEFAULT_HUB_ORG
 from timm_assemble.hub.records import sha256_file
 
 REPO_ID = f"{DEFAULT_HUB_ORG}/{NAME}"
-TOKEN = "hf_test_token_not_real"
-
-
-class FakeHub:
-    """The Hub's upload endpoints, in memory; records every request it sees."""
-
-    def __init__(self) -> None:
-        self.requests: list[tuple[str, str]] = []
-        self.created: list[dict] = []
-        self.lfs: dict[str, bytes] = {}
-        self.commits: list[list[dict]] = []
-        self.auth: set[str | None] = set()
-        self.validated: list[str] = []
-
-    def __call__(self, request: httpx2.Request) -> httpx2.Response:
-        path, body = request.url.path, request.read()
-        self.requests.append((request.method, path))
-        if path == "/api/agent-harnesses":  # huggingface_hub's best-effort telemetry lookup
-            return httpx2.Response(404)
-        if request.url.host == "huggingface.co":
-            self.auth.add(request.headers.get("authorization"))
-        if request.method == "POST" and path == "/api/repos/create":
-            payload = json.loads(body)
-            self.created.append(payload)
-            repo = f"{payload['organization']}/{payload['name']}"
-            return httpx2.Response(200, json={"url": f"https://huggingface.co/{repo}", "name": repo, "id": "1"})
-        if request.method == "POST" and path == "/api/validate-yaml":  # the Hub checks a card's metadata
-            content = json.loads(body)["content"]
-            self.validated.append(content)
-            try:
-                ModelCard(content, ignore_metadata_errors=False)
-            except ValueError as err:
-                return httpx2.Response(400, json={"errors": [{"message": str(err)}]})
-            return httpx2.Response(200, json={"errors": [], "warnings": []})
-        if request.method == "POST" and path.endswith("/preupload/main"):
-            files = json.loads(body)["files"]
-            modes = [
-                {
-                    "path": f["path"],
-                    "uploadMode": "lfs" if f["path"].endswith(".safetensors") else "regular",
-                    "shouldIgnore": False,
-                    "oid": None,
-                }
-                for f in files
-            ]
-            return httpx2.Response(200, json={"files": modes})
-        if request.method == "POST" and path.endswith(".git/info/lfs/objects/batch"):
-            objects = [
-                {
-                    "oid": o["oid"],
-                    "size": o["size"],
-                    "authenticated": True,
-                    "actions": {"upload": {"href": f"https://lfs.fake-hub.test/{o['oid']}"}},
-                }
-                for o in json.loads(body)["objects"]
-            ]
-            return httpx2.Response(200, json={"transfer": "basic", "objects": objects})
-        if request.method == "PUT" and request.url.host == "lfs.fake-hub.test":
-            self.lfs[path.strip("/")] = body
-            return httpx2.Response(200)
-        if request.method == "POST" and "/commit/main" in path:
-            self.commits.append([json.loads(line) for line in body.decode().splitlines() if line])
-            repo = path.split("/api/models/")[1].split("/commit/")[0]
-            return httpx2.Response(
-                200,
-                json={
-                    "commitUrl": f"https://huggingface.co/{repo}/commit/{'c' * 40}",
-                    "commitOid": "c" * 40,
-                    "pullRequestUrl": None,
-                },
-            )
-        return httpx2.Response(500, json={"error": f"fake hub: unexpected {request.method} {path}"})
-
-    def committed_files(self) -> dict[str, bytes]:
-        """Path -> content of the (single) commit, LFS files resolved through the uploaded objects."""
-        (commit,) = self.commits
-        files = {}
-        for op in commit:
-            if op["key"] == "file":
-                files[op["value"]["path"]] = base64.b64decode(op["value"]["content"])
-            elif op["key"] == "lfsFile":
-                files[op["value"]["path"]] = self.lfs[op["value"]["oid"]]
-                assert op["value"]["oid"] == hashlib.sha256(files[op["value"]["path"]]).hexdigest()
-        return files
-
-
 @pytest.fixture(scope="module")
 def converted(converted_r50_w8) -> Path:
     return converted_r50_w8
@@ -127,18 +37,6 @@ def folder(tmp_path, converted) -> Path:
     return out
 
 
-@pytest.fixture
-def hub(tmp_path, monkeypatch) -> FakeHub:
-    fake = FakeHub()
-    monkeypatch.setattr(hf_constants, "HF_HUB_DISABLE_XET", True)
-    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(hf_constants, "HF_TOKEN_PATH", str(tmp_path / "no-token-file"))
-    monkeypatch.setattr(hf_constants, "AGENT_HARNESSES_PATH", str(tmp_path / "agent_harnesses.json"))
-    monkeypatch.setenv("HF_TOKEN", TOKEN)
-    monkeypatch.delenv("TIMM_ASSEMBLE_HUB_ORG", raising=False)
-    huggingface_hub.set_client_factory(lambda: httpx2.Client(transport=httpx2.MockTransport(fake)))
-    yield fake
-    huggingface_hub.set_client_factory(huggingface_hub.utils._http.default_client_factory)
 
 
 def record_sha(monkeypatch, tmp_path, folder: Path) -> str:

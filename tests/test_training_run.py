@@ -9,13 +9,11 @@ import json
 import logging
 import traceback
 
-import huggingface_hub
-import huggingface_hub.constants as hf_constants
+import httpx2
 import pytest
 import torch
-from hub_testing import NAME, convert_fixture, go_offline, seed_hub_cache
+from hub_testing import NAME, TOKEN, FakeHub, convert_fixture, go_offline, seed_hub_cache
 from huggingface_hub import ModelCard
-from test_hub_publish import TOKEN, FakeHub, httpx2
 from training_helpers import one_thread, reset_accelerate, tiny_config, tiny_data
 
 import timm_assemble  # noqa: F401
@@ -243,17 +241,6 @@ def test_no_device_sync_per_training_step(data, tmp_path, monkeypatch):
 # ---------------------------------------------------------------------------------------------- Hub
 
 
-@pytest.fixture
-def hub(tmp_path, monkeypatch) -> FakeHub:
-    fake = FakeHub()
-    monkeypatch.setattr(hf_constants, "HF_HUB_DISABLE_XET", True)
-    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(hf_constants, "HF_TOKEN_PATH", str(tmp_path / "no-token-file"))
-    monkeypatch.setattr(hf_constants, "AGENT_HARNESSES_PATH", str(tmp_path / "agent_harnesses.json"))
-    monkeypatch.setenv("HF_TOKEN", TOKEN)
-    huggingface_hub.set_client_factory(lambda: httpx2.Client(transport=httpx2.MockTransport(fake)))
-    yield fake
-    huggingface_hub.set_client_factory(huggingface_hub.utils._http.default_client_factory)
 
 
 def _committed(hub: FakeHub, commit: list[dict]) -> dict[str, bytes]:

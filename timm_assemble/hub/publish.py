@@ -190,15 +190,20 @@ def _generic_card_spec(repo_id: str, config: dict[str, Any], num_params: int, fo
     )
 
 
-def plan_publish(folder: str | Path, repo_id: str, private: bool = False, update_record: bool = False) -> PublishPlan:
-    """Run every local check and render the card; raises TimmAssembleError on the first problem."""
-    folder = Path(folder)
+def check_repo_id(repo_id: str, flag: str = "--repo-id") -> None:
+    """A model repo id huggingface_hub accepts, in ORG/NAME form (`flag` names it in the error)."""
     try:
         validate_repo_id(repo_id)
     except HFValidationError as err:
-        raise TimmAssembleError(f"invalid --repo-id {repo_id!r}: {err}") from err
+        raise TimmAssembleError(f"{flag} {repo_id!r} is not a valid Hub repo id: {err}") from err
     if repo_id.count("/") != 1:
-        raise TimmAssembleError(f"--repo-id must be ORG/NAME, got {repo_id!r}")
+        raise TimmAssembleError(f"{flag} must be ORG/NAME, got {repo_id!r}")
+
+
+def plan_publish(folder: str | Path, repo_id: str, private: bool = False, update_record: bool = False) -> PublishPlan:
+    """Run every local check and render the card; raises TimmAssembleError on the first problem."""
+    folder = Path(folder)
+    check_repo_id(repo_id)
     if not folder.is_dir():
         raise TimmAssembleError(f"{folder} is not a folder")
     config = _read_config(folder)

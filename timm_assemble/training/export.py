@@ -13,13 +13,12 @@ from typing import Any
 
 import torch.nn as nn
 from huggingface_hub import get_token
-from huggingface_hub.errors import HFValidationError
-from huggingface_hub.utils import validate_repo_id
 
 from ..errors import TimmAssembleError
 from ..export import CARD_NAME, CONFIG_NAME, export_hub_folder
 from ..fileio import atomic_write
 from ..hub.card import CardSpec, Metric, render_model_card
+from ..hub.publish import check_repo_id
 from .config import TrainConfig
 from .models import WEIGHT_SUFFIXES
 
@@ -139,11 +138,6 @@ def released_base_model(cfg: TrainConfig, model: nn.Module, pretrained: bool) ->
 
 def check_push_target(repo_id: str) -> None:
     """Before training for days: the repo id is one huggingface_hub accepts and a token is there to upload with."""
-    try:
-        validate_repo_id(repo_id)
-    except HFValidationError as err:
-        raise TimmAssembleError(f"--push-to-hub {repo_id!r} is not a valid Hub repo id: {err}") from err
-    if repo_id.count("/") != 1:
-        raise TimmAssembleError(f"--push-to-hub must be ORG/NAME, got {repo_id!r}")
+    check_repo_id(repo_id, flag="--push-to-hub")
     if get_token() is None:
         raise TimmAssembleError("--push-to-hub needs a Hugging Face token: run `hf auth login` or set HF_TOKEN")
