@@ -165,8 +165,3 @@ def check_bounds(obj: Any, source: str | None = None) -> None:
             if problem:
                 where = f"{source}: {f.name}" if source else flag_name(f.name)
                 raise TimmAssembleError(f"{where} {problem}")
-
-
-def parse_into(cls: type, parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> Any:
-    """Parse `argv` with `parser` and return the dataclass instance (exit 2 on bad flags, as argparse does)."""
-    return from_args(cls, parser.parse_args(argv))
