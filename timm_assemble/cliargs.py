@@ -17,7 +17,6 @@ import dataclasses
 import math
 import types
 import typing
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
