@@ -55,6 +55,25 @@ def test_upsample_add_is_nearest_upsampling(little_size, big_size):
     torch.testing.assert_close(out, expected)
 
 
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_upsample_add_gradients_equal_autograd_of_the_upsample(memory_format):
+    """The 2x path's own backward (a 2x2 sum-pool) gives autograd's gradients of `little + upsample(big)`,
+    and its output is a fresh tensor, so an in-place ReLU after it needs no view bookkeeping."""
+    torch.manual_seed(0)
+    little = torch.randn(2, 6, 8, 10).to(memory_format=memory_format).requires_grad_()
+    big = torch.randn(2, 6, 4, 5).to(memory_format=memory_format).requires_grad_()
+    out = torch.relu_(upsample_add(little, big))
+    assert out._base is None and out.is_contiguous(memory_format=memory_format)
+    little_ref, big_ref = little.detach().clone().requires_grad_(), big.detach().clone().requires_grad_()
+    expected = torch.relu(little_ref + F.interpolate(big_ref, size=(8, 10), mode="nearest"))
+    grad = torch.randn_like(expected)
+    out.backward(grad)
+    expected.backward(grad)
+    assert torch.equal(out, expected)
+    assert torch.equal(little.grad, little_ref.grad)
+    torch.testing.assert_close(big.grad, big_ref.grad, rtol=1e-6, atol=1e-6)
+
 def test_big_little_stem_shapes():
     stem = BigLittleStem(16, alpha=2)
     assert stem.little1.conv.out_channels == 8 and stem.little3.conv.out_channels == 16

@@ -19,16 +19,46 @@ def _conv_bn(in_chs: int, out_chs: int, kernel_size: int, stride: int, norm_laye
     return nn.Sequential(OrderedDict(conv=conv, bn=norm_layer(out_chs)))
 
 
+class _UpsampleAdd2x(torch.autograd.Function):
+    """`little + big` repeated 2x2, written into a fresh tensor.
+
+    Autograd's own version of the broadcast add costs a training step dearly: its gradient for `big` is a
+    strided 6-D reduction, and the output is a view, so the in-place ReLU after it goes through CopySlices
+    (zero-filled copies of the whole map). Here the output is no view and the gradient for `big` is a 2x2
+    sum-pool. The forward is the same add, bit for bit.
+    """
+
+    @staticmethod
+    def forward(ctx, little: torch.Tensor, big: torch.Tensor) -> torch.Tensor:
+        batch, chs, height, width = big.shape
+        out = torch.empty_like(little, dtype=torch.promote_types(little.dtype, big.dtype))
+        split = (batch, chs, height, 2, width, 2)
+        torch.add(little.view(split), big[:, :, :, None, :, None], out=out.view(split))
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        grad_big = F.avg_pool2d(grad, 2, divisor_override=1) if ctx.needs_input_grad[1] else None
+        return grad, grad_big
+
+
+@torch.jit.unused
+def _upsample_add_2x(little: torch.Tensor, big: torch.Tensor) -> torch.Tensor:
+    return _UpsampleAdd2x.apply(little, big)
+
+
 @register_notrace_function  # branches on shapes: an FX leaf
 def upsample_add(little: torch.Tensor, big: torch.Tensor) -> torch.Tensor:
     """`little + nearest_upsample(big, little's size)`; at exactly 2x a broadcast add, no upsampled copy.
 
     Traced or exported graphs (ONNX, torch.export) take the upsample path, the one valid at every input size:
-    a trace would otherwise freeze the shape test of the input it saw. Both paths give the same numbers.
+    a trace would otherwise freeze the shape test of the input it saw. All paths give the same numbers.
     """
     batch, chs, height, width = big.shape
     if not is_exporting() and little.shape[-2] == 2 * height and little.shape[-1] == 2 * width:
-        return (little.view(batch, chs, height, 2, width, 2) + big[:, :, :, None, :, None]).view(little.shape)
+        if torch.jit.is_scripting():
+            return (little.view(batch, chs, height, 2, width, 2) + big[:, :, :, None, :, None]).view(little.shape)
+        return _upsample_add_2x(little, big)
     return little + F.interpolate(big, size=(little.shape[-2], little.shape[-1]), mode="nearest")
 
 
