@@ -222,6 +222,17 @@ def test_compile_fullgraph(name):
         torch.testing.assert_close(compiled(x), model(x))
 
 
+@pytest.mark.parametrize("grad", [False, True])
+def test_compile_fullgraph_channels_last(grad):
+    """No graph break on the channels_last path either (the Big-Little add), in inference and in training."""
+    torch._dynamo.reset()
+    model = _small("assemble_resnet50").to(memory_format=torch.channels_last).train(grad)
+    x = torch.randn(SMALL_INPUT).contiguous(memory_format=torch.channels_last)
+    compiled = torch.compile(model, fullgraph=True, backend="eager")
+    with torch.set_grad_enabled(grad):
+        torch.testing.assert_close(compiled(x), model(x))
+
+
 @pytest.mark.parametrize("name", MODELS)
 def test_channels_last(name):
     model = _small(name)

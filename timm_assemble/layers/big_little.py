@@ -42,8 +42,15 @@ class _UpsampleAdd2x(torch.autograd.Function):
         return grad, grad_big
 
 
+def _broadcast_add_2x(little: torch.Tensor, big: torch.Tensor) -> torch.Tensor:
+    batch, chs, height, width = big.shape
+    return (little.view(batch, chs, height, 2, width, 2) + big[:, :, :, None, :, None]).view(little.shape)
+
+
 @torch.jit.unused
 def _upsample_add_2x(little: torch.Tensor, big: torch.Tensor) -> torch.Tensor:
+    if torch.compiler.is_compiling():  # Dynamo takes no strided out=; AOTAutograd functionalises the view anyway
+        return _broadcast_add_2x(little, big)
     return _UpsampleAdd2x.apply(little, big)
 
 
@@ -54,10 +61,10 @@ def upsample_add(little: torch.Tensor, big: torch.Tensor) -> torch.Tensor:
     Traced or exported graphs (ONNX, torch.export) take the upsample path, the one valid at every input size:
     a trace would otherwise freeze the shape test of the input it saw. All paths give the same numbers.
     """
-    batch, chs, height, width = big.shape
+    height, width = big.shape[-2], big.shape[-1]
     if not is_exporting() and little.shape[-2] == 2 * height and little.shape[-1] == 2 * width:
         if torch.jit.is_scripting():
-            return (little.view(batch, chs, height, 2, width, 2) + big[:, :, :, None, :, None]).view(little.shape)
+            return _broadcast_add_2x(little, big)
         return _upsample_add_2x(little, big)
     return little + F.interpolate(big, size=(little.shape[-2], little.shape[-1]), mode="nearest")
 
