@@ -104,6 +104,23 @@ def test_onnx_file_runs_in_onnxruntime_at_other_sizes(tmp_path: Path, small_mode
             assert relative_error(torch.from_numpy(np.asarray(out)), small_model(x)) <= 1e-4
 
 
+@pytest.mark.slow
+def test_onnx_file_states_the_sizes_of_both_inputs_of_every_add(tmp_path: Path, small_model: nn.Module) -> None:
+    """Symbolic sizes are written into the file (what lets ONNX Runtime fuse a residual add into its conv):
+    at every 4-D add, both inputs have all four sizes stated, as expressions of batch, height and width."""
+    onnx = pytest.importorskip("onnx")
+    path = tmp_path / "m.onnx"
+    export_model(small_model, path, "onnx", img_size=64)
+    graph = onnx.load(str(path)).graph
+    sizes = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in graph.value_info}
+    adds = [n for n in graph.node if n.op_type == "Add" and len(sizes.get(n.input[0], [])) == 4]
+    assert len(adds) > 20
+    for node in adds:
+        first, second = (sizes[name] for name in node.input)
+        assert first == second and all(first), (node.name, first, second)
+    assert any("height" in str(s[2]) for s in sizes.values() if len(s) == 4)
+
+
 def test_export_that_disagrees_writes_nothing(tmp_path: Path, monkeypatch) -> None:
     model = timm.create_model("test_resnet").eval()
     load = deploy_cli._LOADERS["torchscript"]

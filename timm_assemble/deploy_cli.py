@@ -57,6 +57,30 @@ def _export_onnx(model: nn.Module, example: torch.Tensor, path: Path, opset: int
             input_names=["input"], output_names=["output"],
             dynamic_axes={"input": {0: "batch", 2: "height", 3: "width"}, "output": {0: "batch"}},
         )  # fmt: skip
+    _annotate_symbolic_sizes(path)
+
+
+def _annotate_symbolic_sizes(path: Path) -> None:
+    """Write the symbolic size of every intermediate tensor (e.g. `floor(height/8)`) into the ONNX file.
+
+    ONNX Runtime fuses a residual add into the conv that feeds it only when it can prove that both inputs have
+    the same size. With a dynamic height and width its own inference loses the sizes after any op it cannot
+    run in its blocked NCHWc layout (Assemble-ResNet's SK attention): the add then runs on its own, reshaped,
+    after every such block. With the sizes written out it fuses, as in resnet50. Runtimes that do not need
+    the sizes ignore them (standard `value_info`). A graph the inference cannot follow is left as exported:
+    the sizes only speed it up.
+    """
+    import onnx
+
+    try:
+        from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+    except ImportError as err:
+        raise TimmAssembleError(f"--format onnx needs onnxruntime: {_INSTALL_DEPLOY}") from err
+    try:
+        annotated = SymbolicShapeInference.infer_shapes(onnx.load(str(path)), auto_merge=True)
+    except Exception:  # the inference raises many types on ops it does not know; the plain file is still right
+        return
+    onnx.save(annotated, str(path))
 
 
 def _load_onnx(path: Path) -> Callable[[torch.Tensor], torch.Tensor]:

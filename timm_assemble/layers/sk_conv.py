@@ -42,13 +42,15 @@ class SKConv2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.act(self.bn(self.conv(x)))
-        batch, chs = x.shape[0], self.out_chs
-        # chunk, not two slices: the backward is one cat instead of two zero-filled 2C maps plus an add
-        u1, u2 = x.chunk(2, dim=1)
+        chs = self.out_chs
+        # Channel slices by constant sizes only: an exported graph then has no shape arithmetic, and ONNX
+        # Runtime can follow the map sizes through the block (and fuse its residual add into the last conv).
+        # split, not two slices: the backward is one cat instead of two zero-filled 2C maps plus an add.
+        u1, u2 = torch.split(x, chs, dim=1)
         # mean(U1 + U2) == mean(U1) + mean(U2): pool the 2C map once instead of materialising U.
-        pooled = x.mean((2, 3)).view(batch, 2, chs).sum(1)
-        logits = self.fc2(self.act_fc1(self.bn_fc1(self.fc1(pooled)))).view(batch, 2, chs)
-        weight_u1 = torch.sigmoid(logits[:, 0] - logits[:, 1]).view(batch, chs, 1, 1)
+        pooled = x.mean((2, 3))
+        logits = self.fc2(self.act_fc1(self.bn_fc1(self.fc1(pooled[:, :chs] + pooled[:, chs:]))))
+        weight_u1 = torch.sigmoid(logits[:, :chs] - logits[:, chs:])[:, :, None, None]
         if is_exporting():  # ONNX has no lerp: its two-sided decomposition costs a select and 3 extra map passes
             return u2 + weight_u1 * (u1 - u2)
         return torch.lerp(u2, u1, weight_u1)
