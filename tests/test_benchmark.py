@@ -19,7 +19,9 @@ from timm_assemble.evaluation.benchmark import (
     count_flops,
     eval_size,
     format_table,
+    paired_ratio,
     reference_results,
+    time_interleaved,
 )
 
 TINY = dict(img_size=32, batch_size=2, warmup=1, repeats=2, iters=1)
@@ -41,7 +43,26 @@ def test_benchmark_measures_every_model(tmp_path: Path) -> None:
         for phase in ("infer", "train"):
             assert r[f"{phase}_img_per_s_min"] <= r[f"{phase}_img_per_s"] <= r[f"{phase}_img_per_s_max"]
             assert r[f"{phase}_latency_ms"] > 0 and r[f"{phase}_peak_mem_mb"] >= 0
+            assert r[f"{phase}_x_first_q1"] <= r[f"{phase}_x_first"] <= r[f"{phase}_x_first_q3"]
+    assert rows["test_resnet"]["infer_x_first"] == 1.0 and rows["test_resnet"]["train_x_first"] == 1.0
     assert "RSS" in result["memory_kind"]
+
+
+def test_grouped_steps_run_back_to_back_in_alternating_order() -> None:
+    calls: list[str] = []
+    steps = {name: (lambda name=name: calls.append(name)) for name in "abcd"}
+    time_interleaved(steps, warmup=0, repeats=3, iters=1, device=torch.device("cpu"), desc="t",
+                     groups=[["a", "b"], ["c", "d"]])  # fmt: skip
+    assert calls == ["a", "b", "c", "d", "d", "c", "b", "a", "a", "b", "c", "d"]
+
+
+def test_paired_ratio_cancels_drift_that_the_ratio_of_medians_keeps() -> None:
+    load = [1.0, 1.0, 2.0, 2.0, 2.0]  # the machine slows down halfway; the model is always twice as fast
+    fast, slow = [1.0 * x for x in load], [2.0 * x for x in load]
+    result = paired_ratio(fast, slow)
+    assert result == {"ratio": 2.0, "ratio_q1": 2.0, "ratio_q3": 2.0}
+    fast_skewed = [1.0, 1.0, 1.0, 2.0, 2.0]  # the fast model happened to run more in the quiet part
+    assert paired_ratio(fast_skewed, slow)["ratio"] == 2.0
 
 
 def test_flop_count_of_a_single_conv() -> None:

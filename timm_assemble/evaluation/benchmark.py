@@ -173,26 +173,39 @@ def _make_train(
 
 
 def time_interleaved(
-    steps: dict[str, Callable[[], None]], warmup: int, repeats: int, iters: int, device: torch.device, desc: str
-) -> dict[str, list[float]]:
-    """Seconds per batch for every repeat of every model, models interleaved in rotating order."""
-    names = list(steps)
-    with tqdm(total=len(names) * (warmup + repeats * iters), desc=desc, dynamic_ncols=True) as bar:
-        for name in names:
+    steps: dict[Any, Callable[[], None]],
+    warmup: int,
+    repeats: int,
+    iters: int,
+    device: torch.device,
+    desc: str,
+    groups: Sequence[Sequence[Any]] | None = None,
+) -> dict[Any, list[float]]:
+    """Seconds per batch for every repeat of every step, steps interleaved.
+
+    Each repeat runs every group once, the groups in rotating order and the steps of a group back to back
+    (reversed every other repeat, so no step always follows the same one). Steps compared with each other
+    belong in one group: their times in the same repeat are then taken under the same machine load, and
+    `paired_ratio` of two steps is robust to the drift a shared machine shows. Default: one group per step.
+    """
+    groups = [list(g) for g in groups] if groups is not None else [[name] for name in steps]
+    with tqdm(total=len(steps) * (warmup + repeats * iters), desc=desc, dynamic_ncols=True) as bar:
+        for name in steps:
             for _ in range(warmup):
                 steps[name]()
                 bar.update()
             _sync(device)
-        times: dict[str, list[float]] = {n: [] for n in names}
+        times: dict[Any, list[float]] = {n: [] for n in steps}
         for r in range(repeats):
-            for name in names[r % len(names) :] + names[: r % len(names)]:
-                _sync(device)
-                start = time.perf_counter()
-                for _ in range(iters):
-                    steps[name]()
-                _sync(device)
-                times[name].append((time.perf_counter() - start) / iters)
-                bar.update(iters)
+            for group in groups[r % len(groups) :] + groups[: r % len(groups)]:
+                for name in group if r % 2 == 0 else group[::-1]:
+                    _sync(device)
+                    start = time.perf_counter()
+                    for _ in range(iters):
+                        steps[name]()
+                    _sync(device)
+                    times[name].append((time.perf_counter() - start) / iters)
+                    bar.update(iters)
     return times
 
 
@@ -206,6 +219,15 @@ def throughput_summary(per_batch: list[float], batch_size: int) -> dict[str, flo
         "spread_pct": round(100.0 * (max(rates) - min(rates)) / med, 1),
         "latency_ms": round(1000.0 * statistics.median(per_batch), 2),
     }
+
+
+def paired_ratio(per_batch: list[float], reference_per_batch: list[float]) -> dict[str, float]:
+    """Throughput relative to a reference, repeat by repeat: the median (and quartiles) over repeats of
+    reference time / time. Each repeat's pair ran under the same load, so drift cancels out."""
+    ratios = sorted(ref / t for t, ref in zip(per_batch, reference_per_batch, strict=True))
+    quartiles = statistics.quantiles(ratios, n=4, method="inclusive") if len(ratios) > 1 else ratios * 3
+    return {"ratio": round(statistics.median(ratios), 3), "ratio_q1": round(quartiles[0], 3),
+            "ratio_q3": round(quartiles[2], 3)}  # fmt: skip
 
 
 def cpu_name() -> str:
@@ -315,9 +337,12 @@ def _benchmark(
     def phase(label: str, make: Callable[[str, torch.nn.Module], Callable[[], None]]) -> None:
         steps = {n: make(n, m) for n, m in built.items()}
         times = time_interleaved(steps, warmup, repeats, iters, dev, label)
+        first = times[models[0]]
         for n in built:
             summary = throughput_summary(times[n], batch)
             rows[n].update({f"{label}_{k}": v for k, v in summary.items()})
+            # img/s of the first model / img/s of this one, repeat by repeat
+            rows[n].update({f"{label}_x_first{k[5:]}": v for k, v in paired_ratio(first, times[n]).items()})
             rows[n][f"{label}_peak_mem_mb"] = round(_peak_memory_mb(steps[n], 1, dev), 1)
 
     for m in built.values():
@@ -365,9 +390,9 @@ def format_table(result: dict[str, Any]) -> str:
     head = (
         f"{'model':<{width}}{'px':>5}{'params(M)':>10}{'GMACs':>8}{'infer img/s':>13}{'spread':>8}{'ms/batch':>10}"
         f"{'mem MB':>8}"
-        + (f"{'train img/s':>13}{'mem MB':>8}" if has_train else "")
+        + f"{'x first':>9}"
+        + (f"{'train img/s':>13}{'mem MB':>8}{'x first':>9}" if has_train else "")
         + f"{'top-1':>8}"
-        + (f"{'x first':>9}" if published else "")
     )
     size = "each model at its own eval size" if published else f"{cfg['img_size']}px"
     lines = [
@@ -376,26 +401,26 @@ def format_table(result: dict[str, Any]) -> str:
         head,
         "-" * len(head),
     ]
-    first = result["models"][0]["infer_img_per_s"]
     for r in result["models"]:
         line = (
             f"{r['model']:<{width}}{r['img_size']:>5}{r['params_m']:>10.2f}"
             f"{r['gmacs'] if r['gmacs'] is not None else float('nan'):>8.2f}"
             f"{r['infer_img_per_s']:>13.1f}{'±' + format(r['infer_spread_pct'] / 2, '.0f') + '%':>8}"
-            f"{r['infer_latency_ms']:>10.1f}{r['infer_peak_mem_mb']:>8.0f}"
+            f"{r['infer_latency_ms']:>10.1f}{r['infer_peak_mem_mb']:>8.0f}{r['infer_x_first']:>8.2f}x"
         )
         if has_train:
-            line += f"{r['train_img_per_s']:>13.1f}{r['train_peak_mem_mb']:>8.0f}"
+            line += f"{r['train_img_per_s']:>13.1f}{r['train_peak_mem_mb']:>8.0f}{r['train_x_first']:>8.2f}x"
         top1 = r["imagenet_top1"]
         line += f"{top1:>8.2f}" if top1 is not None else f"{'-':>8}"
-        if published:
-            line += f"{first / r['infer_img_per_s']:>8.2f}x"
         lines.append(line)
-    lines.append(f"img/s: median of {cfg['repeats']} interleaved repeats; spread: half the min-max range.")
+    lines.append(
+        f"img/s: median of {cfg['repeats']} interleaved repeats; spread: half the min-max range; x first: img/s of "
+        f"{result['models'][0]['model']} / img/s of the row, the median over repeats of the ratio within a repeat."
+    )
     if published:
         lines.append(
             f"top-1: published, at the model's eval size (sources: {', '.join(sorted(result['reference_sources']))}"
-            f" in reference_results.json); x first: img/s of {result['models'][0]['model']} / img/s of the row."
+            " in reference_results.json)."
         )
     lines.append(f"mem: {result['memory_kind']}")
     return "\n".join(lines)

@@ -3,8 +3,10 @@
 Modes: `eager` (fp32), `bf16` (CPU/CUDA autocast), `compile` (`torch.compile`, inductor with freezing:
 weights become constants, so conv+BN fold at compile time) and `onnxruntime` (the BN-folded deploy copy
 exported to ONNX, run by ONNX Runtime with all graph optimisations). Every (model, mode) pair is one entry
-of the same interleaved timing loop as `timm-assemble benchmark` (`time_interleaved`), so background load
-hits every mode alike; ratios to a reference model are per mode.
+of the same interleaved timing loop as `timm-assemble benchmark` (`time_interleaved`); the models of one
+mode run back to back in every repeat, and a model's ratio to the reference model is the median over
+repeats of the ratio within the repeat (`paired_ratio`), which a shared machine's drifting load cancels
+out of.
 """
 
 import tempfile
@@ -16,7 +18,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import TimmAssembleError
-from .benchmark import cpu_name, throughput_summary, time_interleaved
+from .benchmark import cpu_name, paired_ratio, throughput_summary, time_interleaved
 from .common import autocast, create_eval_model
 
 MODES = ("eager", "bf16", "compile", "onnxruntime")
@@ -85,11 +87,16 @@ def compare_modes(
     iters: int = 1,
     device: str = "cpu",
     seed: int = 0,
+    reference: str | None = None,
 ) -> dict[str, Any]:
-    """img/s of every model in every mode (median of `repeats` interleaved rounds), random weights."""
+    """img/s of every model in every mode (median of `repeats` interleaved rounds) and its paired ratio to
+    `reference` (default: the last model) in the same mode; random weights."""
     unknown = [m for m in modes if m not in MODES]
     if unknown or not modes or not models:
         raise TimmAssembleError(f"need models and modes from {', '.join(MODES)}; got modes {list(modes)}")
+    reference = reference or models[-1]
+    if reference not in models:
+        raise TimmAssembleError(f"the reference model {reference!r} must be one of the models {list(models)}")
     dev = torch.device(device)
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(batch_size, 3, img_size, img_size, generator=gen).to(dev)
@@ -100,34 +107,44 @@ def compare_modes(
             model = create_eval_model(name, pretrained=False).to(dev).to(memory_format=torch.channels_last)
             for mode in modes:
                 steps[(name, mode)] = make_step(model, mode, x, Path(workdir), name)
-        times = time_interleaved(steps, warmup, repeats, iters, dev, "modes")
-    rows = [dict(model=n, mode=m, **throughput_summary(times[(n, m)], batch_size)) for n, m in steps]
+        groups = [[(n, m) for n in models] for m in modes]
+        times = time_interleaved(steps, warmup, repeats, iters, dev, "modes", groups=groups)
+    rows = [
+        dict(model=n, mode=m, **throughput_summary(times[(n, m)], batch_size),
+             **paired_ratio(times[(n, m)], times[(reference, m)]))
+        for n, m in steps
+    ]  # fmt: skip
     return {
         "config": dict(device=str(dev), device_name=cpu_name() if dev.type == "cpu" else torch.cuda.get_device_name(),
                        torch_threads=torch.get_num_threads(), torch=torch.__version__, batch_size=batch_size,
-                       img_size=img_size, channels_last=True, warmup=warmup, repeats=repeats, iters_per_repeat=iters),
+                       img_size=img_size, channels_last=True, warmup=warmup, repeats=repeats, iters_per_repeat=iters,
+                       reference=reference),
         "rows": rows,
     }  # fmt: skip
 
 
-def format_modes(result: dict[str, Any], reference: str | None = None) -> str:
-    """Markdown table: one row per model, img/s per mode, and the ratio to `reference` (default: last model)."""
+def format_modes(result: dict[str, Any]) -> str:
+    """Markdown table: one row per model, img/s per mode, and the paired ratio to the reference per mode."""
     rows = result["rows"]
     models = list(dict.fromkeys(r["model"] for r in rows))
     modes = list(dict.fromkeys(r["mode"] for r in rows))
-    reference = reference or models[-1]
-    rate = {(r["model"], r["mode"]): r for r in rows}
     cfg = result["config"]
+    reference = cfg["reference"]
+    rate = {(r["model"], r["mode"]): r for r in rows}
     lines = [
         f"{cfg['device_name']} ({cfg['device']}, {cfg['torch_threads']} threads), batch {cfg['batch_size']}, "
-        f"{cfg['img_size']}px, channels_last (torch modes), median of {cfg['repeats']} interleaved repeats",
+        f"{cfg['img_size']}px, channels_last (torch modes), median of {cfg['repeats']} interleaved repeats; "
+        f"ratio: median over repeats of img/s / img/s of {reference} in the same repeat [quartiles]",
         "",
-        "| model | " + " | ".join(f"{m} img/s (± spread)" for m in modes) + " | "
+        "| model | " + " | ".join(f"{m} img/s" for m in modes) + " | "
         + " | ".join(f"{m} / {reference}" for m in modes) + " |",
         "|---|" + "---:|" * (2 * len(modes)),
     ]  # fmt: skip
     for name in models:
-        cells = [f"{rate[(name, m)]['img_per_s']:.1f} (±{rate[(name, m)]['spread_pct'] / 2:.0f}%)" for m in modes]
-        ratios = [f"{rate[(name, m)]['img_per_s'] / rate[(reference, m)]['img_per_s']:.2f}" for m in modes]
+        cells = [f"{rate[(name, m)]['img_per_s']:.1f}" for m in modes]
+        ratios = [
+            f"{r['ratio']:.2f}" + (f" [{r['ratio_q1']:.2f}-{r['ratio_q3']:.2f}]" if name != reference else "")
+            for r in (rate[(name, m)] for m in modes)
+        ]
         lines.append(f"| `{name}` | " + " | ".join(cells + ratios) + " |")
     return "\n".join(lines)
