@@ -1,68 +1,83 @@
-"""Where a model's inference time goes: convolution time and achieved GMAC/s versus everything else.
+"""Where a model's inference time goes, eager or compiled: convolution kernels versus everything else.
 
-    python benchmarks/conv_profile.py --models assemble_resnet50 resnet50 [--batch-size 8] [--channels-last]
+    python benchmarks/conv_profile.py --models assemble_resnet50 resnet50 [--mode eager|compile]
+        [--batch-size 8] [--img-size 224] [--repeats 5]
 
-Forward hooks time every Conv2d (and count its multiply-adds) inside whole forward passes; the rest of
-the forward (BN, activations, pooling, SK attention, ...) is the difference to the total. Hooks add a
-little overhead, so use it for shares and rates, and `timm-assemble benchmark` for throughput.
+torch.profiler's self CPU time per operator over whole forward passes (channels_last, random weights). The
+convolution kernels are `aten::mkldnn_convolution` in eager and inductor's `mkldnn::_convolution_pointwise*`
+when compiled (with freezing: BN folded, ReLU and residual adds fused into them); everything else (BN,
+activations, pooling, the SK attention, inductor's generated kernels) is "other". The models run in
+alternation, repeat by repeat. `conv / last` is the last model's convolution time over this model's: the
+ratio a mode's throughput ratio would reach with no time outside the convolutions. The profiler adds some
+overhead per op: use it for shares and ratios, `benchmarks/modes.py` for throughput.
 """
 
-from __future__ import annotations
-
 import argparse
-import time
+import contextlib
+import statistics
+from collections.abc import Callable
 
 import timm
 import torch
+from torch.profiler import ProfilerActivity, profile
 
 import timm_assemble  # noqa: F401
+from timm_assemble.evaluation.benchmark import count_flops
+
+CONV_KERNELS = ("aten::mkldnn_convolution", "mkldnn::_convolution_pointwise", "mkldnn::_convolution_pointwise_")
 
 
-def profile(name: str, batch_size: int, img_size: int, channels_last: bool, repeats: int) -> dict[str, float]:
-    model = timm.create_model(name).eval()
-    x = torch.randn(batch_size, 3, img_size, img_size)
-    if channels_last:
-        model, x = model.to(memory_format=torch.channels_last), x.to(memory_format=torch.channels_last)
-    conv_seconds, conv_macs = [0.0], [0]
+def forward_of(name: str, mode: str, x: torch.Tensor) -> tuple[Callable[[], None], float]:
+    """The model's forward in `mode`, warmed up, and its multiply-adds per batch (G)."""
+    model = timm.create_model(name).eval().to(memory_format=torch.channels_last)
+    gmacs = count_flops(model, tuple(x.shape[1:]), x.device) / 2e9 * x.shape[0]
+    runnable = torch.compile(model) if mode == "compile" else model
 
-    def start(module, inputs):
-        module.started = time.perf_counter()
+    def forward() -> None:
+        import torch._inductor.config as inductor_config
 
-    def stop(module, inputs, output):
-        conv_seconds[0] += time.perf_counter() - module.started
-        kh, kw = module.kernel_size
-        conv_macs[0] += output.numel() * module.in_channels // module.groups * kh * kw
+        freezing = inductor_config.patch(freezing=True) if mode == "compile" else contextlib.nullcontext()
+        with freezing, torch.inference_mode():
+            runnable(x)
 
-    for module in model.modules():
-        if isinstance(module, torch.nn.Conv2d):
-            module.register_forward_pre_hook(start)
-            module.register_forward_hook(stop)
-    with torch.inference_mode():
-        model(x)
-        conv_seconds[0], conv_macs[0] = 0.0, 0
-        begin = time.perf_counter()
-        for _ in range(repeats):
-            model(x)
-        total = (time.perf_counter() - begin) / repeats
-    conv = conv_seconds[0] / repeats
-    return dict(total_ms=total * 1e3, conv_ms=conv * 1e3, conv_share=conv / total,
-                gmac_per_s=conv_macs[0] / repeats / conv / 1e9)
+    forward()  # compiles, warms up
+    return forward, gmacs
+
+
+def split_time(forward: Callable[[], None]) -> tuple[float, float]:
+    """(convolution ms, other ms) of one profiled forward."""
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        forward()
+    events = prof.key_averages()
+    conv = sum(e.self_cpu_time_total for e in events if e.key in CONV_KERNELS) / 1e3
+    return conv, sum(e.self_cpu_time_total for e in events) / 1e3 - conv
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["assemble_resnet50", "resnet50"])
+    parser.add_argument("--mode", choices=("eager", "compile"), default="eager")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--img-size", type=int, default=224)
-    parser.add_argument("--channels-last", action="store_true")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    print("| model | forward ms | conv ms | conv share | conv GMAC/s | other ms |")
-    print("|---|---:|---:|---:|---:|---:|")
+    x = torch.randn(args.batch_size, 3, args.img_size, args.img_size).contiguous(memory_format=torch.channels_last)
+    built = {name: forward_of(name, args.mode, x) for name in args.models}
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in args.models}
+    for r in range(args.repeats):
+        for name in args.models if r % 2 == 0 else args.models[::-1]:
+            times[name].append(split_time(built[name][0]))
+    last_conv = [conv for conv, _ in times[args.models[-1]]]
+    print(f"{args.mode}, batch {args.batch_size}, {args.img_size} px, channels_last, "
+          f"{torch.get_num_threads()} threads, median of {args.repeats} alternating repeats")  # fmt: skip
+    print("| model | forward ms | conv ms | conv share | conv GMAC/s | other ms | conv / last |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for name in args.models:
-        row = profile(name, args.batch_size, args.img_size, args.channels_last, args.repeats)
-        print(f"| `{name}` | {row['total_ms']:.0f} | {row['conv_ms']:.0f} | {row['conv_share']:.0%} | "
-              f"{row['gmac_per_s']:.1f} | {row['total_ms'] - row['conv_ms']:.0f} |")
+        conv = statistics.median(c for c, _ in times[name])
+        other = statistics.median(o for _, o in times[name])
+        ratio = statistics.median(ref / c for (c, _), ref in zip(times[name], last_conv, strict=True))
+        print(f"| `{name}` | {conv + other:.0f} | {conv:.0f} | {conv / (conv + other):.0%} | "
+              f"{built[name][1] / conv * 1e3:.1f} | {other:.0f} | {ratio:.2f} |")
 
 
 if __name__ == "__main__":
