@@ -5,7 +5,8 @@
 
 Each model is exported like `timm-assemble export` (BN-folded deploy copy, random weights), optimised by
 ONNX Runtime (all levels; the optimised graph is read back from `optimized_model_filepath`) and run with
-its per-node profiler. Shares are meaningful on a busy machine, absolute times are not.
+its per-node profiler. Shares are meaningful on a busy machine, absolute times are not: compare two models'
+Conv times only from one run, models profiled one after the other.
 """
 
 import argparse
@@ -46,7 +47,8 @@ def profile(name: str, workdir: Path, batch_size: int, img_size: int, fold: bool
             spent[event["args"]["op_name"]] += event["dur"]
     total = sum(spent.values())
     exported, optimised = op_counts(path), op_counts(Path(options.optimized_model_filepath))
-    print(f"\n## `{name}`: {sum(exported.values())} exported nodes, {sum(optimised.values())} after optimisation")
+    print(f"\n## `{name}`: {sum(exported.values())} exported nodes, {sum(optimised.values())} after optimisation; "
+          f"kernel time {total / runs / 1e3:.0f} ms a run, of which Conv {spent['Conv'] / runs / 1e3:.0f} ms")
     print("| op | nodes after optimisation | share of kernel time |\n|---|---:|---:|")
     for op, count in optimised.most_common():
         print(f"| {op} | {count} | {100 * spent[op] / total:.1f}% |")
