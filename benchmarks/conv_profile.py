@@ -1,10 +1,11 @@
-"""Where a model's inference time goes, eager or compiled: convolution kernels versus everything else.
+"""Where a model's inference time goes, eager, bf16 or compiled: convolution kernels versus everything else.
 
-    python benchmarks/conv_profile.py --models assemble_resnet50 resnet50 [--mode eager|compile]
+    python benchmarks/conv_profile.py --models assemble_resnet50 resnet50 [--mode eager|bf16|compile]
         [--batch-size 8] [--img-size 224] [--repeats 5]
 
 torch.profiler's self CPU time per operator over whole forward passes (channels_last, random weights). The
-convolution kernels are `aten::mkldnn_convolution` in eager and inductor's `mkldnn::_convolution_pointwise*`
+convolution kernels are `aten::mkldnn_convolution` in eager (in bf16 autocast too, or PyTorch's reference
+`aten::_slow_conv2d_forward` on CPUs without native bf16) and inductor's `mkldnn::_convolution_pointwise*`
 when compiled (with freezing: BN folded, ReLU and residual adds fused into them); everything else (BN,
 activations, pooling, the SK attention, inductor's generated kernels) is "other". The models run in
 alternation, repeat by repeat. `conv / last` is the last model's convolution time over this model's: the
@@ -24,7 +25,10 @@ from torch.profiler import ProfilerActivity, profile
 import timm_assemble  # noqa: F401
 from timm_assemble.evaluation.benchmark import count_flops
 
-CONV_KERNELS = ("aten::mkldnn_convolution", "mkldnn::_convolution_pointwise", "mkldnn::_convolution_pointwise_")
+CONV_KERNELS = (
+    "aten::mkldnn_convolution", "aten::_slow_conv2d_forward",
+    "mkldnn::_convolution_pointwise", "mkldnn::_convolution_pointwise_",
+)  # fmt: skip
 
 
 def forward_of(name: str, mode: str, x: torch.Tensor) -> tuple[Callable[[], None], float]:
@@ -37,7 +41,8 @@ def forward_of(name: str, mode: str, x: torch.Tensor) -> tuple[Callable[[], None
         import torch._inductor.config as inductor_config
 
         freezing = inductor_config.patch(freezing=True) if mode == "compile" else contextlib.nullcontext()
-        with freezing, torch.inference_mode():
+        autocast = torch.autocast(x.device.type, torch.bfloat16, enabled=mode == "bf16")
+        with freezing, autocast, torch.inference_mode():
             runnable(x)
 
     forward()  # compiles, warms up
@@ -56,7 +61,7 @@ def split_time(forward: Callable[[], None]) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["assemble_resnet50", "resnet50"])
-    parser.add_argument("--mode", choices=("eager", "compile"), default="eager")
+    parser.add_argument("--mode", choices=("eager", "bf16", "compile"), default="eager")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--img-size", type=int, default=224)
     parser.add_argument("--repeats", type=int, default=5)
