@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 import timm
 import torch
+import torch._inductor.config as inductor_config
 from torch.profiler import ProfilerActivity, profile
 
 import timm_assemble  # noqa: F401
@@ -38,8 +39,6 @@ def forward_of(name: str, mode: str, x: torch.Tensor) -> tuple[Callable[[], None
     runnable = torch.compile(model) if mode == "compile" else model
 
     def forward() -> None:
-        import torch._inductor.config as inductor_config
-
         freezing = inductor_config.patch(freezing=True) if mode == "compile" else contextlib.nullcontext()
         autocast = torch.autocast(x.device.type, torch.bfloat16, enabled=mode == "bf16")
         with freezing, autocast, torch.inference_mode():

@@ -55,7 +55,6 @@ def test_upsample_add_is_nearest_upsampling(little_size, big_size):
     torch.testing.assert_close(out, expected)
 
 
-
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
 def test_upsample_add_gradients_equal_autograd_of_the_upsample(memory_format):
     """The 2x path's own backward (a 2x2 sum-pool) gives autograd's gradients of `little + upsample(big)`,
@@ -73,6 +72,7 @@ def test_upsample_add_gradients_equal_autograd_of_the_upsample(memory_format):
     assert torch.equal(out, expected)
     assert torch.equal(little.grad, little_ref.grad)
     torch.testing.assert_close(big.grad, big_ref.grad, rtol=1e-6, atol=1e-6)
+
 
 def test_big_little_stem_shapes():
     stem = BigLittleStem(16, alpha=2)

@@ -341,8 +341,9 @@ def _benchmark(
         for n in built:
             summary = throughput_summary(times[n], batch)
             rows[n].update({f"{label}_{k}": v for k, v in summary.items()})
-            # img/s of the first model / img/s of this one, repeat by repeat
-            rows[n].update({f"{label}_x_first{k[5:]}": v for k, v in paired_ratio(first, times[n]).items()})
+            x_first = paired_ratio(first, times[n])  # img/s of the first model / img/s of this one
+            rows[n].update({f"{label}_x_first": x_first["ratio"], f"{label}_x_first_q1": x_first["ratio_q1"],
+                            f"{label}_x_first_q3": x_first["ratio_q3"]})  # fmt: skip
             rows[n][f"{label}_peak_mem_mb"] = round(_peak_memory_mb(steps[n], 1, dev), 1)
 
     for m in built.values():
