@@ -149,10 +149,10 @@ def _last_is_a_file(run: Path) -> None:
 
 
 def _killed_between_renames(run: Path) -> None:
-    """A kill after `last` moved to `last.old` and before the new folder took its place."""
-    (run / "checkpoints/last").rename(run / "checkpoints/last.old")
-    (run / "checkpoints/last.tmp").mkdir()
-    (run / "checkpoints/last.tmp/model.safetensors").write_bytes(b"half a file")
+    """A kill after `last` moved to its backup name and before the new folder took its place."""
+    (run / "checkpoints/last").rename(run / "checkpoints/.last.123.0123abcd.old")
+    (run / "checkpoints/.last.123.89abcdef.tmp").mkdir()
+    (run / "checkpoints/.last.123.89abcdef.tmp/model.safetensors").write_bytes(b"half a file")
 
 
 @dataclass
@@ -170,14 +170,21 @@ CASES = {
     "a second run into a folder with a run": Case(
         _nothing, [], 2, "already holds a run (checkpoints/, model/, metrics.jsonl); pass --resume auto"
     ),
+    # --resume auto always finishes: from scratch, saying why, when no checkpoint is complete
     "resume auto with the checkpoints gone but model/ there": Case(
-        _remove("checkpoints"), ["--resume", "auto"], 2, "--resume auto: no complete checkpoint", also=["--overwrite"]
+        _remove("checkpoints"),
+        ["--resume", "auto"],
+        0,
+        "--resume auto: no complete checkpoint in {run}/checkpoints (none was saved): starting from scratch",
+        unchanged=False,
     ),
     "every checkpoint damaged": Case(
         lambda r: (_truncate("checkpoints/last/model.safetensors")(r), _remove("checkpoints/best")(r)),
         ["--resume", "auto"],
-        2,
+        0,
         "checkpoints/last model.safetensors is truncated",
+        unchanged=False,
+        also=["starting from scratch"],
     ),
     "last is a file": Case(_last_is_a_file, ["--resume", "auto"], 2, "last is a file, not a checkpoint folder"),
     "optimizer.bin missing": Case(
@@ -222,7 +229,7 @@ CASES = {
         unchanged=False,
     ),
     "killed between the renames": Case(
-        _killed_between_renames, ["--resume", "auto"], 0, "resumed from {run}/checkpoints/last.old", unchanged=False
+        _killed_between_renames, ["--resume", "auto"], 0, "resumed from {run}/checkpoints/.last.123.0123abcd.old", unchanged=False
     ),
 }
 
@@ -287,7 +294,7 @@ def test_fault_while_saving_loses_nothing_but_that_epoch(error, code, message, b
     one_line_error(err, got)
     assert message in err and "Traceback" not in err
     if code == 2:
-        assert f"cannot write {run}/checkpoints/last.tmp" in err
+        assert f"cannot write {run}/checkpoints/.last." in err
         assert "the checkpoint of epoch 2 is intact: free space, then rerun with --resume auto" in err
     if isinstance(error, OSError) and error.errno == errno.ENOSPC:
         assert "MB needed" in err and "MB free there" in err

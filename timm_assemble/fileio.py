@@ -5,6 +5,11 @@ entries) is first written to a temporary name in the target's own folder and the
 target, so a crash, a kill or a full disk leaves either the old file or the new one, never half of one.
 OS errors that a user can fix (disk full, read-only or unwritable folder) become one `TimmAssembleError`
 that names the path; the temporary file is removed.
+
+What may be replaced is checked first: only a regular file (or, for folders, a real folder) is ever
+replaced; a device, FIFO, socket, symlink or a folder where a file goes is refused in one line. `-` and
+`/dev/stdout` are the user asking for standard output, and `atomic_write` prints there. Temporary and
+backup names are unique to the call, so nothing this module deletes is anything it did not create.
 """
 
 from __future__ import annotations
@@ -15,9 +20,12 @@ import hashlib
 import os
 import re
 import shutil
+import stat
+import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from .errors import TimmAssembleError
 
@@ -31,8 +39,78 @@ _USER_FIXABLE = {
 }
 
 
-def _temp_name(target: Path) -> Path:
-    return target.parent / f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+STDOUT_NAMES = ("-", "/dev/stdout")
+_KINDS = (
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISLNK, "a symlink"),
+)
+
+
+def temp_name(target: Path, suffix: str = "tmp") -> Path:
+    """A sibling name no other call uses (pid + random), hidden, so a folder listing shows finished outputs only."""
+    return target.parent / f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.{suffix}"
+
+
+def is_stdout(target: str | os.PathLike) -> bool:
+    """`-` or /dev/stdout: the user asks for the output on standard output, not for a file."""
+    return os.fspath(target) in STDOUT_NAMES
+
+
+def _kind(mode: int) -> str:
+    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
+
+
+def check_file_target(target: str | os.PathLike) -> Path:
+    """`target` as a Path, if it is absent or a regular file (what may be replaced); otherwise one clear error."""
+    target = Path(target)
+    try:
+        mode = os.lstat(target).st_mode
+    except FileNotFoundError:
+        return target
+    except NotADirectoryError as err:
+        raise TimmAssembleError(f"cannot write {target}: a part of its path is a file, not a folder") from err
+    if stat.S_ISREG(mode):
+        return target
+    if stat.S_ISLNK(mode):
+        raise TimmAssembleError(
+            f"cannot write {target}: it is a symlink (to {os.readlink(target)}), which would be replaced by a file; "
+            "pass the path it points to, or remove the link"
+        )
+    raise TimmAssembleError(f"cannot write {target}: it is {_kind(mode)}, not a regular file; choose a file path")
+
+
+def check_dir_target(target: str | os.PathLike) -> Path:
+    """`target` as a Path, if it is absent or a real folder (what a folder output may replace)."""
+    target = Path(target)
+    try:
+        mode = os.lstat(target).st_mode
+    except FileNotFoundError:
+        return target
+    if stat.S_ISDIR(mode):
+        return target
+    if stat.S_ISLNK(mode):
+        raise TimmAssembleError(
+            f"cannot write folder {target}: it is a symlink (to {os.readlink(target)}), which would be replaced; "
+            "pass the path it points to, or remove the link"
+        )
+    raise TimmAssembleError(f"cannot write folder {target}: it is {_kind(mode)}, not a folder; choose another path")
+
+
+def check_output_not_containing(
+    out: str | os.PathLike, inputs: Iterable[str | os.PathLike], flag: str = "--out"
+) -> None:
+    """Refuse an output location that is, or holds, one of the inputs (replacing it would destroy the input)."""
+    where = Path(out).resolve()
+    for item in inputs:
+        source = Path(item).resolve()
+        if source == where or where in source.parents:
+            raise TimmAssembleError(
+                f"{flag} {out} contains the input {item}; writing there would replace it: choose another {flag}"
+            )
 
 
 def write_error(path: str | os.PathLike, err: OSError, needed_bytes: int | None = None) -> TimmAssembleError:
@@ -79,14 +157,15 @@ def atomic_path(target: str | os.PathLike, needed_bytes: int | None = None) -> I
     """Yield a temporary path beside `target`; on success it is renamed onto `target`, on failure removed.
 
     Works for any writer that takes a path (`torch.save`, `safetensors.save_file`, `fig.savefig`). The
-    file gets the umask's permissions, as a plain `open(..., "w")` would give it.
+    file gets the umask's permissions, as a plain `open(..., "w")` would give it. A `target` that is not a
+    regular file (device, FIFO, socket, folder, symlink) is refused before anything is written.
     """
-    target = Path(target)
+    target = check_file_target(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise write_error(target, err, needed_bytes) from err
-    tmp = _temp_name(target)
+    tmp = temp_name(target)
     try:
         yield tmp
         os.replace(tmp, target)
@@ -98,7 +177,14 @@ def atomic_path(target: str | os.PathLike, needed_bytes: int | None = None) -> I
 
 
 def atomic_write(target: str | os.PathLike, data: str | bytes, fsync: bool = False) -> Path:
-    """Write text (UTF-8) or bytes to `target` atomically; returns the target path."""
+    """Write text (UTF-8) or bytes to `target` atomically (`-` or /dev/stdout: print it); returns the target path."""
+    if is_stdout(target):
+        if isinstance(data, str):
+            sys.stdout.write(data)
+        else:
+            sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        return Path(target)
     payload = data.encode("utf-8") if isinstance(data, str) else data
     with atomic_path(target, needed_bytes=len(payload)) as tmp:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
@@ -111,19 +197,17 @@ def atomic_write(target: str | os.PathLike, data: str | bytes, fsync: bool = Fal
 
 
 @contextlib.contextmanager
-def atomic_dir(
-    target: str | os.PathLike, overwrite: bool = False, needed_bytes: int | None = None
-) -> Iterator[Path]:
+def atomic_dir(target: str | os.PathLike, overwrite: bool = False, needed_bytes: int | None = None) -> Iterator[Path]:
     """Yield a fresh temporary folder beside `target`; on success it replaces `target` as a whole.
 
     An existing `target` is replaced only with `overwrite` (otherwise a TimmAssembleError before anything is
-    written). The old folder stays as `TARGET.old` until the new one is in place, so a crash between the two
-    renames leaves one complete folder.
+    written), and only when it is a real folder. The old folder stays under a backup name unique to the call
+    until the new one is in place, so a crash between the two renames leaves one complete folder.
     """
-    target = Path(target)
+    target = check_dir_target(target)
     if target.exists() and not overwrite:
         raise TimmAssembleError(f"{target} already exists; pass --overwrite to replace it")
-    tmp = _temp_name(target)
+    tmp = temp_name(target)
     try:
         tmp.mkdir(parents=True)
         yield tmp
@@ -141,8 +225,8 @@ def atomic_new_dir(target: str | os.PathLike) -> Iterator[Path]:
     For outputs that several processes may build at once (first one wins): when `target` appeared meanwhile,
     raises FileExistsError after removing the temporary folder, and the caller decides whether to use it.
     """
-    target = Path(target)
-    tmp = _temp_name(target)
+    target = check_dir_target(target)
+    tmp = temp_name(target)
     try:
         tmp.mkdir(parents=True)
         yield tmp
@@ -163,20 +247,42 @@ def atomic_new_dir(target: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def leftover_names(dst: Path, suffix: str = "old") -> list[Path]:
+    """Temporary (`tmp`) or backup (`old`) names of `dst` that a killed call of this module left, oldest first."""
+    pattern = re.compile(rf"^\.{re.escape(dst.name)}\.\d+\.[0-9a-f]{{8}}\.{suffix}$")
+    found = [p for p in dst.parent.iterdir() if pattern.match(p.name)] if dst.parent.is_dir() else []
+    return sorted(found, key=lambda p: p.lstat().st_mtime)
+
+
 def replace_dir(src: Path, dst: Path) -> None:
-    """Move the finished folder `src` onto `dst`; the old one is kept as `dst.old` until the new one is in place."""
-    old = dst.with_name(dst.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
+    """Move the finished folder `src` onto `dst`; the old one is kept under a backup name unique to this call
+    until the new one is in place, then removed (nothing else is touched)."""
+    dst = check_dir_target(dst)
+    old = temp_name(dst, "old")
+    moved = False
     if dst.exists():
         os.replace(dst, old)
+        moved = True
     os.replace(src, dst)
-    shutil.rmtree(old, ignore_errors=True)
+    if moved:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def open_regular(path: str | os.PathLike) -> BinaryIO:
+    """Open `path` for reading only if it is a regular file: a FIFO or device would block or never end."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise TimmAssembleError(f"cannot read {path}: it is {_kind(mode)}, not a regular file")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
 
 
 def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks (weights are hundreds of MB)."""
+    """Hex sha256 of a regular file, read in chunks (weights are hundreds of MB)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open_regular(path) as f:
         while chunk := f.read(chunk_size):
             digest.update(chunk)
     return digest.hexdigest()

@@ -8,7 +8,9 @@ written last, `complete.json`: every file with its size. A folder without a vali
 do not match it, is never resumed from. The lr schedule is a pure function of the step: no state of its own.
 
 A save that fails (disk full, read-only folder, killed) leaves `last` and `best` as they were: the new
-checkpoint is renamed over them only once complete, `best` before `last`.
+checkpoint is renamed over them only once complete, `best` before `last`. The checkpoint also carries the
+metrics rows up to its epoch: on resume they are the truth `metrics.jsonl` and `summary.csv` are rewritten
+from, so no output ever holds an epoch the checkpoint does not.
 """
 
 from __future__ import annotations
@@ -22,13 +24,14 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import broadcast_object_list
 
 from ..errors import TimmAssembleError
-from ..fileio import atomic_write, os_error_of, replace_dir, write_error
+from ..fileio import atomic_write, leftover_names, os_error_of, replace_dir, temp_name, write_error
 
 STATE_NAME = "train_state.json"
 MARKER_NAME = "complete.json"
-CANDIDATES = ("last", "last.old", "best")  # where --resume auto looks; the newest complete one wins
+SLOTS = ("last", "best")
 RUN_KEYS = ("model", "model_kwargs", "num_classes", "label_names", "model_ema")  # must match to resume
 
 
@@ -39,6 +42,7 @@ class TrainState:
     best_metric: float | None = None
     best_epoch: int | None = None
     run: dict[str, Any] = field(default_factory=dict)  # what is trained (`run_identity`): checked on resume
+    rows: list[dict[str, Any]] = field(default_factory=list)  # metrics.jsonl rows up to `epoch`
 
 
 @dataclass
@@ -86,16 +90,24 @@ def inspect_checkpoint(path: Path) -> tuple[TrainState | None, str]:
             actual = file.stat().st_size
             return None, f"{name} is {'truncated' if actual < size else 'damaged'} ({actual} of {size} bytes)"
     try:
-        return TrainState(**json.loads((path / STATE_NAME).read_text())), ""
+        state = TrainState(**json.loads((path / STATE_NAME).read_text()))
     except (ValueError, TypeError) as err:
         return None, f"{STATE_NAME} is not valid ({err})"
+    if not (isinstance(state.epoch, int) and isinstance(state.step, int) and isinstance(state.rows, list)):
+        return None, f"{STATE_NAME} is not valid (epoch, step or rows of the wrong type)"
+    return state, ""
 
 
-def select_resume(out_dir: Path, resume: str | None, overwrite: bool = False) -> ResumePoint | None:
+def candidates(ckpt_dir: Path) -> list[Path]:
+    """Where --resume auto looks: `last`, the backup a kill between `last`'s two renames left, and `best`."""
+    return [ckpt_dir / "last", *leftover_names(ckpt_dir / "last", "old"), ckpt_dir / "best"]
+
+
+def select_resume(out_dir: Path, resume: str | None) -> ResumePoint | None:
     """The checkpoint to continue from: `--resume PATH` as given, or `auto`: the newest complete one.
 
-    None means a new run. `auto` in a folder that holds checkpoints or a model, none of them complete,
-    is an error unless `overwrite` (then the run starts over).
+    None means a new run: `auto` when no checkpoint was completed yet starts from scratch, and says why
+    (a job killed during its first save is requeued with the same command and must not fail forever).
     """
     if not resume:
         return None
@@ -105,29 +117,38 @@ def select_resume(out_dir: Path, resume: str | None, overwrite: bool = False) ->
         if state is None:
             raise TimmAssembleError(f"--resume {path}: {problem}")
         return ResumePoint(path, state, "as --resume asked")
+    found, problems = _complete_candidates(out_dir / "checkpoints")
+    if not found:
+        return None
+    point = max(found, key=lambda p: (p.state.epoch, p.state.step))  # ties: the first candidate
     ckpt_dir = out_dir / "checkpoints"
+    if not (ckpt_dir / "last").exists():
+        problems.insert(0, f"{ckpt_dir / 'last'} does not exist")
+    point.reason = "the newest complete checkpoint" + (f"; skipped: {'; '.join(problems)}" if problems else "")
+    return point
+
+
+def _complete_candidates(ckpt_dir: Path) -> tuple[list[ResumePoint], list[str]]:
+    """The complete checkpoints among the candidates, and why each other one that exists cannot be used."""
     found, problems = [], []
-    for name in CANDIDATES:
-        path = ckpt_dir / name
+    for path in candidates(ckpt_dir):
         if path.exists():
             state, problem = inspect_checkpoint(path)
             if state is None:
                 problems.append(f"{path} {problem}")
             else:
                 found.append(ResumePoint(path, state, ""))
-    if not found:
-        if overwrite or not (problems or run_files(out_dir)):
-            return None
-        why = "; ".join(problems) if problems else "none was saved"
-        raise TimmAssembleError(
-            f"--resume auto: no complete checkpoint in {ckpt_dir} ({why}); pass --overwrite to start over "
-            "(replacing the run's checkpoints and exported model)"
-        )
-    point = max(found, key=lambda p: (p.state.epoch, p.state.step))  # ties: the first of CANDIDATES
-    if not (ckpt_dir / "last").exists():
-        problems.insert(0, f"{ckpt_dir / 'last'} does not exist")
-    point.reason = "the newest complete checkpoint" + (f"; skipped: {'; '.join(problems)}" if problems else "")
-    return point
+    return found, problems
+
+
+def scratch_note(out_dir: Path) -> str:
+    """Why `--resume auto` starts from scratch in `out_dir` (said at the start of the run)."""
+    ckpt_dir = out_dir / "checkpoints"
+    _, problems = _complete_candidates(ckpt_dir)
+    if not (problems or run_files(out_dir)):
+        return f"no checkpoint in {out_dir} yet: a new run"
+    why = "; ".join(problems) if problems else "none was saved"
+    return f"no complete checkpoint in {ckpt_dir} ({why}): starting from scratch"
 
 
 def run_files(out_dir: Path) -> list[str]:
@@ -144,7 +165,7 @@ def run_files(out_dir: Path) -> list[str]:
 
 def check_output_dir(out_dir: Path, resume: str | None, overwrite: bool) -> None:
     """Refuse to start over in a folder that holds a run, unless asked to (`--overwrite`)."""
-    for name in CANDIDATES:
+    for name in SLOTS:
         path = out_dir / "checkpoints" / name
         if path.exists() and not path.is_dir() and not overwrite:
             raise TimmAssembleError(
@@ -194,12 +215,13 @@ def _short(value: Any) -> str:
 
 def save_checkpoint(accelerator: Accelerator, ckpt_dir: Path, state: TrainState, best: bool) -> Path:
     """Every process calls this (accelerate saves per-process RNG states); the main one marks and renames."""
-    tmp = ckpt_dir / "last.tmp"
+    holder = [str(temp_name(ckpt_dir / "last"))]
+    broadcast_object_list(holder)  # one temporary name, unique to this save, for every process
+    tmp = Path(holder[0])
     main = accelerator.is_main_process
     try:
         if main:
             ckpt_dir.mkdir(parents=True, exist_ok=True)
-            shutil.rmtree(tmp, ignore_errors=True)
         accelerator.wait_for_everyone()
         accelerator.save_state(str(tmp), safe_serialization=True)
         accelerator.wait_for_everyone()  # every process has written its RNG state before the folder moves
@@ -209,6 +231,7 @@ def save_checkpoint(accelerator: Accelerator, ckpt_dir: Path, state: TrainState,
             if best:
                 _copy_into_place(tmp, ckpt_dir / "best")
             replace_dir(tmp, ckpt_dir / "last")
+            remove_leftovers(ckpt_dir)
     except BaseException as err:
         if main:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -219,11 +242,19 @@ def save_checkpoint(accelerator: Accelerator, ckpt_dir: Path, state: TrainState,
         then = (
             f"the checkpoint of epoch {state.epoch - 1} is intact: free space, then rerun with --resume auto"
             if state.epoch > 1
-            else "free space, then rerun with --overwrite"
+            else "free space, then rerun the same command with --resume auto: it starts over"
         )
         raise TimmAssembleError(f"{user_error} ({then})") from err
     accelerator.wait_for_everyone()
     return ckpt_dir / "last"
+
+
+def remove_leftovers(ckpt_dir: Path) -> None:
+    """Temporary and backup folders earlier saves of this run left when killed (the run folder's lock holder
+    made them): once a complete `last` exists they are dead weight."""
+    for slot in SLOTS:
+        for path in leftover_names(ckpt_dir / slot, "tmp") + leftover_names(ckpt_dir / slot, "old"):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _write_marker(folder: Path) -> None:
@@ -234,8 +265,7 @@ def _write_marker(folder: Path) -> None:
 
 def _copy_into_place(src: Path, dst: Path) -> None:
     """A full copy of `src` replaces `dst` (the copy is made beside it, then renamed)."""
-    staging = dst.with_name(dst.name + ".tmp")
-    shutil.rmtree(staging, ignore_errors=True)
+    staging = temp_name(dst)
     try:
         staging.mkdir()
         for path in sorted(src.rglob("*")):  # not copytree: it folds OS errors into one without an errno

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import shlex
 import sys
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,9 +35,10 @@ from ..data.auto_augment import create_train_transform
 from ..data.datasets import DataSplits, SkippingCollate, build_data_splits
 from ..data.synthetic import make_synthetic_image_folder
 from ..errors import TimmAssembleError
-from ..fileio import atomic_write
+from ..fileio import atomic_write, check_dir_target
 from ..hub.publish import plan_publish, publish
 from ..layers import drop_block_keep_prob, set_drop_block_keep_prob
+from ..locks import FolderLock
 from . import checkpoint as ckpt
 from .config import NO_TEACHER, TrainConfig, format_config
 from .export import check_push_target, export_best_model, released_base_model
@@ -124,8 +127,16 @@ def resolve_output_dir(cfg: TrainConfig, accelerator: Accelerator) -> Path:
             broadcast_object_list(holder)
             cfg.output_dir = holder[0]
     out = Path(cfg.output_dir)
-    ckpt.check_output_dir(out, cfg.resume, cfg.overwrite)
+    check_dir_target(out)
     return out
+
+
+def lock_output_dir(out: Path, accelerator: Accelerator) -> FolderLock:
+    """The main process owns the run folder until the run ends in any way; a second run into it stops here."""
+    lock = FolderLock(out, "output dir", "wait for it to finish, or choose another --output-dir")
+    if accelerator.is_main_process:
+        lock.acquire()
+    return lock
 
 
 def build_transforms(cfg: TrainConfig, model: nn.Module) -> tuple[Any, Any, dict[str, Any]]:
@@ -231,6 +242,7 @@ class Run:
     frozen: int = 0
     start_from: ckpt.ResumePoint | None = None
     state: ckpt.TrainState = field(default_factory=ckpt.TrainState)
+    lock: FolderLock | None = None
 
     @property
     def num_classes(self) -> int:
@@ -300,8 +312,20 @@ def setup(cfg: TrainConfig, command: str | None = None) -> Run:
     set_seed(cfg.seed)
     prepare_data_dir(cfg, accelerator)
     out = resolve_output_dir(cfg, accelerator)
+    lock = lock_output_dir(out, accelerator)
+    try:
+        return _setup_locked(cfg, command, accelerator, precision, out, lock)
+    except BaseException:
+        lock.release()
+        raise
+
+
+def _setup_locked(
+    cfg: TrainConfig, command: str, accelerator: Accelerator, precision: Precision, out: Path, lock: FolderLock
+) -> Run:
+    ckpt.check_output_dir(out, cfg.resume, cfg.overwrite)
     accelerator.project_configuration.logging_dir = str(out)
-    start_from = ckpt.select_resume(out, cfg.resume, cfg.overwrite)
+    start_from = ckpt.select_resume(out, cfg.resume)
 
     splits = build_data_splits(
         cfg.data_dir, cfg.dataset, cfg.train_split, cfg.val_split_name, cfg.val_split, cfg.dataset_download, cfg.seed
@@ -351,7 +375,7 @@ def setup(cfg: TrainConfig, command: str | None = None) -> Run:
     return Run(
         cfg, accelerator, out, command, built, splits, model, task, optimizer, scheduler, recipe, ema,
         train_loader, val_loader, export_data_cfg, base_model, precision, lr, global_batch, updates_per_epoch,
-        frozen=frozen, start_from=start_from, state=ckpt.TrainState(run=identity),
+        frozen=frozen, start_from=start_from, state=ckpt.TrainState(run=identity), lock=lock,
     )  # fmt: skip
 
 
@@ -389,28 +413,56 @@ def build_loaders(
 
 
 def resume(run: Run) -> None:
-    """Restore the checkpoint (if any), drop metrics rows it does not cover, write the run's config and command."""
+    """Restore the checkpoint (if any), make the run's outputs agree with it, write the run's config and command."""
     acc, cfg = run.accelerator, run.cfg
     if run.start_from is not None:
         differing = _compare_configs(run.out / "config.toml", cfg)
         if differing and acc.is_main_process:
             _logger.warning("resuming with settings that differ from the saved config.toml: %s", ", ".join(differing))
         run.state = ckpt.load_checkpoint(acc, run.start_from, run.state.run)
-        if acc.is_main_process:
-            rows = [r for r in read_metrics(run.metrics_path) if r["epoch"] <= run.state.epoch]
-            write_metrics(run.metrics_path, rows)
-            write_summary(run.out / SUMMARY_NAME, rows)
-    elif cfg.resume == "auto" and acc.is_main_process:
-        _logger.info("--resume auto: no checkpoint in %s yet, starting a new run", run.out)
+    elif cfg.resume == "auto":
+        run.log(f"--resume auto: {ckpt.scratch_note(run.out)}")
     run.scheduler.step_update(num_updates=run.state.step)
     if acc.is_main_process:
         if run.start_from is None and cfg.overwrite:
             ckpt.clear_run(run.out)
+        elif cfg.resume:
+            align_outputs(run)
         atomic_write(run.out / "config.toml", format_config(cfg))
         atomic_write(run.out / "command.txt", run.command + "\n")
     acc.wait_for_everyone()
     names = {"wandb": {"name": run.out.name}, "mlflow": {"run_name": run.out.name}}
     acc.init_trackers(cfg.tracker_project, config=tracker_config(cfg, run), init_kwargs=names)
+
+
+def align_outputs(run: Run) -> None:
+    """After a resume, metrics.jsonl, summary.csv and model/ hold exactly the epochs the checkpoint holds.
+
+    Rows come from the checkpoint (older checkpoints carry none: the file's rows up to its epoch are kept).
+    When the checkpoint is the best epoch, model/ is exported again from its weights (a kill may have come
+    between the checkpoint and the export); a model/ that may hold a later epoch is moved aside, not deleted.
+    """
+    state = run.state
+    old = read_metrics(run.metrics_path)
+    rows = state.rows or [r for r in old if r["epoch"] <= state.epoch]
+    if rows != old:
+        if rows:
+            write_metrics(run.metrics_path, rows)
+            write_summary(run.out / SUMMARY_NAME, rows)
+        else:
+            run.metrics_path.unlink(missing_ok=True)
+            (run.out / SUMMARY_NAME).unlink(missing_ok=True)
+    if rows and state.best_epoch == state.epoch:
+        export_best(run, rows[-1])
+        return
+    later = any(r.get("best_epoch") == r["epoch"] > state.epoch for r in old)
+    if run.export_dir.is_dir() and (state.best_epoch is None or later):
+        aside = run.export_dir.with_name(f"model.moved-aside.{uuid.uuid4().hex[:8]}")
+        os.replace(run.export_dir, aside)
+        _logger.warning(
+            "%s may hold an epoch the checkpoint does not (resumed at epoch %d): moved to %s",
+            run.export_dir, state.epoch, aside,
+        )  # fmt: skip
 
 
 def describe(run: Run) -> None:
@@ -465,6 +517,7 @@ def train_one_epoch(run: Run, epoch: int) -> dict[str, Any]:
     run.task.train()
     set_train_mode(model, cfg.freeze_backbone)  # task.train() flips the student back to train mode
     loss_sum = torch.zeros((), device=acc.device)
+    first_bad = torch.full((), -1, device=acc.device, dtype=torch.long)  # first step with a non-finite loss
     seen, skipped = 0, 0
     window = _Window(time.perf_counter())
     progress = Progress(len(run.train_loader), f"epoch {epoch + 1}/{cfg.epochs}", enabled=acc.is_local_main_process)
@@ -487,6 +540,8 @@ def train_one_epoch(run: Run, epoch: int) -> dict[str, Any]:
                 acc.clip_grad_norm_(model.parameters(), cfg.clip_grad)
             run.optimizer.step()
             run.optimizer.zero_grad(set_to_none=True)
+        bad = (first_bad < 0) & ~torch.isfinite(loss.detach())
+        first_bad = torch.where(bad, run.state.step + 1, first_bad)  # on the device: no sync per step
         loss_sum += loss.detach().float() * images.shape[0]
         seen += images.shape[0]
         progress.advance()
@@ -496,8 +551,10 @@ def train_one_epoch(run: Run, epoch: int) -> dict[str, Any]:
             if run.ema is not None:
                 run.ema.update(acc.unwrap_model(model), step=run.state.step)
             if run.state.step % cfg.log_interval == 0:
+                check_finite_loss(run, first_bad, epoch)
                 log_step(run, progress, window.advance(float(loss_sum), seen), keep_prob)
     progress.close()
+    check_finite_loss(run, first_bad, epoch)
     elapsed = time.perf_counter() - start
     totals = acc.reduce(torch.cat([loss_sum[None], torch.tensor([seen, skipped], device=acc.device).float()]), "sum")
     return dict(
@@ -506,6 +563,14 @@ def train_one_epoch(run: Run, epoch: int) -> dict[str, Any]:
         skipped_images=int(totals[2]),
         keep_prob=keep_prob,
     )
+
+
+def check_finite_loss(run: Run, first_bad: torch.Tensor, epoch: int) -> None:
+    """Every process stops together when any saw a non-finite loss (one gather, at log intervals only)."""
+    steps = run.accelerator.gather(first_bad[None])
+    bad = steps[steps >= 0]
+    if len(bad):
+        raise _diverged(run, f"the loss is not finite at step {int(bad.min())} (epoch {epoch + 1})")
 
 
 @dataclass
@@ -575,6 +640,8 @@ def evaluate(run: Run, model: nn.Module) -> dict[str, Any]:
 
 
 def _better(metric: str, new: float, old: float | None) -> bool:
+    if not math.isfinite(new):  # a NaN score never replaces a best model
+        return False
     if old is None:
         return True
     return new < old if metric == "loss" else new > old
@@ -597,7 +664,8 @@ def _compare_configs(saved: Path, cfg: TrainConfig) -> list[str]:
 
 
 def end_of_epoch(run: Run, epoch: int, stats: dict[str, Any], started: float) -> None:
-    """Evaluate, record (metrics.jsonl, summary.csv, trackers, log line), export the best, plot, checkpoint, push."""
+    """Evaluate, check the weights, checkpoint, then record what the checkpoint holds (metrics.jsonl,
+    summary.csv, trackers), export the best and plot: a kill at any instant leaves no output ahead of it."""
     acc, cfg, state = run.accelerator, run.cfg, run.state
     ev = evaluate(run, run.model)
     row = dict(
@@ -612,37 +680,70 @@ def end_of_epoch(run: Run, epoch: int, stats: dict[str, Any], started: float) ->
         chosen = evaluate(run, run.ema.module)
         row.update(ema_val_loss=chosen["val_loss"], ema_top1=chosen["top1"], ema_top5=chosen["top5"])
         best_model, confusion = run.ema.module, chosen["confusion"]
+    check_finite_weights(run, epoch)
     value = _metric_value(cfg.eval_metric, chosen)
     row["epoch_time_s"] = time.perf_counter() - started
     is_best = _better(cfg.eval_metric, value, state.best_metric)
     if is_best:
         state.best_metric, state.best_epoch = value, epoch + 1
     row["best_" + cfg.eval_metric] = state.best_metric
+    row["best_epoch"] = state.best_epoch
     state.epoch = epoch + 1
-    rows = read_metrics(run.metrics_path) + [row]
-    if acc.is_main_process:
-        write_metrics(run.metrics_path, rows)
-        write_summary(run.out / SUMMARY_NAME, rows)
-    acc.log({f"epoch/{k}": v for k, v in row.items() if isinstance(v, (int, float))}, step=state.step)
+    state.rows = [*state.rows, row]
     run.log(epoch_line(run, row, is_best))
+    ckpt.save_checkpoint(acc, run.out / "checkpoints", state, best=is_best)
+    run.log(f"  saved checkpoint (epoch {state.epoch}, step {state.step}) in {run.out / 'checkpoints'}")
+    acc.log({f"epoch/{k}": v for k, v in row.items() if isinstance(v, (int, float))}, step=state.step)
     if acc.is_main_process:
+        write_metrics(run.metrics_path, state.rows)
+        write_summary(run.out / SUMMARY_NAME, state.rows)
         if is_best:
-            export_best_model(
-                best_model, run.export_dir, cfg=cfg, arch_kwargs=run.built.arch_kwargs,
-                label_names=run.splits.label_names, data_cfg=run.export_data_cfg, row=row, command=run.command,
-                weights_source=run.built.source, pretrained=run.built.pretrained, base_model=run.base_model,
-            )  # fmt: skip
+            export_best(run, row, best_model)
             if run.num_classes <= CONFUSION_MAX_CLASSES:
                 title = f"best epoch {epoch + 1}: top-1 {value:.2f}"
                 plot_confusion(confusion, run.splits.label_names, run.out / "confusion_matrix.png", title=title)
-        plot_curves(rows, run.out / "curves.png", title=cfg.description or cfg.model)
-    acc.wait_for_everyone()
-    # after the export: a kill between the two repeats this epoch instead of losing its best model
-    ckpt.save_checkpoint(acc, run.out / "checkpoints", state, best=is_best)
-    run.log(f"  saved checkpoint (epoch {state.epoch}, step {state.step}) in {run.out / 'checkpoints'}")
+        plot_curves(state.rows, run.out / "curves.png", title=cfg.description or cfg.model)
     if acc.is_main_process and cfg.push_every and state.epoch % cfg.push_every == 0 and state.epoch < cfg.epochs:
         push_during_run(run)
     acc.wait_for_everyone()
+
+
+def export_best(run: Run, row: dict[str, Any], model: nn.Module | None = None) -> None:
+    """model/ from the weights that scored `row` (the EMA ones when the run keeps an EMA)."""
+    if model is None:
+        model = run.ema.module if run.ema is not None else run.accelerator.unwrap_model(run.model)
+    export_best_model(
+        model, run.export_dir, cfg=run.cfg, arch_kwargs=run.built.arch_kwargs,
+        label_names=run.splits.label_names, data_cfg=run.export_data_cfg, row=row, command=run.command,
+        weights_source=run.built.source, pretrained=run.built.pretrained, base_model=run.base_model,
+    )  # fmt: skip
+
+
+def _diverged(run: Run, what: str) -> TimmAssembleError:
+    """The one line a diverged run stops with: what, where, and what to try."""
+    lr = run.optimizer.param_groups[0]["lr"]
+    return TimmAssembleError(
+        f"training diverged: {what}; nothing of this epoch was saved (the last good checkpoint, "
+        f"checkpoints/best and model/ are as they were); try a lower --lr (now {lr:.3g}), --clip-grad 1.0, "
+        "or --mixed-precision no"
+    )
+
+
+def check_finite_weights(run: Run, epoch: int) -> None:
+    """Stop before a checkpoint or export would save non-finite weights (the model's, and the EMA's)."""
+    models = [("model", run.accelerator.unwrap_model(run.model))]
+    if run.ema is not None:
+        models.append(("EMA", run.ema.module))
+    for label, model in models:
+        tensors = [(n, t) for n, t in model.state_dict().items() if t.is_floating_point()]
+        finite = torch.stack([torch.isfinite(t).all() for _, t in tensors])
+        if not bool(finite.all()):
+            bad = [n for (n, _), ok in zip(tensors, finite.tolist(), strict=True) if not ok]
+            raise _diverged(
+                run,
+                f"after epoch {epoch + 1} (step {run.state.step}) {len(bad)} of {len(tensors)} {label} tensors are "
+                f"not finite (e.g. {bad[0]})",
+            )
 
 
 def epoch_line(run: Run, row: dict[str, Any], is_best: bool) -> str:
@@ -723,6 +824,8 @@ def run(cfg: TrainConfig, command: str | None = None) -> RunResult:
         return finish(current)
     finally:
         current.accelerator.end_training()
+        if current.lock is not None:
+            current.lock.release()
 
 
 __all__ = ["Run", "RunResult", "TrainConfig", "run"]

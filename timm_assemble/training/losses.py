@@ -154,6 +154,7 @@ def build_recipe(cfg: TrainConfig, num_classes: int, teacher: nn.Module | None =
 
 def build_task(student: nn.Module, cfg: TrainConfig, num_classes: int, device) -> TrainingTask:
     """Student forward + `RecipeLoss` on the targets `BatchRecipe` made."""
-    criterion = RecipeLoss(num_classes, kd_weight=cfg.kd_weight if cfg.distilling else 0.0,
-                           kd_temperature=cfg.kd_temperature)
+    criterion = RecipeLoss(
+        num_classes, kd_weight=cfg.kd_weight if cfg.distilling else 0.0, kd_temperature=cfg.kd_temperature
+    )
     return ClassificationTask(student, criterion=criterion, device=device, verbose=False)
