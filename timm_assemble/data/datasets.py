@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +18,11 @@ import numpy as np
 import torch
 from timm.data import create_dataset
 from timm.data.dataset import ImageDataset
-from timm.data.readers.img_extensions import get_img_extensions
+from timm.data.readers.reader import Reader
 from torch.utils.data import Dataset, default_collate
 
 from ..errors import TimmAssembleError
-from .images import READ_ERRORS, open_image
+from .images import READ_ERRORS, FolderScan, open_image, scan_image_folder
 
 _logger = logging.getLogger(__name__)
 
@@ -109,6 +109,7 @@ class DataSplits:
     label_names: list[str]
     train_indices: list[int] | None = None
     val_indices: list[int] | None = None
+    notes: list[str] = field(default_factory=list)  # what discovery skipped, per folder
 
     @property
     def num_classes(self) -> int:
@@ -178,14 +179,47 @@ def _split_dir(root: Path, names: Sequence[str]) -> Path | None:
     return next((root / n for n in names if (root / n).is_dir()), None)
 
 
-def check_class_folders(folder: Path) -> None:
-    """A class folder without images is named (timm would silently drop it and shift the class indices)."""
-    extensions = set(get_img_extensions())
-    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        if not any(f.suffix.lower() in extensions for f in sub.rglob("*") if f.is_file()):
+class ScannedFolderReader(Reader):
+    """timm's folder reader interface over `scan_image_folder`'s samples: the one discovery rule for training."""
+
+    def __init__(self, scan: FolderScan) -> None:
+        super().__init__()
+        self.root = str(scan.root)
+        self.samples = scan.samples
+        self.class_to_idx = scan.class_to_idx
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        path, target = self.samples[index]
+        return open(path, "rb"), target
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def _filename(self, index: int, basename: bool = False, absolute: bool = False) -> str:
+        path = Path(self.samples[index][0])
+        return path.name if basename else str(path if absolute else path.relative_to(self.root))
+
+
+def scan_class_folders(folder: Path) -> FolderScan:
+    """The folder's classes by the one rule; a class folder without images is named (it would shift the
+    class indices), and so are images lying directly in `folder`."""
+    scan = scan_image_folder(folder)
+    if "" in scan.class_to_idx:
+        raise TimmAssembleError(f"{folder} has images directly in it; put them in one folder per class")
+    for name, count in scan.counts().items():
+        if count == 0:
+            skipped = scan.skipped.get(name, [])
+            why = f"; skipped: {'; '.join(skipped[:3])}" if skipped else ""
             raise TimmAssembleError(
-                f"class folder {sub} is empty (no {', '.join(sorted(extensions))} files); add images or remove it"
+                f"class folder {folder / name} is empty (no file with an image extension Pillow opens, such as "
+                f".jpg, .png, .webp, .tiff, .bmp, .gif{why}); add images or remove it"
             )
+    return scan
+
+
+def _folder_dataset(folder: Path) -> tuple[ImageDataset, str | None]:
+    scan = scan_class_folders(folder)
+    return ImageDataset(str(folder), reader=ScannedFolderReader(scan)), scan.skipped_note()
 
 
 def check_enough_classes(names: Sequence[str], where: str) -> None:
@@ -234,10 +268,13 @@ def build_data_splits(
             raise TimmAssembleError(f"data dir {root} is empty")
     root_str = str(data_dir) if data_dir is not None else None
 
+    notes: list[str] = []
     if val_fraction is not None:
-        if not dataset:
-            check_class_folders(_split_dir(root, (train_split, *_TRAIN_NAMES)) or root)
-        full = _create(dataset, root_str, train_split, False, download, seed)
+        if dataset:
+            full = _create(dataset, root_str, train_split, False, download, seed)
+        else:
+            full, note = _folder_dataset(_split_dir(root, (train_split, *_TRAIN_NAMES)) or root)
+            notes += [note] if note else []
         if len(full) == 0:
             raise TimmAssembleError(f"no images found in {data_dir}")
         train_idx, val_idx = stratified_split(_targets(full), val_fraction, seed)
@@ -245,7 +282,7 @@ def build_data_splits(
             raise TimmAssembleError(f"--val-split {val_fraction} leaves no validation images in {data_dir}")
         names = _label_names(full) or [str(i) for i in range(max(_targets(full)) + 1)]
         check_enough_classes(names, str(data_dir or dataset))
-        return DataSplits(full, full, names, train_idx, val_idx)
+        return DataSplits(full, full, names, train_idx, val_idx, notes)
 
     if not dataset:
         # timm falls back to the root itself when a split folder is missing; say which folder is missing
@@ -257,10 +294,12 @@ def build_data_splits(
                 f"data dir {root} has no {missing} folder; use a train/ + val/ layout, or pass "
                 "--val-split 0.1 to hold out part of a single folder"
             )
-        for names in ((train_split, *_TRAIN_NAMES), (val_split_name, *_VAL_NAMES)):
-            check_class_folders(_split_dir(root, names))
-    train = _create(dataset, root_str, train_split, True, download, seed)
-    val = _create(dataset, root_str, val_split_name, False, download, seed)
+        train, train_note = _folder_dataset(_split_dir(root, (train_split, *_TRAIN_NAMES)))
+        val, val_note = _folder_dataset(_split_dir(root, (val_split_name, *_VAL_NAMES)))
+        notes += [n for n in (train_note, val_note) if n]
+    else:
+        train = _create(dataset, root_str, train_split, True, download, seed)
+        val = _create(dataset, root_str, val_split_name, False, download, seed)
     for split, ds in (("train", train), ("validation", val)):
         if len(ds) == 0:
             raise TimmAssembleError(f"the {split} split of {data_dir or dataset} has no images")
@@ -274,4 +313,4 @@ def build_data_splits(
         )
     names = train_names or [str(i) for i in range(max(_targets(train)) + 1)]
     check_enough_classes(names, str(data_dir or dataset))
-    return DataSplits(train, val, names)
+    return DataSplits(train, val, names, notes=notes)

@@ -12,21 +12,31 @@ pixels everywhere. Pillow's own `convert("RGB")` is wrong for several common fil
 
 `1`, `L`, `P`, `CMYK` (Pillow's conversion, without colour management), `YCbCr`, `LAB`, `HSV` and `F`
 (Pillow's conversion: values taken as 0-255) are converted by Pillow.
+
+Which files are images is one rule too (`scan_image_folder`): the extensions Pillow opens, each skipped
+file named, symlinks resolved once (a loop or a second link to one target is reported, not followed
+again), and only regular files read. An image's declared size is checked against Pillow's
+`MAX_IMAGE_PIXELS` before any pixel is decoded: a 12000x12000 header is refused, not decoded to black.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import stat
 import warnings
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps
-from timm.data.readers.img_extensions import get_img_extensions
+from timm.utils.misc import natural_key
 
 from ..errors import TimmAssembleError
+
+_logger = logging.getLogger(__name__)
 
 # what Pillow raises for truncated, corrupt or unsupported files
 READ_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
@@ -35,9 +45,45 @@ _SIXTEEN_BIT = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
 _ALPHA = {"RGBA", "LA", "PA", "RGBa", "La"}
 
 
+# formats Pillow registers but cannot decode by itself (stubs, external programs, vector or video formats)
+_NOT_DECODABLE = {"BUFR", "GRIB", "HDF5", "WMF", "MPEG", "EPS"}
+
+
+def _image_extensions() -> tuple[str, ...]:
+    Image.init()
+    registered = Image.registered_extensions()
+    return tuple(sorted(e for e, f in registered.items() if f in Image.OPEN and f not in _NOT_DECODABLE))
+
+
+IMAGE_EXTENSIONS = _image_extensions()  # .png .jpg .jpeg .webp .tif .tiff .bmp .gif ... : every one Pillow opens
+
+
+def set_max_image_pixels(pixels: int | None) -> None:
+    """Raise (or lower) the declared-size limit every reader checks; None: Pillow's default (about 89 MP)."""
+    Image.MAX_IMAGE_PIXELS = pixels if pixels is not None else _DEFAULT_MAX_PIXELS
+
+
+_DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS
+
+
+def check_declared_size(img: Image.Image) -> None:
+    """Refuse an image whose header claims more pixels than the limit, before decoding allocates them."""
+    limit = Image.MAX_IMAGE_PIXELS
+    width, height = img.size
+    if limit is not None and width * height > limit:
+        raise Image.DecompressionBombError(
+            f"declared size {width}x{height} ({width * height / 1e6:.0f} MP) is over the limit of "
+            f"{limit / 1e6:.0f} MP (a decompression bomb, or raise the limit with --max-image-pixels)"
+        )
+
+
 def open_image(source: str | os.PathLike | BinaryIO, mode: str = "RGB") -> Image.Image:
     """Decode `source` fully into an 8-bit image of `mode` ("RGB" or "L"); raises one of READ_ERRORS."""
-    with Image.open(source) as img:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # checked below, as an error
+        img = Image.open(source)
+    with img:
+        check_declared_size(img)
         img.load()
         return to_mode(img, mode)
 
@@ -67,16 +113,122 @@ def _upright(img: Image.Image) -> Image.Image:
         return img
 
 
+@dataclass
+class FolderScan:
+    """What `scan_image_folder` found: samples `(path, class index)`, classes, and every entry it skipped."""
+
+    root: Path
+    samples: list[tuple[str, int]]
+    class_to_idx: dict[str, int]
+    skipped: dict[str, list[str]] = field(default_factory=dict)  # class ("" for the root) -> "name (why)"
+
+    def counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(self.class_to_idx, 0)
+        names = list(self.class_to_idx)
+        for _, target in self.samples:
+            counts[names[target]] += 1
+        return counts
+
+    def skipped_note(self, limit: int = 3) -> str | None:
+        """One line: how many entries were skipped, per class, with the first few named."""
+        if not self.skipped:
+            return None
+        total = sum(map(len, self.skipped.values()))
+        parts = [
+            f"{cls or '.'}: {len(items)} ({'; '.join(items[:limit])}{'; ...' if len(items) > limit else ''})"
+            for cls, items in sorted(self.skipped.items())
+        ]
+        return f"skipped {total} entries of {self.root}: " + ", ".join(parts)
+
+
+def _kind(mode: int) -> str:
+    kinds = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"))
+    kinds += ((stat.S_ISBLK, "a device"),)
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
+class _Walk:
+    """One walk of a folder tree: every real folder and file visited once, whatever links point at them."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.seen_dirs: dict[tuple[int, int], Path] = {}
+        self.seen_files: dict[tuple[int, int], Path] = {}
+        self.skipped: dict[str, list[str]] = {}
+        self.per_class: dict[str, list[Path]] = {}
+        # the real class folders, known before any link is followed: a link from one class into another
+        # class's folder is the duplicate, whatever the walk order
+        self.class_dirs: dict[tuple[int, int], Path] = {}
+        for entry in os.scandir(root):
+            if entry.is_dir(follow_symlinks=False) and not entry.name.startswith("."):
+                info = entry.stat(follow_symlinks=False)
+                self.class_dirs[(info.st_dev, info.st_ino)] = Path(entry.path)
+
+    def skip(self, cls: str, path: Path, why: str) -> None:
+        self.skipped.setdefault(cls, []).append(f"{path.relative_to(self.root)} ({why})")
+
+    def folder(self, path: Path, cls: str, ancestors: frozenset[tuple[int, int]]) -> None:
+        """Visit `path` (a folder, or a link to one) unless it was visited already or loops back."""
+        info = os.stat(path)
+        key = (info.st_dev, info.st_ino)
+        if key in ancestors:
+            return self.skip(cls, path, "symlink loop")
+        owner = self.seen_dirs.get(key) or self.class_dirs.get(key)
+        if owner is not None and owner != path:
+            return self.skip(cls, path, f"same folder as {owner.relative_to(self.root) or '.'}")
+        self.seen_dirs[key] = path
+        if path != self.root:
+            self.per_class.setdefault(cls, [])  # an empty class folder is still a class (and reported as empty)
+        with os.scandir(path) as it:  # real entries first: a link to a sibling is the duplicate, not the target
+            entries = sorted(it, key=lambda e: (e.is_symlink(), natural_key(e.name)))
+        for entry in entries:
+            self.entry(Path(entry.path), entry.name if path == self.root else cls, ancestors | {key})
+
+    def entry(self, path: Path, cls: str, ancestors: frozenset[tuple[int, int]]) -> None:
+        at_root = path.parent == self.root  # a file (or a skipped entry) directly in the root has no class
+        if path.name.startswith("."):
+            return self.skip("" if at_root else cls, path, "hidden")
+        try:
+            info = os.stat(path)
+        except OSError as err:
+            why = "broken symlink" if path.is_symlink() else err.strerror or "unreadable"
+            return self.skip("" if at_root else cls, path, why)
+        key = (info.st_dev, info.st_ino)
+        if stat.S_ISDIR(info.st_mode):
+            return self.folder(path, cls, ancestors)
+        cls = "" if at_root else cls
+        if not stat.S_ISREG(info.st_mode):
+            self.skip(cls, path, f"{_kind(info.st_mode)}, not a regular file")
+        elif path.suffix.lower() not in IMAGE_EXTENSIONS:
+            self.skip(cls, path, "not an image extension")
+        elif key in self.seen_files:
+            self.skip(cls, path, f"same file as {self.seen_files[key].relative_to(self.root)}")
+        else:
+            self.seen_files[key] = path
+            self.per_class.setdefault(cls, []).append(path)
+
+
+def scan_image_folder(root: str | os.PathLike) -> FolderScan:
+    """`root/<class>/**/<image>` by the one rule (see the module doc); images directly in `root` get class ""."""
+    walk = _Walk(Path(root))
+    walk.folder(walk.root, "", frozenset())
+    names = sorted(walk.per_class, key=natural_key)
+    class_to_idx = {name: i for i, name in enumerate(names)}
+    samples = [(str(p), class_to_idx[cls]) for cls, paths in walk.per_class.items() for p in paths]
+    return FolderScan(walk.root, sorted(samples, key=lambda s: natural_key(s[0])), class_to_idx, walk.skipped)
+
+
 def image_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
-    """Files as given; a folder stands for the image files in it and its subfolders (sorted)."""
-    extensions = set(get_img_extensions())
+    """Files as given; a folder stands for the image files in it and its subfolders (the one rule, sorted)."""
     files: list[Path] = []
     for path in map(Path, paths):
         if not path.is_dir():
             files.append(path)
             continue
-        found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in extensions)
-        if not found:
-            raise TimmAssembleError(f"folder {path} holds no image files ({', '.join(sorted(extensions))})")
-        files.extend(found)
+        scan = scan_image_folder(path)
+        if not scan.samples:
+            raise TimmAssembleError(f"folder {path} holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
+        if note := scan.skipped_note():
+            _logger.warning("%s", note)
+        files.extend(Path(p) for p, _ in scan.samples)
     return files

@@ -482,6 +482,8 @@ def describe(run: Run) -> None:
         f"from {cfg.data_dir or cfg.dataset}"
     )
     run.log(f"  classes: {run.splits.summary()}")
+    for note in run.splits.notes:
+        run.log(f"  NOTE: {note}")
     run.log(
         f"  {acc.num_processes} process(es) on {acc.device}, global batch {run.global_batch}, lr {run.lr:.4g}, "
         f"{run.updates_per_epoch} updates/epoch"
