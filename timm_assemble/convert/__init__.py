@@ -1,15 +1,19 @@
 """Convert the official TensorFlow Assemble-ResNet checkpoints to timm weights, without TensorFlow.
 
-`convert_checkpoint` reads the checkpoint's index, builds the matching timm model (width and classes taken
-from the checkpoint's shapes), checks every official variable against the model by name and shape, then
-streams the tensors one at a time into the model and writes a Hub-ready folder (model.safetensors,
-config.json, README.md). Peak memory is about one model plus one tensor.
+`convert_checkpoint` reads the checkpoint's index, checks the claimed width, classes and channels against
+sane bounds and every official variable's name, shape and stored size against the architecture (built on
+PyTorch's `meta` device: shapes only, no memory), and only then builds the real timm model, streams the
+tensors one at a time into it and writes a Hub-ready folder (model.safetensors, config.json, README.md).
+A crafted index therefore costs a fraction of a second, whatever it claims. Peak memory is about one
+model plus one tensor.
 """
 
 from __future__ import annotations
 
+import math
 import shlex
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,12 +24,13 @@ from tqdm import tqdm
 
 from ..errors import TimmAssembleError
 from ..export import export_hub_folder
-from ..fileio import sha256_file
+from ..fileio import check_dir_target, check_output_not_containing, sha256_file
 from .mapping import (
     DENSE_KERNEL,
     NUM_OFFICIAL_CLASSES,
     OFFICIAL_MODELS,
     STEM_KERNEL,
+    Target,
     build_mapping,
     check_mapping,
     transform,
@@ -36,6 +41,9 @@ __all__ = ["OFFICIAL_MODELS", "ConversionReport", "TensorBundleReader", "convert
 
 PRETRAINED_TAG = "clova_in1k"
 DEFAULT_WIDTH = 64
+MAX_WIDTH = 1024  # 16x the official width: ~10 G parameters for ResNet-50, far beyond any released model
+MAX_CLASSES = 1_000_000
+MAX_IN_CHANS = 64
 BACKGROUND_LABEL = "background"
 
 
@@ -117,6 +125,53 @@ def _label_names(num_classes: int) -> list[str]:
     return [BACKGROUND_LABEL, *names] if num_classes == len(names) + 1 else names
 
 
+def claimed_architecture(
+    reader: TensorBundleReader, shapes: dict[str, tuple[int, ...]], keep_background: bool
+) -> tuple[int, int, int]:
+    """Width, input channels and classes the checkpoint claims (stem and classifier shapes), within sane bounds."""
+    for required in (STEM_KERNEL, DENSE_KERNEL):
+        if required not in shapes:
+            raise TimmAssembleError(
+                f"{reader.index_path}: not an official Assemble-ResNet checkpoint (no variable {required!r} "
+                f"among its {len(shapes)} variables)"
+            )
+    stem, dense = shapes[STEM_KERNEL], shapes[DENSE_KERNEL]
+    if len(stem) != 4 or len(dense) != 2:
+        raise TimmAssembleError(f"{reader.index_path}: unexpected shapes {STEM_KERNEL} {stem}, {DENSE_KERNEL} {dense}")
+    width, in_chans = stem[3], stem[2]
+    if not keep_background and dense[1] != NUM_OFFICIAL_CLASSES:
+        raise TimmAssembleError(
+            f"the checkpoint's classifier has {dense[1]} classes, not the official {NUM_OFFICIAL_CLASSES} "
+            "(background + ImageNet); pass --keep-background to keep all of them"
+        )
+    num_classes = dense[1] if keep_background else dense[1] - 1
+    for what, value, high in (("width", width, MAX_WIDTH), ("input channels", in_chans, MAX_IN_CHANS)):
+        if not 1 <= value <= high:
+            raise TimmAssembleError(
+                f"{reader.index_path}: {STEM_KERNEL} {list(stem)} claims {what} {value}, outside 1..{high}: "
+                "not an Assemble-ResNet checkpoint (or a damaged one)"
+            )
+    if not 1 <= num_classes <= MAX_CLASSES:
+        raise TimmAssembleError(
+            f"{reader.index_path}: {DENSE_KERNEL} {list(dense)} claims {num_classes} classes, outside 1..{MAX_CLASSES}"
+        )
+    return width, in_chans, num_classes
+
+
+def check_stored_sizes(reader: TensorBundleReader, mapping: Mapping[str, Target]) -> None:
+    """Each model variable's stored byte count must be what its dtype and shape need (checked before any read)."""
+    for name in mapping:
+        entry = reader.entry(name)
+        if entry.dtype is None or entry.dtype.kind != "f":
+            raise TimmAssembleError(f"{name!r}: dtype {entry.dtype_name} is not a floating point weight")
+        need = math.prod(entry.shape) * entry.dtype.itemsize
+        if entry.size != need:
+            raise TimmAssembleError(
+                f"{name!r} in {reader.index_path}: stored size {entry.size} bytes does not match "
+                f"{entry.dtype_name}{list(entry.shape)} ({need} bytes)"
+            )
+
+
 def convert_checkpoint(
     model_name: str,
     prefix: str | Path,
@@ -134,42 +189,28 @@ def convert_checkpoint(
     start = time.perf_counter()
     if model_name not in OFFICIAL_MODELS:
         raise TimmAssembleError(f"unknown model {model_name!r}; choose one of {', '.join(OFFICIAL_MODELS)}")
-    prefix, out_dir = Path(prefix), Path(out_dir)
+    prefix, out_dir = Path(prefix), check_dir_target(out_dir)
+    check_output_not_containing(out_dir, [Path(f"{prefix}.index")])
     if out_dir.exists() and not overwrite:
         raise TimmAssembleError(f"output folder {out_dir} already exists; pass --overwrite to replace it")
     reader = TensorBundleReader(prefix)
     shapes = {name: reader.entry(name).shape for name in reader}
-    for required in (STEM_KERNEL, DENSE_KERNEL):
-        if required not in shapes:
-            raise TimmAssembleError(
-                f"{reader.index_path}: not an official Assemble-ResNet checkpoint (no variable {required!r} "
-                f"among its {len(shapes)} variables)"
-            )
-    stem, dense = shapes[STEM_KERNEL], shapes[DENSE_KERNEL]
-    if len(stem) != 4 or len(dense) != 2:
-        raise TimmAssembleError(f"{reader.index_path}: unexpected shapes {STEM_KERNEL} {stem}, {DENSE_KERNEL} {dense}")
-    width, in_chans = stem[3], stem[2]
-    if not keep_background and dense[1] != NUM_OFFICIAL_CLASSES:
-        raise TimmAssembleError(
-            f"the checkpoint's classifier has {dense[1]} classes, not the official {NUM_OFFICIAL_CLASSES} "
-            "(background + ImageNet); pass --keep-background to keep all of them"
-        )
-    num_classes = dense[1] if keep_background else dense[1] - 1
+    width, in_chans, num_classes = claimed_architecture(reader, shapes, keep_background)
     model_args = {} if width == DEFAULT_WIDTH else {"width": width}
     if in_chans != 3:
         model_args["in_chans"] = in_chans
-    model = timm.create_model(f"{model_name}.{PRETRAINED_TAG}", num_classes=num_classes, **model_args).eval()
-    mapping = build_mapping(model)
-    state = model.state_dict()
+    name = f"{model_name}.{PRETRAINED_TAG}"
+    with torch.device("meta"):  # shapes only: the checkpoint is checked before it may cost memory
+        skeleton = timm.create_model(name, num_classes=num_classes, **model_args)
+    mapping = build_mapping(skeleton)
     report = ConversionReport(model_name, out_dir, width, num_classes)
-    report.ignored = check_mapping(
-        mapping, shapes, {k: tuple(v.shape) for k, v in state.items()}, model_name, not keep_background
-    )
+    skeleton_shapes = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    report.ignored = check_mapping(mapping, shapes, skeleton_shapes, model_name, not keep_background)
+    check_stored_sizes(reader, mapping)
+    model = timm.create_model(name, num_classes=num_classes, **model_args).eval()
+    state = model.state_dict()
     with torch.no_grad():
         for name, target in tqdm(mapping.items(), desc="converting", unit="tensor", disable=None):
-            entry = reader.entry(name)
-            if entry.dtype is None or entry.dtype.kind != "f":
-                raise TimmAssembleError(f"{name!r}: dtype {entry.dtype_name} is not a floating point weight")
             state[target.key].copy_(torch.from_numpy(transform(target, reader.read(name), not keep_background)))
             report.converted.append(name)
         for key, value in state.items():

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import TimmAssembleError
+from ..fileio import open_regular
 from .crc32c import crc32c, unmask
 
 __all__ = ["BundleEntry", "TensorBundleReader", "data_shard_path"]
@@ -27,6 +28,8 @@ __all__ = ["BundleEntry", "TensorBundleReader", "data_shard_path"]
 _TABLE_MAGIC = 0xDB4775248B80FB57
 _FOOTER_LEN = 48  # two padded block handles (40 bytes) + 8-byte magic
 _BLOCK_TRAILER_LEN = 5  # compression type byte + masked crc32c
+MAX_INDEX_BYTES = 64 << 20  # the official ResNet-152 index is well under 1 MB; a larger one is not a checkpoint
+MAX_RANK = 8
 _COMPRESSION_NAMES = {1: "snappy", 2: "zlib"}
 
 # tensorflow/core/framework/types.proto DataType -> numpy (little endian)
@@ -151,9 +154,13 @@ def _parse_shape(buf: bytes) -> tuple[int, ...]:
             for dfield, dwire, dvalue in _fields(value):
                 if dfield == 1 and dwire == 0:
                     size = _signed64(dvalue)
+            if size < 0:
+                raise _DecodeError(f"tensor shape has a negative dimension ({size})")
             dims.append(size)
         elif field == 3 and wire == 0 and value:
             raise _DecodeError("tensor shape has unknown rank")
+    if len(dims) > MAX_RANK:
+        raise _DecodeError(f"tensor shape has rank {len(dims)} (at most {MAX_RANK})")
     return tuple(dims)
 
 
@@ -239,7 +246,13 @@ def _block_handle(buf: bytes, pos: int, end: int) -> tuple[int, int, int]:
 
 
 def _read_table(path: Path) -> list[tuple[bytes, bytes]]:
-    index = path.read_bytes()
+    with open_regular(path) as f:  # a FIFO or device named .index would block or never end
+        index = f.read(MAX_INDEX_BYTES + 1)
+    if len(index) > MAX_INDEX_BYTES:
+        raise TimmAssembleError(
+            f"{path}: {Path(path).stat().st_size / 1e6:.0f} MB is far larger than any checkpoint index "
+            f"(limit {MAX_INDEX_BYTES >> 20} MB); is it the right file?"
+        )
     if len(index) < _FOOTER_LEN:
         raise TimmAssembleError(
             f"{path}: not a TensorFlow checkpoint index (only {len(index)} bytes, shorter than a table footer)"
