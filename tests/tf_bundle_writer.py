@@ -94,8 +94,12 @@ def write_bundle(
     block_size: int = 4096,
     restart_interval: int = 16,
     compression: int = 0,
+    claim: Mapping[str, tuple[int, ...]] | None = None,
 ) -> None:
-    """Write `tensors` as checkpoint `prefix` (.index + .data-*), round-robin over `num_shards`."""
+    """Write `tensors` as checkpoint `prefix` (.index + .data-*), round-robin over `num_shards`.
+
+    `claim` gives entries a shape other than their data's (a crafted index: the stored size stays the data's).
+    """
     names = sorted(tensors, key=lambda n: n.encode())
     offsets = [0] * num_shards
     files = [open(data_shard_path(prefix, i, num_shards), "wb") for i in range(num_shards)]
@@ -106,7 +110,8 @@ def write_bundle(
             raw = arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
             shard = i % num_shards
             files[shard].write(raw)
-            entry = _entry_proto(_DTYPE_ENUMS[arr.dtype], arr.shape, shard, offsets[shard], len(raw), mask(crc32c(raw)))
+            shape = (claim or {}).get(name, arr.shape)
+            entry = _entry_proto(_DTYPE_ENUMS[arr.dtype], shape, shard, offsets[shard], len(raw), mask(crc32c(raw)))
             items.append((name.encode(), entry))
             offsets[shard] += len(raw)
     finally:
