@@ -10,6 +10,8 @@ Add a row for every bug found.
 from __future__ import annotations
 
 import errno
+import json
+import os
 import re
 import shutil
 from collections.abc import Callable
@@ -23,7 +25,7 @@ import timm
 import torch
 from accelerate import Accelerator
 from PIL import Image
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from training_helpers import one_thread, reset_accelerate, tiny_data
 
 import timm_assemble  # noqa: F401
@@ -31,6 +33,7 @@ import timm_assemble.export
 from timm_assemble import cli
 from timm_assemble.errors import TimmAssembleError
 from timm_assemble.fileio import sha256_file
+from timm_assemble.locks import folder_lock
 from timm_assemble.training import checkpoint as ckpt
 from timm_assemble.training.cli import main as train_main
 
@@ -229,7 +232,11 @@ CASES = {
         unchanged=False,
     ),
     "killed between the renames": Case(
-        _killed_between_renames, ["--resume", "auto"], 0, "resumed from {run}/checkpoints/.last.123.0123abcd.old", unchanged=False
+        _killed_between_renames,
+        ["--resume", "auto"],
+        0,
+        "resumed from {run}/checkpoints/.last.123.0123abcd.old",
+        unchanged=False,
     ),
 }
 
@@ -473,3 +480,64 @@ def test_safetensors_write_errors_keep_their_errno(tmp_path):
     assert not isinstance(caught.value, OSError)
     assert os_error_of(caught.value).errno == errno.ENOENT
     assert os_error_of(KeyboardInterrupt()) is None and os_error_of(ValueError("no errno here")) is None
+
+
+# ---------------------------------------------------------------------------------------------- issue 21
+
+
+def test_divergence_stops_with_the_last_good_state_untouched(base, run, capsys):
+    """--lr 1e4: one line naming the step and what to try, exit 2; what is saved is finite and agrees."""
+    code, _, err = train(train_argv(base["data"], run, "--resume", "auto", "--epochs", "8", "--lr", "1e4"), capsys)
+    assert code == 2, err
+    one_line_error(err, code)
+    assert re.search(r"training diverged: (the loss is not finite at step \d+|after epoch \d+ .* not finite)", err)
+    assert "try a lower --lr (peak now 1e+04)" in err
+    last = ckpt.select_resume(run, "auto").state
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == list(range(1, last.epoch + 1))
+    for folder in (run / "checkpoints/last", run / "checkpoints/best", run / "model"):
+        weights = load_file(folder / "model.safetensors")
+        assert all(torch.isfinite(t).all() for t in weights.values() if t.is_floating_point()), folder
+
+
+def test_a_kill_during_the_first_save_then_the_same_command_finishes(base, tmp_path, capsys, monkeypatch):
+    """The requeued job: same command, --resume auto, after a kill while the first checkpoint was written."""
+    out = tmp_path / "run"
+    argv = train_argv(base["data"], out, "--resume", "auto", "--epochs", "1")
+    real = accelerate.checkpointing.save
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(accelerate.checkpointing, "save", killed)
+    monkeypatch.setattr(ckpt.shutil, "rmtree", lambda *a, **k: None)  # SIGKILL: no clean-up runs
+    assert train(argv, capsys)[0] == 130
+    assert not (out / "metrics.jsonl").exists() and not (out / "model").exists()  # nothing ran ahead of it
+    assert list((out / "checkpoints").glob(".last.*.tmp"))  # the half-written first checkpoint
+    monkeypatch.undo()
+    assert accelerate.checkpointing.save is real
+    code, stdout, err = train(argv, capsys)
+    assert code == 0, err
+    assert "--resume auto: no complete checkpoint in" in stdout and "starting from scratch" in stdout
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 1 and (out / "model").is_dir()
+    assert not list((out / "checkpoints").glob(".*"))  # the killed save's temporary folder is gone
+
+
+def test_outputs_never_hold_an_epoch_the_checkpoint_does_not(base, run, capsys):
+    """Rows ahead of the checkpoint are dropped; a best checkpoint whose export a kill prevented is exported."""
+    shutil.rmtree(run / "model")  # killed between the checkpoint of the best epoch and its export
+    before = (run / "metrics.jsonl").read_text().splitlines()
+    (run / "metrics.jsonl").write_text("\n".join([*before, before[-1].replace('"epoch": 2', '"epoch": 3')]) + "\n")
+    code, _, err = train(train_argv(base["data"], run, "--resume", f"{run}/checkpoints/best"), capsys)
+    assert code == 0, err
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert "re-exported" not in err and (run / "model" / "model.safetensors").is_file()
+
+
+def test_a_second_run_into_a_locked_folder_names_the_owner(base, run, capsys):
+    with folder_lock(run, "output dir"):
+        code, _, err = train(train_argv(base["data"], run, "--resume", "auto", "--epochs", "3"), capsys)
+    assert code == 2 and f"output dir {run} is in use by another run (PID {os.getpid()} on" in err
+    one_line_error(err, code)
+    assert not (run / ".timm-assemble.lock").exists()

@@ -723,10 +723,9 @@ def export_best(run: Run, row: dict[str, Any], model: nn.Module | None = None) -
 
 def _diverged(run: Run, what: str) -> TimmAssembleError:
     """The one line a diverged run stops with: what, where, and what to try."""
-    lr = run.optimizer.param_groups[0]["lr"]
     return TimmAssembleError(
         f"training diverged: {what}; nothing of this epoch was saved (the last good checkpoint, "
-        f"checkpoints/best and model/ are as they were); try a lower --lr (now {lr:.3g}), --clip-grad 1.0, "
+        f"checkpoints/best and model/ are as they were); try a lower --lr (peak now {run.lr:.3g}), --clip-grad 1.0, "
         "or --mixed-precision no"
     )
 
