@@ -291,8 +291,11 @@ def _coerce(name: str, value: Any, source: str) -> Any:
     if name not in FIELDS:
         raise TimmAssembleError(f"{source}: unknown setting '{name}'")
     if name in ("scale",):
-        if not (isinstance(value, list) and len(value) == 2):
-            raise TimmAssembleError(f"{source}: '{name}' must be a list of two numbers")
+        numbers = isinstance(value, list) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+        )
+        if not (numbers and len(value) == 2):
+            raise TimmAssembleError(f"{source}: '{name}' must be a list of two numbers, got {value!r}")
         return tuple(float(v) for v in value)
     kind = _TYPES[name]
     if kind is bool and not isinstance(value, bool):
@@ -307,10 +310,16 @@ def _coerce(name: str, value: Any, source: str) -> Any:
 
 
 def _read_toml(path: Path, source: str) -> dict[str, Any]:
+    if path.exists() and not path.is_file():  # a folder, FIFO or device: reading would fail or block
+        raise TimmAssembleError(f"config file {path} is not a regular file")
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as err:
         raise TimmAssembleError(f"config file {path} does not exist") from err
+    except OSError as err:
+        raise TimmAssembleError(f"config file {path} cannot be read: {err.strerror}") from err
+    except UnicodeDecodeError as err:
+        raise TimmAssembleError(f"{source}: not valid TOML: not UTF-8 text ({err.reason} at byte {err.start})") from err
     except tomllib.TOMLDecodeError as err:
         raise TimmAssembleError(f"{source}: not valid TOML: {err}") from err
 

@@ -1,0 +1,256 @@
+"""Property-based tests (hypothesis): classes of inputs, not lists, for the writers, the checkpoint reader, the
+config loader and data discovery. Each property says what must hold for every input of its class."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+from tf_bundle_writer import write_bundle
+
+from timm_assemble.convert.tensor_bundle import TensorBundleReader
+from timm_assemble.data.images import IMAGE_EXTENSIONS, scan_image_folder
+from timm_assemble.errors import TimmAssembleError
+from timm_assemble.fileio import atomic_dir, atomic_write
+from timm_assemble.training.config import load_config_file
+
+FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+# ---------------------------------------------------------------------------------------------- writers
+
+KINDS = ("absent", "file", "folder", "link-to-file", "link-to-folder", "broken-link", "fifo", "char-device")
+
+
+def _make(kind: str, path: Path, elsewhere: Path) -> None:
+    if kind == "file":
+        path.write_text("old")
+    elif kind == "folder":
+        path.mkdir()
+        (path / "inside").write_text("old")
+    elif kind == "link-to-file":
+        path.symlink_to(elsewhere / "f")
+    elif kind == "link-to-folder":
+        path.symlink_to(elsewhere, target_is_directory=True)
+    elif kind == "broken-link":
+        path.symlink_to(elsewhere / "missing")
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "char-device":
+        os.mknod(path, stat.S_IFCHR | 0o666, os.makedev(1, 3))  # /dev/null's numbers
+
+
+def _tree(root: Path) -> dict[str, tuple[int, bytes | None]]:
+    """Every entry's type and (for regular files) content, links not followed."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = Path(dirpath) / name
+            mode = os.lstat(path).st_mode
+            out[str(path.relative_to(root))] = (stat.S_IFMT(mode), path.read_bytes() if stat.S_ISREG(mode) else None)
+    return out
+
+
+@FAST
+@given(
+    kind=st.sampled_from(KINDS),
+    writer=st.sampled_from(("file", "folder", "folder-overwrite")),
+    siblings=st.lists(st.sampled_from(("out.old", ".out.old", "out.tmp", "out~")), unique=True),
+    payload=st.binary(max_size=64),
+)
+def test_a_writer_replaces_only_what_it_may(kind, writer, siblings, payload):
+    """Outcome is the new output or one TimmAssembleError; a non-regular target, a link, and every sibling
+    (whatever its name) are left exactly as they were; no temporary name stays behind."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root, elsewhere = Path(tmp) / "root", Path(tmp) / "elsewhere"
+        root.mkdir()
+        elsewhere.mkdir()
+        (elsewhere / "f").write_text("theirs")
+        target = root / "out"
+        _make(kind, target, elsewhere)
+        for name in siblings:
+            (root / name).write_text(name)
+        before, outside = _tree(root), _tree(elsewhere)
+        try:
+            if writer == "file":
+                atomic_write(target, payload)
+            else:
+                with atomic_dir(target, overwrite=writer == "folder-overwrite") as folder:
+                    (folder / "new").write_bytes(payload)
+        except TimmAssembleError as err:
+            assert "\n" not in str(err)
+            assert _tree(root) == before
+        else:
+            may_replace = {"file": ("absent", "file"), "folder": ("absent",), "folder-overwrite": ("absent", "folder")}
+            assert kind in may_replace[writer]
+            after = _tree(root)
+            new = {k: v for k, v in after.items() if k not in before or before[k] != v}
+            expect = {"out"} | ({"out/new"} if writer != "file" else set())
+            assert set(new) == expect and all(k in after for k in before if not k.startswith("out/"))
+            assert (target.read_bytes() if writer == "file" else (target / "new").read_bytes()) == payload
+        assert _tree(elsewhere) == outside
+
+
+# ---------------------------------------------------------------------------------------------- checkpoint reader
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory) -> bytes:
+    prefix = tmp_path_factory.mktemp("bundle") / "model.ckpt"
+    rng = np.random.default_rng(0)
+    tensors = {
+        f"resnet_model/layer{i}/kernel": rng.standard_normal((3, 2, i + 1)).astype(np.float32) for i in range(12)
+    }
+    write_bundle(prefix, tensors, block_size=128)
+    return Path(f"{prefix}.index").read_bytes(), Path(f"{prefix}.data-00000-of-00001").read_bytes()
+
+
+@FAST
+@given(
+    edits=st.lists(st.tuples(st.integers(0, 1 << 16), st.integers(0, 255)), min_size=1, max_size=8),
+    cut=st.integers(0, 8),
+)
+def test_a_damaged_index_is_one_clear_error_or_reads_back_checked(bundle, edits, cut):
+    """Any bytes changed (and any tail cut): the reader opens it, or raises TimmAssembleError, fast; every
+    tensor it then reads is checked (CRC) or refused in one line, never a raw exception."""
+    index, data = bundle
+    damaged = bytearray(index)
+    for position, value in edits:
+        damaged[position % len(damaged)] = value
+    damaged = damaged[: len(damaged) - cut]
+    with tempfile.TemporaryDirectory() as tmp:
+        prefix = Path(tmp) / "model.ckpt"
+        Path(f"{prefix}.index").write_bytes(bytes(damaged))
+        Path(f"{prefix}.data-00000-of-00001").write_bytes(data)
+        start = time.perf_counter()
+        try:
+            reader = TensorBundleReader(prefix)
+            for name in reader:
+                reader.read(name)
+        except TimmAssembleError as err:
+            assert str(err)
+        assert time.perf_counter() - start < 5
+
+
+# ---------------------------------------------------------------------------------------------- config loader
+
+toml_values = st.recursive(
+    st.none().map(lambda _: "x")
+    | st.booleans()
+    | st.integers(-(1 << 70), 1 << 70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3),
+    max_leaves=4,
+)
+KEYS = ("lr", "epochs", "batch_size", "scale", "model", "model_kwargs", "hflip", "mixup", "sched", "nonsense", "mode")
+
+
+def _toml(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return {"nan": "nan", "inf": "inf", "-inf": "-inf"}.get(str(value), repr(value))
+    if isinstance(value, str):
+        return '"' + value.encode("unicode_escape").decode().replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return str(value)
+
+
+@FAST
+@given(settings_=st.dictionaries(st.sampled_from(KEYS), toml_values, max_size=4), raw=st.binary(max_size=40))
+@example(settings_={"scale": ["a", 1]}, raw=b"\xff\xfe")
+@example(settings_={"epochs": 1 << 70, "lr": float("nan")}, raw=b"lr = inf")
+def test_a_config_file_loads_or_is_one_clear_error(settings_, raw):
+    """Typed TOML of any shape, and arbitrary bytes: settings come back, or one TimmAssembleError."""
+    with tempfile.TemporaryDirectory() as tmp:
+        for text in ("\n".join(f"{k} = {_toml(v)}" for k, v in settings_.items()).encode(), raw):
+            path = Path(tmp) / "config.toml"
+            path.write_bytes(text)
+            try:
+                loaded = load_config_file(path)
+            except TimmAssembleError as err:
+                assert str(err).startswith(str(path)) or "config file" in str(err)
+            else:
+                assert set(loaded) <= set(KEYS)
+
+
+def test_a_config_path_that_is_not_a_file_is_one_clear_error(tmp_path):
+    os.mkfifo(tmp_path / "fifo.toml")
+    for path in (tmp_path, tmp_path / "fifo.toml", tmp_path / "missing.toml"):
+        with pytest.raises(TimmAssembleError, match="config file"):
+            load_config_file(path)
+
+
+# ---------------------------------------------------------------------------------------------- data discovery
+
+NAMES = st.sampled_from(("a", "b", "c", ".hidden", "d e"))
+EXTS = st.sampled_from((".png", ".webp", ".TIFF", ".txt", "", ".jpeg"))
+
+
+@st.composite
+def trees(draw):
+    """Ops building a small tree: folders, files, FIFOs and symlinks to any earlier node (loops included)."""
+    ops = []
+    nodes = [""]
+    for _ in range(draw(st.integers(1, 14))):
+        parent = draw(st.sampled_from([n for n in nodes if not Path(n).suffix]))
+        kind = draw(st.sampled_from(("dir", "file", "file", "fifo", "link")))
+        name = draw(NAMES) + (draw(EXTS) if kind in ("file", "fifo") else "")
+        path = str(Path(parent) / name) if parent else name
+        if path in nodes:
+            continue
+        target = draw(st.sampled_from(nodes)) if kind == "link" else None
+        ops.append((kind, path, target))
+        nodes.append(path)
+    return ops
+
+
+@settings(max_examples=60, deadline=None)
+@given(ops=trees())
+def test_discovery_is_one_rule(ops):
+    """Every regular image file is found once, whatever links point at it; everything else is named as skipped;
+    the walk ends (loops), and every sample is a regular file with an image extension."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "data"
+        root.mkdir()
+        for kind, path, target in ops:
+            where = root / path
+            if not where.parent.is_dir() or where.parent.is_symlink() or os.path.lexists(where):
+                continue
+            if kind == "dir":
+                where.mkdir()
+            elif kind == "file":
+                where.write_bytes(b"x")
+            elif kind == "fifo":
+                os.mkfifo(where)
+            else:
+                where.symlink_to(os.path.relpath(root / target, where.parent))
+        scan = scan_image_folder(root)
+        real_images = set()
+        for dirpath, _, filenames in os.walk(root):  # links not followed: each real file once
+            if any(part.startswith(".") for part in Path(dirpath).relative_to(root).parts):
+                continue
+            for name in filenames:
+                path = Path(dirpath) / name
+                if (
+                    not name.startswith(".")
+                    and not path.is_symlink()
+                    and path.is_file()
+                    and path.suffix.lower() in IMAGE_EXTENSIONS
+                ):
+                    real_images.add(os.path.realpath(path))
+        found = [os.path.realpath(p) for p, _ in scan.samples]
+        assert len(found) == len(set(found))  # nothing twice
+        assert set(found) == real_images  # nothing lost
+        assert all(Path(p).is_file() and Path(p).suffix.lower() in IMAGE_EXTENSIONS for p, _ in scan.samples)
+        shutil.rmtree(root)
