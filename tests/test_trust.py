@@ -333,3 +333,49 @@ def test_a_claimed_shape_larger_than_its_bytes_is_refused_before_reading(tmp_pat
     write_bundle(tmp_path / "model.ckpt", {**tensors, name: np.zeros((shape[0], 2), np.float32)}, claim={name: shape})
     with pytest.raises(TimmAssembleError, match=r"stored size 2048 bytes does not match float32\[256, 1001\]"):
         convert_checkpoint("assemble_resnet50", tmp_path / "model.ckpt", tmp_path / "out")
+
+
+# ---------------------------------------------------------------------------------------------- more new cases
+
+
+def _block_device(path: Path) -> Path:
+    os.mknod(path, stat.S_IFBLK | 0o600, os.makedev(7, 0))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make", "write", "message"),
+    [
+        (_block_device, lambda p: atomic_write(p, "{}"), "it is a block device, not a regular file"),
+        (lambda p: (p.write_text("x"), p)[1], lambda p: atomic_dir(p, overwrite=True).__enter__(), "it is a file"),
+        (
+            lambda p: (p.write_text("x"), p / "x.json")[1],
+            lambda p: atomic_write(p, "{}"),
+            "a part of its path is a file",
+        ),
+        (lambda p: p.with_name("n" * 250), lambda p: atomic_write(p, "{}"), "the file name is too long"),
+        (lambda p: Path("-"), lambda p: atomic_path(p).__enter__(), "cannot write this output to standard output"),
+        (lambda p: p.parent, lambda p: sha256_file(p), "it is a folder, not a regular file"),
+    ],
+    ids=["block-device", "folder-onto-file", "parent-is-file", "name-too-long", "binary-to-stdout", "hash-a-folder"],
+)
+def test_more_targets_are_one_clear_line(tmp_path, make, write, message):
+    target = make(tmp_path / "out")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(TimmAssembleError, match=message):
+        write(target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_a_damaged_metrics_file_is_named_by_line(tmp_path):
+    from timm_assemble.training.metrics import read_metrics
+
+    (tmp_path / "metrics.jsonl").write_text('{"epoch": 1}\n{not json\n')
+    with pytest.raises(TimmAssembleError, match="metrics.jsonl line 2 is not a metrics row"):
+        read_metrics(tmp_path / "metrics.jsonl")
+
+
+def test_a_fifo_index_does_not_block(tmp_path):
+    _fifo(tmp_path / "model.ckpt.index")
+    with pytest.raises(TimmAssembleError, match="is not a regular file"):
+        TensorBundleReader(tmp_path / "model.ckpt")

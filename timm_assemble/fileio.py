@@ -36,6 +36,9 @@ _USER_FIXABLE = {
     errno.EROFS: "the file system is read-only",
     errno.EACCES: "permission denied",
     errno.EPERM: "permission denied",
+    errno.ENAMETOOLONG: "the file name is too long",
+    errno.ENOTDIR: "a part of its path is a file, not a folder",
+    errno.ENOENT: "its folder does not exist or does not accept new files",
 }
 
 
@@ -47,6 +50,7 @@ _KINDS = (
     (stat.S_ISSOCK, "a socket"),
     (stat.S_ISDIR, "a folder"),
     (stat.S_ISLNK, "a symlink"),
+    (stat.S_ISREG, "a file"),
 )
 
 
@@ -160,6 +164,8 @@ def atomic_path(target: str | os.PathLike, needed_bytes: int | None = None) -> I
     file gets the umask's permissions, as a plain `open(..., "w")` would give it. A `target` that is not a
     regular file (device, FIFO, socket, folder, symlink) is refused before anything is written.
     """
+    if is_stdout(target):
+        raise TimmAssembleError(f"cannot write this output to standard output ({target}); give a file path")
     target = check_file_target(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -270,8 +276,11 @@ def replace_dir(src: Path, dst: Path) -> None:
 
 def open_regular(path: str | os.PathLike) -> BinaryIO:
     """Open `path` for reading only if it is a regular file: a FIFO or device would block or never end."""
+    mode = os.stat(path).st_mode  # a socket cannot even be opened: look first
+    if not stat.S_ISREG(mode):
+        raise TimmAssembleError(f"cannot read {path}: it is {_kind(mode)}, not a regular file")
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    mode = os.fstat(fd).st_mode
+    mode = os.fstat(fd).st_mode  # and again on what was opened: it may have been swapped meanwhile
     if not stat.S_ISREG(mode):
         os.close(fd)
         raise TimmAssembleError(f"cannot read {path}: it is {_kind(mode)}, not a regular file")

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import TimmAssembleError
+from .fileio import write_error
 
 LOCK_NAME = ".timm-assemble.lock"
 
@@ -55,14 +56,19 @@ class FolderLock:
 
     def acquire(self, timeout: float = 0.0) -> FolderLock:
         """Take the lock; wait up to `timeout` seconds for another owner to finish first."""
-        if not self.folder.exists():
-            self.folder.mkdir(parents=True, exist_ok=True)
-            self._created_folder = True
+        try:
+            if not self.folder.exists():
+                self.folder.mkdir(parents=True, exist_ok=True)
+                self._created_folder = True
+            taken = self._try_acquire()
+        except OSError as err:  # read-only, full, not a folder: the user's to fix, said in one line
+            raise write_error(self.path, err) from err
         deadline = time.monotonic() + timeout
-        while not self._try_acquire():
+        while not taken:
             if time.monotonic() >= deadline:
                 raise TimmAssembleError(self._busy_message())
             time.sleep(0.05)
+            taken = self._try_acquire()
         return self
 
     def _try_acquire(self) -> bool:

@@ -315,6 +315,8 @@ class TensorBundleReader:
     def __init__(self, prefix: str | Path) -> None:
         self.prefix = Path(prefix)
         self.index_path = Path(f"{self.prefix}.index")
+        if self.index_path.exists() and not self.index_path.is_file():
+            raise TimmAssembleError(f"{self.index_path} is not a regular file (a folder, FIFO or device)")
         if not self.index_path.is_file():
             raise TimmAssembleError(_missing_index_message(self.prefix))
         items = _read_table(self.index_path)

@@ -81,7 +81,10 @@ def open_image(source: str | os.PathLike | BinaryIO, mode: str = "RGB") -> Image
     """Decode `source` fully into an 8-bit image of `mode` ("RGB" or "L"); raises one of READ_ERRORS."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # checked below, as an error
-        img = Image.open(source)
+        try:
+            img = Image.open(source)
+        except Image.DecompressionBombError as err:  # over twice the limit: Pillow refuses by itself
+            raise Image.DecompressionBombError(f"{err} (raise the limit with --max-image-pixels)") from None
     with img:
         check_declared_size(img)
         img.load()

@@ -443,7 +443,11 @@ def align_outputs(run: Run) -> None:
     between the checkpoint and the export); a model/ that may hold a later epoch is moved aside, not deleted.
     """
     state = run.state
-    old = read_metrics(run.metrics_path)
+    try:
+        old = read_metrics(run.metrics_path)
+    except TimmAssembleError as err:  # the checkpoint's rows replace a damaged file
+        _logger.warning("%s: rewritten from the checkpoint", err)
+        old = []
     rows = state.rows or [r for r in old if r["epoch"] <= state.epoch]
     if rows != old:
         if rows:

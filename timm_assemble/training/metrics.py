@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..errors import TimmAssembleError
 from ..fileio import atomic_path, atomic_write
 
 METRICS_NAME = "metrics.jsonl"
@@ -47,9 +48,21 @@ def confusion_counts(logits: torch.Tensor, target: torch.Tensor, num_classes: in
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The rows of metrics.jsonl; a line that is not a JSON object with an epoch is one clear error."""
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = []
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            row = None
+        if not (isinstance(row, dict) and isinstance(row.get("epoch"), int)):
+            raise TimmAssembleError(f"{path} line {number} is not a metrics row (a JSON object with an epoch)")
+        rows.append(row)
+    return rows
 
 
 def write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
