@@ -132,10 +132,18 @@ def resolve_output_dir(cfg: TrainConfig, accelerator: Accelerator) -> Path:
 
 
 def lock_output_dir(out: Path, accelerator: Accelerator) -> FolderLock:
-    """The main process owns the run folder until the run ends in any way; a second run into it stops here."""
+    """The main process owns the run folder until the run ends in any way; a second run into it stops here,
+    every process with the same one line (the others would otherwise wait for the main one forever)."""
     lock = FolderLock(out, "output dir", "wait for it to finish, or choose another --output-dir")
+    refusal: list[str | None] = [None]
     if accelerator.is_main_process:
-        lock.acquire()
+        try:
+            lock.acquire()
+        except TimmAssembleError as err:
+            refusal[0] = str(err)
+    broadcast_object_list(refusal)
+    if refusal[0] is not None:
+        raise TimmAssembleError(refusal[0])
     return lock
 
 
