@@ -71,7 +71,9 @@ def test_kill_9_after_the_first_checkpoint_then_resume_auto(tmp_path):
     assert proc.wait(60) == -signal.SIGKILL
     first = (tmp_path / "first.log").read_text()
     assert "epoch 2/2  train loss" not in first, "the run finished before it was killed"
-    assert [r["epoch"] for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())] == [1]
+    metrics = out / "metrics.jsonl"  # written after the checkpoint: the kill may have come before it
+    rows = [json.loads(line) for line in metrics.read_text().splitlines()] if metrics.exists() else []
+    assert [r["epoch"] for r in rows] in ([1], [])
 
     resumed = _finish([*args, "--resume", "auto"], tmp_path / "resumed.log")
     assert "resumed from" in resumed and "at epoch 1, step 4" in resumed
