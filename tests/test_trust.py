@@ -379,3 +379,28 @@ def test_a_fifo_index_does_not_block(tmp_path):
     _fifo(tmp_path / "model.ckpt.index")
     with pytest.raises(TimmAssembleError, match="is not a regular file"):
         TensorBundleReader(tmp_path / "model.ckpt")
+
+
+@pytest.mark.parametrize(
+    ("marker", "state", "why"),
+    [
+        (
+            {"files": {"../../etc/passwd": 1}},
+            {"epoch": 1, "step": 1},
+            "has key '../../etc/passwd', which is not a path",
+        ),
+        ({"files": {}}, {"epoch": "3", "step": 1}, "epoch must be a whole number, got '3'"),
+        ({"files": {}}, {"epoch": 1, "step": 1, "rows": [{"top1": 1}]}, "rows[0] must be a metrics row with an epoch"),
+        ({"files": []}, {"epoch": 1, "step": 1}, "files must be an object"),
+    ],
+    ids=["marker-escapes-the-folder", "epoch-a-string", "row-without-epoch", "files-a-list"],
+)
+def test_a_tampered_checkpoint_record_is_named_not_read(tmp_path, marker, state, why):
+    import json
+
+    from timm_assemble.training.checkpoint import MARKER_NAME, STATE_NAME, inspect_checkpoint
+
+    (tmp_path / MARKER_NAME).write_text(json.dumps(marker))
+    (tmp_path / STATE_NAME).write_text(json.dumps(state))
+    found, problem = inspect_checkpoint(tmp_path)
+    assert found is None and why in problem and "\n" not in problem

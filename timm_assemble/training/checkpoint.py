@@ -28,6 +28,7 @@ from accelerate.utils import broadcast_object_list
 
 from ..errors import TimmAssembleError
 from ..fileio import atomic_write, leftover_names, os_error_of, replace_dir, temp_name, write_error
+from ..schema import Check, ListOf, MapOf, Maybe, check_schema
 
 STATE_NAME = "train_state.json"
 MARKER_NAME = "complete.json"
@@ -70,6 +71,25 @@ def run_identity(
 # ---------------------------------------------------------------------------------------------- checks
 
 
+def _inside(name: str) -> bool:
+    """A relative path that stays inside the checkpoint folder (the marker is read back, so it is not trusted)."""
+    parts = Path(name).parts
+    return bool(parts) and not Path(name).is_absolute() and ".." not in parts
+
+
+_COUNT = Check(int, lambda v: v >= 0, "a count >= 0")
+_NUMBER_OR_NULL = Check(object, lambda v: v is None or (type(v) in (int, float)), "a number or null")
+MARKER_SCHEMA = {"files": MapOf(_COUNT, keys=_inside, keys_what="a path inside the checkpoint")}
+STATE_SCHEMA = {
+    "epoch": _COUNT,
+    "step": _COUNT,
+    "best_metric": Maybe(_NUMBER_OR_NULL),
+    "best_epoch": Maybe(Check(object, lambda v: v is None or (type(v) is int and v >= 0), "an epoch or null")),
+    "run": Maybe(dict),
+    "rows": Maybe(ListOf(Check(dict, lambda r: type(r.get("epoch")) is int, "a metrics row with an epoch"))),
+}
+
+
 def inspect_checkpoint(path: Path) -> tuple[TrainState | None, str]:
     """The saved state, or None and the one reason `path` cannot be resumed from."""
     if not path.exists():
@@ -77,11 +97,11 @@ def inspect_checkpoint(path: Path) -> tuple[TrainState | None, str]:
     if not path.is_dir():
         return None, "is a file, not a checkpoint folder"
     try:
-        files = json.loads((path / MARKER_NAME).read_text())["files"]
+        files = check_schema(json.loads((path / MARKER_NAME).read_text()), MARKER_SCHEMA, MARKER_NAME)["files"]
     except FileNotFoundError:
         return None, f"is incomplete (no {MARKER_NAME}: its save was interrupted)"
-    except (ValueError, KeyError, TypeError):
-        return None, f"{MARKER_NAME} is damaged (not the JSON the save wrote)"
+    except (ValueError, TimmAssembleError) as err:
+        return None, f"{MARKER_NAME} is damaged (not the JSON the save wrote: {err})"
     for name, size in files.items():
         file = path / name
         if not file.is_file():
@@ -90,12 +110,10 @@ def inspect_checkpoint(path: Path) -> tuple[TrainState | None, str]:
             actual = file.stat().st_size
             return None, f"{name} is {'truncated' if actual < size else 'damaged'} ({actual} of {size} bytes)"
     try:
-        state = TrainState(**json.loads((path / STATE_NAME).read_text()))
-    except (ValueError, TypeError) as err:
+        saved = check_schema(json.loads((path / STATE_NAME).read_text()), STATE_SCHEMA, STATE_NAME)
+    except (ValueError, TimmAssembleError) as err:
         return None, f"{STATE_NAME} is not valid ({err})"
-    if not (isinstance(state.epoch, int) and isinstance(state.step, int) and isinstance(state.rows, list)):
-        return None, f"{STATE_NAME} is not valid (epoch, step or rows of the wrong type)"
-    return state, ""
+    return TrainState(**{k: saved[k] for k in STATE_SCHEMA if k in saved}), ""
 
 
 def candidates(ckpt_dir: Path) -> list[Path]:
