@@ -24,6 +24,7 @@ from timm_assemble.convert.tensor_bundle import TensorBundleReader
 from timm_assemble.data.datasets import build_data_splits
 from timm_assemble.data.images import IMAGE_EXTENSIONS, READ_ERRORS, image_files, open_image, scan_image_folder
 from timm_assemble.errors import TimmAssembleError
+from timm_assemble.evaluation.scoring import Scorer, topk_correct
 from timm_assemble.fileio import (
     atomic_dir,
     atomic_path,
@@ -33,7 +34,7 @@ from timm_assemble.fileio import (
     sha256_file,
 )
 from timm_assemble.locks import FolderLock, folder_lock
-from timm_assemble.training.metrics import confusion_counts, topk_correct
+from timm_assemble.training.metrics import confusion_counts
 
 CLOVA_R50 = Path(__file__).resolve().parent / "fixtures" / "clova_tf" / "assemble_resnet50_w8" / "model.ckpt"
 STEM = "resnet_model/stage0/conv2d/kernel"
@@ -293,6 +294,15 @@ def test_non_finite_logits_are_never_hits():
     target = torch.tensor([0, 1, 1])
     assert topk_correct(logits, target, (1, 2)).tolist() == [1, 1]
     assert int(confusion_counts(logits, target, 3).sum()) == 1
+
+
+def test_a_nan_model_scores_zero_in_validate():
+    """validate/robustness count with the same rule: a model answering NaN gets no hits (was 1 in k classes)."""
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 3))
+    torch.nn.init.constant_(model[1].weight, float("nan"))
+    scorer = Scorer(model, {"mean": (0.5,) * 3, "std": (0.5,) * 3}, torch.device("cpu"))
+    scorer.update(torch.zeros(6, 3, 4, 4, dtype=torch.uint8), torch.tensor([0, 1, 2, 0, 1, 2]))
+    assert scorer.result()["top1"] == 0 and scorer.result()["top5"] == 0
 
 
 # ---------------------------------------------------------------------------------------------- crafted checkpoints

@@ -7,7 +7,7 @@ from ..evaluation import benchmark as library
 from ..evaluation.modes import MODES, compare_modes, format_modes
 from ..evaluation.options import AMP_DTYPES, default_device
 from .args import Command
-from .report import report
+from .report import check_outputs, report
 from .validate import JSON_FIELD
 
 OURS, DEFAULT_PEERS = library.OURS, library.DEFAULT_PEERS
@@ -61,6 +61,7 @@ class BenchmarkOptions:
 
 
 def run(opts: BenchmarkOptions) -> int:
+    check_outputs(opts)
     if opts.modes:
         models = opts.models or ["assemble_resnet50", "assemble_resnet152", "resnet50"]
         result = compare_modes(

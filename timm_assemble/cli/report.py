@@ -1,23 +1,30 @@
 """The end of every reporting command: the table on stdout, then the JSON and the plot the user asked for."""
 
 import json
-import sys
 from collections.abc import Callable
 from typing import Any
 
-from ..fileio import atomic_write
+from ..fileio import atomic_write, check_file_target, check_output_not_containing, is_stdout
 
-STDOUT_NAMES = ("-", "/dev/stdout")  # `--json -`: the JSON goes to stdout, after the table
+
+def check_outputs(opts: Any, inputs: tuple[str, ...] = ("data_dir", "checkpoint")) -> None:
+    """Before the work: `--json` and `--plot` must be paths the one writer may replace (or stdout for the JSON),
+    and none may be an input (`--json model.safetensors` would replace the weights being measured)."""
+    given = [getattr(opts, name, None) for name in inputs]
+    for flag in ("json", "plot"):
+        path = getattr(opts, flag, None)
+        if not path or (flag == "json" and is_stdout(path)):
+            continue
+        check_file_target(path)
+        check_output_not_containing(path, [p for p in given if p], flag=f"--{flag}")
 
 
 def write_json(path: str, payload: Any) -> None:
-    """Write `payload` as JSON atomically (a crash or a full disk leaves the previous file), or to stdout."""
-    text = json.dumps(payload, indent=2) + "\n"
-    if path in STDOUT_NAMES:
-        sys.stdout.write(text)
-        return
-    atomic_write(path, text)
-    print(f"wrote {path}")
+    """Write `payload` as JSON atomically (a crash or a full disk leaves the previous file); `-` or /dev/stdout
+    print it after the table (the one writer decides, so a device or link is refused there, not here)."""
+    atomic_write(path, json.dumps(payload, indent=2) + "\n")
+    if not is_stdout(path):
+        print(f"wrote {path}")
 
 
 def report(

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from ..evaluation import robustness as library
 from ..evaluation.options import EvalOptions
 from .args import Command
-from .report import report
+from .report import check_outputs, report
 from .validate import JSON_FIELD
 
 
@@ -36,6 +36,7 @@ class RobustnessOptions(EvalOptions):
 
 
 def run(opts: RobustnessOptions) -> int:
+    check_outputs(opts)
     settings = {k: v for k, v in vars(opts).items() if k not in ("model", "json", "plot")}
     result = library.robustness(opts.model, **settings)
     return report(result, library.format_table(result), opts.json, opts.plot, library.plot_ce)

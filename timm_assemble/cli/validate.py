@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from ..evaluation.options import EvalOptions
 from ..evaluation.validate import validate
 from .args import Command
-from .report import report
+from .report import check_outputs, report
 
 JSON_FIELD = field(default=None, metadata=dict(help="write the results as JSON ('-': stdout)", metavar="OUT"))
 
@@ -19,6 +19,7 @@ class ValidateOptions(EvalOptions):
 
 
 def run(opts: ValidateOptions) -> int:
+    check_outputs(opts)
     settings = {k: v for k, v in vars(opts).items() if k not in ("model", "data_dir", "json")}
     result = validate(opts.model, opts.data_dir, **settings)
     size = result["data_config"]["input_size"][-1]

@@ -6,6 +6,7 @@ score it with both the model and a baseline.
 """
 
 import functools
+import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -16,12 +17,13 @@ import numpy as np
 import torch
 from PIL import Image
 from timm.data import ImageNetInfo, create_transform
-from timm.data.readers.reader_image_folder import find_images_and_targets
 from timm.data.transforms import MaybeToTensor
 from torchvision import transforms
 
-from ..data.images import open_image
+from ..data.images import open_image, scan_image_folder
 from ..errors import TimmAssembleError
+
+_logger = logging.getLogger(__name__)
 
 
 @functools.lru_cache(maxsize=1)
@@ -53,7 +55,10 @@ def index_image_folder(root: str | os.PathLike, num_classes: int, what: str = "d
     folder = Path(root)
     if not folder.is_dir():
         raise TimmAssembleError(f"{what} {str(root)!r} does not exist or is not a folder")
-    samples, class_to_idx = find_images_and_targets(str(folder))
+    scan = scan_image_folder(folder)  # the one discovery rule of the package (training and predict use it too)
+    if note := scan.skipped_note():
+        _logger.warning("%s", note)
+    samples, class_to_idx = scan.samples, scan.class_to_idx
     class_names = list(class_to_idx)
     if not samples:
         raise TimmAssembleError(f"{what} {str(root)!r} contains no images (expected <dir>/<class>/<image>)")

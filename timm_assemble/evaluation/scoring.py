@@ -9,6 +9,16 @@ from tqdm import tqdm
 from .options import autocast
 
 
+def topk_correct(logits: torch.Tensor, target: torch.Tensor, ks: Sequence[int]) -> torch.Tensor:
+    """How many samples have their target among the top-k predictions, for each k; stays on the device.
+
+    A sample with any non-finite logit is never a hit: `topk` over NaN returns some class, which may be the target.
+    """
+    maxk = min(max(ks), logits.shape[1])
+    hit = logits.topk(maxk, dim=1).indices.eq(target[:, None]) & torch.isfinite(logits).all(dim=1, keepdim=True)
+    return torch.stack([hit[:, : min(k, maxk)].any(dim=1).sum() for k in ks])
+
+
 class Scorer:
     """One model on a device: normalises uint8 batches with the model's mean/std and accumulates top-1/top-5/loss."""
 
@@ -42,10 +52,9 @@ class Scorer:
             logits = self.model(x)
         logits = logits.float()
         self.loss_sum += F.cross_entropy(logits, targets, reduction="sum").item()
-        top = logits.topk(min(5, logits.shape[1]), dim=1).indices
-        hit = top == targets[:, None]
-        self.correct1 += hit[:, 0].sum().item()
-        self.correct5 += hit.any(dim=1).sum().item()
+        top1, top5 = topk_correct(logits, targets, (1, 5)).tolist()  # NaN logits are never a hit
+        self.correct1 += top1
+        self.correct5 += top5
         self.n += targets.numel()
 
     def result(self) -> dict[str, float]:

@@ -35,6 +35,7 @@ from ..data.auto_augment import create_train_transform
 from ..data.datasets import DataSplits, SkippingCollate, build_data_splits
 from ..data.synthetic import make_synthetic_image_folder
 from ..errors import TimmAssembleError
+from ..evaluation.scoring import topk_correct
 from ..fileio import atomic_write, check_dir_target
 from ..layers import drop_block_keep_prob, set_drop_block_keep_prob
 from ..locks import FolderLock
@@ -50,7 +51,6 @@ from .metrics import (
     plot_confusion,
     plot_curves,
     read_metrics,
-    topk_correct,
     write_metrics,
     write_summary,
 )

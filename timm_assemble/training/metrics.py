@@ -28,16 +28,6 @@ SUMMARY_NAMES = {
 }
 
 
-def topk_correct(logits: torch.Tensor, target: torch.Tensor, ks: Sequence[int]) -> torch.Tensor:
-    """How many samples have their target among the top-k predictions, for each k; stays on the device.
-
-    A sample with any non-finite logit is never a hit: `topk` over NaN returns some class, which may be the target.
-    """
-    maxk = min(max(ks), logits.shape[1])
-    hit = logits.topk(maxk, dim=1).indices.eq(target[:, None]) & torch.isfinite(logits).all(dim=1, keepdim=True)
-    return torch.stack([hit[:, : min(k, maxk)].any(dim=1).sum() for k in ks])
-
-
 def confusion_counts(logits: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
     """[true, predicted] counts of one batch, on the device (summed over the evaluation without syncs).
 

@@ -216,4 +216,3 @@ def fetch_official(name: str, width: int = DEFAULT_WIDTH) -> CacheEntry:
     with contextlib.suppress(OSError):  # the downloads folder, once nothing is left in it
         folder.parent.rmdir()
     return entry
-
