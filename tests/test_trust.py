@@ -414,3 +414,52 @@ def test_a_tampered_checkpoint_record_is_named_not_read(tmp_path, marker, state,
     (tmp_path / STATE_NAME).write_text(json.dumps(state))
     found, problem = inspect_checkpoint(tmp_path)
     assert found is None and why in problem and "\n" not in problem
+
+
+# ---------------------------------------------------------------------------------------------- streaming
+
+
+class _Tiny(torch.nn.Sequential):
+    """A 2-class model with a data config, small enough that 2,000 images take seconds."""
+
+    def __init__(self) -> None:
+        super().__init__(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(3, 2))
+        self.num_classes = 2
+        self.pretrained_cfg = dict(input_size=(3, 16, 16), crop_pct=1.0, interpolation="bilinear",
+                                   mean=(0.5,) * 3, std=(0.5,) * 3, label_names=["a", "b"])  # fmt: skip
+
+
+@pytest.mark.slow
+def test_predict_holds_a_batch_not_the_folder(tmp_path, monkeypatch):
+    """2,000 images: when the model first runs, at most one batch has been decoded (the count, not the clock)."""
+    import timm_assemble.predict as predict
+
+    data = _png(tmp_path / "0000.png").read_bytes()
+    for i in range(1, 2000):
+        (tmp_path / f"{i:04d}.png").write_bytes(data)  # copies, not links: discovery counts a linked file once
+    decoded, at_forward = [0], []
+    real = predict.load_image
+
+    def counting(path):
+        decoded[0] += 1
+        return real(path)
+
+    model = _Tiny()
+    model.register_forward_pre_hook(lambda module, args: at_forward.append((decoded[0], len(args[0]))))
+    monkeypatch.setattr(predict, "load_image", counting)
+    results = predict.predict(model, [tmp_path], top_k=1)
+    assert len(results) == 2000 and decoded[0] == 2000
+    seen = 0
+    for decoded_so_far, batch in at_forward:  # held at each forward: this batch, nothing ahead of it
+        seen += batch
+        assert decoded_so_far == seen and batch <= predict.BATCH
+
+
+def test_predict_gives_no_label_for_nan_scores(tmp_path):
+    import timm_assemble.predict as predict
+
+    _png(tmp_path / "x.png")
+    model = _Tiny()
+    torch.nn.init.constant_(model[2].bias, float("nan"))
+    (result,) = predict.predict(model, [tmp_path / "x.png"], top_k=2)
+    assert result["predictions"] == [] and "not finite" in result["error"]

@@ -15,11 +15,12 @@ import torch.nn as nn
 from PIL import Image
 from timm.data import ImageNetInfo, create_transform, infer_imagenet_subset, resolve_data_config
 
-from .data.images import READ_ERRORS, image_files, open_image
+from .data.images import READ_ERRORS, check_declared_size, image_files, open_image
 from .errors import TimmAssembleError
 from .loading import create_model
 
 BATCH = 32
+NOT_FINITE = "the model's output is not finite (NaN or inf): no prediction"
 
 
 def load_model(spec: str, device: str | torch.device = "cpu") -> nn.Module:
@@ -42,45 +43,59 @@ def _imagenet_descriptions(model: nn.Module) -> ImageNetInfo | None:
 def load_image(path: str | Path) -> Image.Image:
     path = Path(path)
     if not path.is_file():
-        raise TimmAssembleError(f"image {path} does not exist")
+        raise TimmAssembleError(f"image {path} does not exist" if not path.exists() else f"{path} is not a file")
     try:
         return open_image(path)
     except READ_ERRORS as err:
         raise TimmAssembleError(f"cannot decode image {path}: {err}") from err
 
 
+def check_image(path: Path) -> None:
+    """Header only (no pixels decoded): a file that is no image, or declares a bomb, fails before any work."""
+    if not path.is_file():
+        raise TimmAssembleError(f"image {path} does not exist" if not path.exists() else f"{path} is not a file")
+    try:
+        with Image.open(path) as img:
+            check_declared_size(img)
+    except READ_ERRORS as err:
+        raise TimmAssembleError(f"cannot decode image {path}: {err}") from err
+
+
 @torch.inference_mode()
 def predict(model: nn.Module, images: Sequence[str | Path], top_k: int = 5) -> list[dict[str, Any]]:
-    """Top-k predictions per image; every image is decoded (and checked) before the model runs."""
+    """Top-k predictions per image. Every header is checked before the model runs; pixels are decoded one
+    batch at a time, so memory does not grow with the number of images (a folder of 50,000 is fine)."""
     if top_k < 1:
         raise TimmAssembleError(f"--top-k must be >= 1, got {top_k}")
-    images = image_files(images)  # a folder stands for the images in it
+    paths = image_files(images)  # a folder stands for the images in it
+    for path in paths:
+        check_image(path)
     transform = create_transform(**resolve_data_config(model=model, use_test_size=True), is_training=False)
-    tensors = [transform(load_image(p)) for p in images]
     device = next(model.parameters()).device
     names = label_names(model)
     info = _imagenet_descriptions(model) if names is None or names[0].startswith("n0") else None
     k = min(top_k, model.num_classes)
     results = []
-    for start in range(0, len(tensors), BATCH):
-        batch = torch.stack(tensors[start : start + BATCH]).to(device)
-        probs = model(batch).float().softmax(dim=-1)
-        top = probs.topk(k, dim=-1)
-        for i, (p, idx) in enumerate(zip(top.values.tolist(), top.indices.tolist(), strict=True)):
+    for start in range(0, len(paths), BATCH):
+        chunk = paths[start : start + BATCH]
+        logits = model(torch.stack([transform(load_image(p)) for p in chunk]).to(device)).float()
+        finite = torch.isfinite(logits).all(dim=-1).tolist()
+        top = logits.softmax(dim=-1).topk(k, dim=-1)
+        for path, ok, p, idx in zip(chunk, finite, top.values.tolist(), top.indices.tolist(), strict=True):
             preds = []
-            for prob, index in zip(p, idx, strict=True):
+            for prob, index in zip(p, idx, strict=True) if ok else ():  # NaN scores: no prediction, not a guess
                 entry: dict[str, Any] = dict(index=index, label=names[index] if names else str(index), probability=prob)
                 if info is not None:
                     entry["description"] = info.index_to_description(index)
                 preds.append(entry)
-            results.append(dict(image=str(images[start + i]), predictions=preds))
+            results.append(dict(image=str(path), predictions=preds, **({} if ok else {"error": NOT_FINITE})))
     return results
 
 
 def format_text(results: list[dict[str, Any]]) -> str:
     lines = []
     for res in results:
-        lines.append(res["image"])
+        lines.append(res["image"] + (f"  ({res['error']})" if "error" in res else ""))
         for p in res["predictions"]:
             desc = f" ({p['description']})" if "description" in p else ""
             lines.append(f"  {100 * p['probability']:6.2f}%  {p['label']}{desc}")
