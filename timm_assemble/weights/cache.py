@@ -10,6 +10,7 @@ sha256 of the weights and config, which are checked before an entry is loaded.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
@@ -22,6 +23,8 @@ from huggingface_hub import constants as hf_constants
 
 from ..errors import TimmAssembleError
 from ..fileio import atomic_write, sha256_file
+from ..locks import folder_lock
+from ..schema import PLAIN_NAME, SHA256, Check, MapOf, Maybe, check_schema, is_plain_name
 from ..version import __version__
 from .hub_folder import CONFIG_NAME, WEIGHTS_NAME
 
@@ -29,6 +32,7 @@ CACHE_ENV = "TIMM_ASSEMBLE_CACHE"
 PROVENANCE_NAME = "provenance.json"
 DEFAULT_WIDTH = 64
 _FORMAT = 1
+ENTRY_WAIT_S = 6 * 3600  # another process downloading and converting the same weights: wait for it
 
 
 # (resolved path, size, mtime_ns) -> sha256, so repeated loads in one process hash a file once.
@@ -87,22 +91,41 @@ class CacheEntry:
         return int(self.provenance["result"][WEIGHTS_NAME]["size"])
 
 
+# what `read_entry` accepts: every field the package reads afterwards, and file names that stay in the entry
+_FILE = {"sha256": SHA256, "size": Check(int, lambda v: v >= 0, "a size >= 0")}
+PROVENANCE_SCHEMA = {
+    "name": Check(str, lambda v: "." in v, "'<architecture>.<tag>'"),
+    "model_args": {"width": Maybe(Check(int, lambda v: v >= 1, "a width >= 1"))},
+    "source": dict,
+    "result": Check(
+        MapOf(_FILE, keys=is_plain_name, keys_what=PLAIN_NAME),
+        lambda v: WEIGHTS_NAME in v,
+        f"a record of {WEIGHTS_NAME}",
+    ),
+}
+
+
 def read_entry(path: Path) -> CacheEntry:
-    """The entry at `path`; a TimmAssembleError says what is missing or unreadable."""
+    """The entry at `path`; a TimmAssembleError says what is missing or unreadable (one schema, one line)."""
     provenance_path = path / PROVENANCE_NAME
     try:
         provenance = json.loads(provenance_path.read_text(encoding="utf-8"))
-        provenance["result"][WEIGHTS_NAME]["sha256"]
-        provenance["model_args"]
     except FileNotFoundError as err:
         raise TimmAssembleError(f"cache entry {path} has no {PROVENANCE_NAME}") from err
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise TimmAssembleError(f"cache entry {path}: {PROVENANCE_NAME} is unreadable ({err!r})") from err
+    except (OSError, ValueError) as err:
+        raise TimmAssembleError(f"cache entry {path}: {PROVENANCE_NAME} is unreadable ({err})") from err
+    check_schema(provenance, PROVENANCE_SCHEMA, f"cache entry {path}: {PROVENANCE_NAME}")
     return CacheEntry(path, provenance)
 
 
+def entry_lock(name: str, timeout: float = ENTRY_WAIT_S) -> contextlib.AbstractContextManager:
+    """One writer per official weight at a time (download folder and entries); the others wait for it."""
+    return folder_lock(cache_root() / ".locks" / name, "cache entry", "it is being written by that process", timeout)
+
+
 def verify_entry(entry: CacheEntry) -> list[str]:
-    """The problems of an entry (missing files, sha256 mismatches); empty when every file is as recorded."""
+    """The problems of an entry (missing files, sha256 mismatches); empty when every file is as recorded.
+    Only files inside the entry are read: `read_entry` refused any other name."""
     problems = []
     for filename, recorded in entry.provenance["result"].items():
         path = entry.path / filename

@@ -31,7 +31,17 @@ from ..convert.mapping import STEM_KERNEL, detect_official_model
 from ..convert.tensor_bundle import TensorBundleReader
 from ..errors import TimmAssembleError
 from ..fileio import atomic_dir, write_error
-from .cache import DEFAULT_WIDTH, CacheEntry, cache_root, entry_dir, file_sha256, read_entry, write_provenance
+from .cache import (
+    DEFAULT_WIDTH,
+    CacheEntry,
+    cache_root,
+    entry_dir,
+    entry_lock,
+    file_sha256,
+    find_entry,
+    read_entry,
+    write_provenance,
+)
 from .records import get_record
 
 # Seconds gdown waits for Drive (connect, between bytes): a dead network fails fast, a slow one still works.
@@ -177,8 +187,13 @@ def checkpoint_width(name: str, prefix: Path) -> int:
 
 
 def install_checkpoint(name: str, prefix: str | Path, source: Mapping[str, Any]) -> CacheEntry:
-    """Convert the official checkpoint `prefix` into `name`'s cache entry (replacing any entry of its width)."""
-    prefix = Path(prefix)
+    """Convert the official checkpoint `prefix` into `name`'s cache entry (replacing any entry of its width);
+    another process writing `name` is waited for."""
+    with entry_lock(name):
+        return _install(name, Path(prefix), source)
+
+
+def _install(name: str, prefix: Path, source: Mapping[str, Any]) -> CacheEntry:
     width = checkpoint_width(name, prefix)
     target = entry_dir(name, width)
     inputs = [prefix.with_name(prefix.name + ".index"), *sorted(prefix.parent.glob(prefix.name + ".data-*"))]
@@ -189,8 +204,17 @@ def install_checkpoint(name: str, prefix: str | Path, source: Mapping[str, Any])
     return read_entry(target)
 
 
-def fetch_official(name: str, width: int = DEFAULT_WIDTH) -> CacheEntry:
-    """List, download, convert and cache `name` from the official Drive folder; returns the new entry."""
+def fetch_official(name: str, width: int = DEFAULT_WIDTH, reuse: bool = False) -> CacheEntry:
+    """List, download, convert and cache `name` from the official Drive folder; returns the new entry.
+
+    One process at a time per weight: the others wait, and with `reuse` take the entry the first one wrote
+    (a multi-process launch fetches once) instead of downloading it again."""
+    with entry_lock(name):
+        entry, _ = find_entry(name, width) if reuse else (None, None)
+        return entry or _fetch(name, width)
+
+
+def _fetch(name: str, width: int) -> CacheEntry:
     record = get_record(name)
     files = select_checkpoint(list_drive_folder(name), name)
     folder = cache_root() / ".downloads" / name
@@ -207,7 +231,7 @@ def fetch_official(name: str, width: int = DEFAULT_WIDTH) -> CacheEntry:
         "drive_files": {f.path: f.id for f in files},
     }
     try:
-        entry = install_checkpoint(name, prefix, source)
+        entry = _install(name, prefix, source)
     except TimmAssembleError as err:
         if getattr(err.__cause__, "errno", None) not in (errno.ENOSPC, errno.EDQUOT):
             shutil.rmtree(folder, ignore_errors=True)  # a wrong or corrupt download must not be resumed

@@ -230,7 +230,7 @@ def official_weights(name: str, width: int, hub_reason: str) -> Path:
             f"(cached in {cache_root()}); drop width={width} or use pretrained=False"
         )
     try:
-        entry = fetch_official(name, width)
+        entry = fetch_official(name, width, reuse=True)  # another process may be fetching it: wait, then reuse
     except TimmAssembleError as err:
         raise TimmAssembleError(f"pretrained weights for {name}: {'; '.join(reasons)}; official source: {err}") from err
     if entry.width != width:
