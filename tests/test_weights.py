@@ -88,8 +88,10 @@ def test_first_call_fetches_converts_caches_and_reproduces_official_logits(cache
     provenance = json.loads((entry / PROVENANCE_NAME).read_text())
     src = CLOVA_TF / FIXTURE[name]
     assert provenance["source"]["files"] == {
-        f"model.ckpt-112603{suffix}": {"sha256": file_sha256(src / f"model.ckpt{suffix}"),
-                                       "size": (src / f"model.ckpt{suffix}").stat().st_size}
+        f"model.ckpt-112603{suffix}": {
+            "sha256": file_sha256(src / f"model.ckpt{suffix}"),
+            "size": (src / f"model.ckpt{suffix}").stat().st_size,
+        }
         for suffix in (".index", ".data-00000-of-00001")
     }
     assert provenance["result"]["model.safetensors"]["sha256"] == file_sha256(entry / "model.safetensors")
@@ -228,7 +230,7 @@ def test_disk_full_while_converting(cache, monkeypatch):
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("timm_assemble.export.save_for_hf", full)
+    monkeypatch.setattr("timm_assemble.weights.hub_folder.save_for_hf", full)
     with pytest.raises(TimmAssembleError, match="the disk is full"):
         timm.create_model(R50, pretrained=True, width=8)
     assert_no_entry(cache)
@@ -320,7 +322,10 @@ def test_install_then_offline_pretrained_reproduces_official_logits(tmp_path):
     env = {**os.environ, "TIMM_ASSEMBLE_CACHE": str(tmp_path / "cache"), "HF_HOME": str(tmp_path / "hf")}
     install = subprocess.run(
         ["timm-assemble", "weights", "install", R50, "--checkpoint", str(prefix)],
-        env=env, capture_output=True, text=True, timeout=300,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert install.returncode == 0, install.stderr
     code = (
@@ -355,3 +360,60 @@ def test_finetune_demo_starts_from_the_official_weights(cache, monkeypatch):
     backbone = {k: v for k, v in built.model.state_dict().items() if not k.startswith("fc.")}
     assert backbone and all(torch.equal(v, official[k]) for k, v in backbone.items())
     assert built.model.fc.out_features == 8
+
+
+def test_two_writers_of_one_entry_fetch_once(cache, monkeypatch):
+    """Two loaders at once (two threads here, processes alike: the lock is an flock): one downloads and converts,
+    the other waits and takes its entry; neither sees the entry missing."""
+    import threading
+
+    from timm_assemble.weights.resolve import official_weights
+
+    fake = drive(monkeypatch)
+    got, errors = [], []
+
+    def load() -> None:
+        try:
+            got.append(official_weights(R50, 8, "hub: not tried"))
+        except Exception as err:  # noqa: BLE001  (reported below)
+            errors.append(err)
+
+    threads = [threading.Thread(target=load) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors and len(got) == 2 and got[0] == got[1]
+    downloads = [r for r in fake.requests if "uc?" in r or "download" in r]
+    single = len(downloads)
+    fake.requests.clear()
+    official_weights(R50, 8, "hub: not tried")  # cached now: nothing asked
+    assert fake.requests == [] and single > 0
+    assert sorted(p.name for p in cache.iterdir()) == [f"{R50}-w8"]  # the lock folder is gone again
+
+
+@pytest.mark.parametrize(
+    ("tamper", "message"),
+    [
+        (lambda p: p["result"].update({"../../../etc/passwd": p["result"]["config.json"]}), "which is not a file name"),
+        (lambda p: p["result"]["model.safetensors"].update(sha256="abc"), "sha256 must be 64 hex digits"),
+        (lambda p: p.update(model_args={"width": "8"}), "model_args.width must be a whole number"),
+        (lambda p: p["result"].pop("model.safetensors"), "result must be a record naming model.safetensors"),
+        (lambda p: p.update(result=[]), "result must be an object"),
+    ],
+    ids=["path-outside-the-entry", "bad-sha", "width-a-string", "no-weights-record", "result-a-list"],
+)
+def test_a_tampered_provenance_is_one_line_and_nothing_outside_is_read(cache, monkeypatch, tamper, message):
+    drive(monkeypatch)
+    timm.create_model(R50, pretrained=True, width=8)
+    path = entry_dir(R50, 8) / PROVENANCE_NAME
+    provenance = json.loads(path.read_text())
+    tamper(provenance)
+    path.write_text(json.dumps(provenance))
+    from timm_assemble.weights.cache import find_entry, read_entry
+
+    with pytest.raises(TimmAssembleError, match=message) as info:
+        read_entry(entry_dir(R50, 8))
+    assert "\n" not in str(info.value)
+    entry, why = find_entry(R50, 8)
+    assert entry is None and why.startswith("corrupt entry") and message in why

@@ -52,41 +52,54 @@ class FolderLock:
         self.path = self.folder / LOCK_NAME
         self.what, self.hint = what, hint
         self._fd: int | None = None
-        self._created_folder = False
+        self._created: list[Path] = []  # folders this lock made (innermost first), removed again if left empty
 
     def acquire(self, timeout: float = 0.0) -> FolderLock:
         """Take the lock; wait up to `timeout` seconds for another owner to finish first."""
-        try:
-            if not self.folder.exists():
-                self.folder.mkdir(parents=True, exist_ok=True)
-                self._created_folder = True
-            taken = self._try_acquire()
-        except OSError as err:  # read-only, full, not a folder: the user's to fix, said in one line
-            raise write_error(self.path, err) from err
         deadline = time.monotonic() + timeout
-        while not taken:
+        while not self._try_acquire():
             if time.monotonic() >= deadline:
                 raise TimmAssembleError(self._busy_message())
             time.sleep(0.05)
-            taken = self._try_acquire()
         return self
 
     def _try_acquire(self) -> bool:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as err:
-            os.close(fd)
-            if err.errno in (errno.EAGAIN, errno.EACCES):
+        """True: taken. False: another live owner holds it. A previous owner that is just releasing (removing
+        the file and the folders it made) is retried at once, not reported as an owner."""
+        for _ in range(5):
+            try:
+                fd = self._open()
+            except FileNotFoundError:  # the folder went away between mkdir and open: its owner left
+                continue
+            except OSError as err:  # read-only, full, not a folder: the user's to fix, said in one line
+                raise write_error(self.path, err) from err
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as err:
+                os.close(fd)
+                if err.errno in (errno.EAGAIN, errno.EACCES):
+                    return False
+                raise
+            try:  # the file may have been unlinked by its previous owner between our open and flock
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:
+                os.close(fd)
+                continue
+            if owner_alive(self.owner() or {}):  # a file system where flock is not shared across processes
+                os.close(fd)
                 return False
-            raise
-        try:  # the file may have been unlinked by its previous owner between our open and flock
-            same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
-        except FileNotFoundError:
-            same = False
-        if not same or owner_alive(self.owner() or {}):
-            os.close(fd)
-            return False
+            self._claim(fd)
+            return True
+        return False
+
+    def _open(self) -> int:
+        self._created = [p for p in (self.folder, *self.folder.parents) if not p.exists()]
+        self.folder.mkdir(parents=True, exist_ok=True)
+        return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+
+    def _claim(self, fd: int) -> None:
         me = dict(
             pid=os.getpid(),
             host=socket.gethostname(),
@@ -96,7 +109,6 @@ class FolderLock:
         os.ftruncate(fd, 0)
         os.write(fd, json.dumps(me).encode())
         self._fd = fd
-        return True
 
     def owner(self) -> dict[str, Any] | None:
         """What the lock file says about its owner (None when unreadable)."""
@@ -119,9 +131,11 @@ class FolderLock:
             os.unlink(self.path)
         os.close(self._fd)
         self._fd = None
-        if self._created_folder:
-            with contextlib.suppress(OSError):
-                self.folder.rmdir()  # only when the run left nothing in the folder it created
+        for folder in self._created:  # only when nothing was left in a folder the lock created
+            try:
+                folder.rmdir()
+            except OSError:
+                break
 
     @property
     def held(self) -> bool:

@@ -100,7 +100,7 @@ PROVENANCE_SCHEMA = {
     "result": Check(
         MapOf(_FILE, keys=is_plain_name, keys_what=PLAIN_NAME),
         lambda v: WEIGHTS_NAME in v,
-        f"a record of {WEIGHTS_NAME}",
+        f"a record naming {WEIGHTS_NAME}",
     ),
 }
 
