@@ -463,3 +463,22 @@ def test_predict_gives_no_label_for_nan_scores(tmp_path):
     torch.nn.init.constant_(model[2].bias, float("nan"))
     (result,) = predict.predict(model, [tmp_path / "x.png"], top_k=2)
     assert result["predictions"] == [] and "not finite" in result["error"]
+
+
+def test_the_declared_size_limit_is_a_flag(tmp_path, capsys):
+    from timm_assemble import cli
+    from timm_assemble.data.images import set_max_image_pixels
+
+    small = _png(tmp_path / "small.png")  # 8x8 = 64 pixels
+    try:
+        set_max_image_pixels(63)
+        with pytest.raises(READ_ERRORS, match="declared size 8x8"):
+            open_image(small)
+        set_max_image_pixels(64)
+        assert open_image(small).size == (8, 8)
+    finally:
+        set_max_image_pixels(None)
+    bomb = _declared_png(tmp_path / "bomb.png", 12000, 12000)
+    code = cli.main(["predict", "--model", "resnet18", "--device", "cpu", str(bomb)])
+    err = capsys.readouterr().err
+    assert code == 2 and f"cannot decode image {bomb}: declared size 12000x12000" in err and "--max-image-pixels" in err

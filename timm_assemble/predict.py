@@ -61,15 +61,21 @@ def check_image(path: Path) -> None:
         raise TimmAssembleError(f"cannot decode image {path}: {err}") from err
 
 
+def checked_images(images: Sequence[str | Path]) -> list[Path]:
+    """The image files (a folder stands for the images in it), each header checked: before any model loads."""
+    paths = image_files(images)
+    for path in paths:
+        check_image(path)
+    return paths
+
+
 @torch.inference_mode()
 def predict(model: nn.Module, images: Sequence[str | Path], top_k: int = 5) -> list[dict[str, Any]]:
     """Top-k predictions per image. Every header is checked before the model runs; pixels are decoded one
     batch at a time, so memory does not grow with the number of images (a folder of 50,000 is fine)."""
     if top_k < 1:
         raise TimmAssembleError(f"--top-k must be >= 1, got {top_k}")
-    paths = image_files(images)  # a folder stands for the images in it
-    for path in paths:
-        check_image(path)
+    paths = checked_images(images)
     transform = create_transform(**resolve_data_config(model=model, use_test_size=True), is_training=False)
     device = next(model.parameters()).device
     names = label_names(model)

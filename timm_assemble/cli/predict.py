@@ -3,9 +3,11 @@
 import json
 from dataclasses import dataclass, field
 
+from ..data.images import set_max_image_pixels
 from ..evaluation.options import default_device
-from ..predict import format_text, load_model, predict
+from ..predict import checked_images, format_text, load_model, predict
 from .args import Command
+from .validate import PIXELS_FIELD
 
 
 @dataclass
@@ -19,10 +21,13 @@ class PredictOptions:
     top_k: int = field(default=5, metadata=dict(help="how many labels per image", bounds="[1, inf)"))
     json: bool = field(default=False, metadata=dict(help="print JSON instead of text"))
     device: str = field(default_factory=default_device, metadata=dict(help="torch device (cuda when available)"))
+    max_image_pixels: int | None = PIXELS_FIELD
 
 
 def run(opts: PredictOptions) -> int:
-    results = predict(load_model(opts.model, opts.device), opts.images, opts.top_k)
+    set_max_image_pixels(opts.max_image_pixels)
+    images = checked_images(opts.images)  # a bad image fails before a model is loaded (or downloaded)
+    results = predict(load_model(opts.model, opts.device), images, opts.top_k)
     print(json.dumps(results, indent=1) if opts.json else format_text(results))
     return 0
 

@@ -2,11 +2,12 @@
 
 from dataclasses import dataclass, field
 
+from ..data.images import set_max_image_pixels
 from ..evaluation import robustness as library
 from ..evaluation.options import EvalOptions
 from .args import Command
 from .report import check_outputs, report
-from .validate import JSON_FIELD
+from .validate import JSON_FIELD, PIXELS_FIELD
 
 
 @dataclass
@@ -33,11 +34,13 @@ class RobustnessOptions(EvalOptions):
     )
     json: str | None = JSON_FIELD
     plot: str | None = field(default=None, metadata=dict(help="bar chart of CE per corruption", metavar="OUT.png"))
+    max_image_pixels: int | None = PIXELS_FIELD
 
 
 def run(opts: RobustnessOptions) -> int:
     check_outputs(opts)
-    settings = {k: v for k, v in vars(opts).items() if k not in ("model", "json", "plot")}
+    set_max_image_pixels(opts.max_image_pixels)
+    settings = {k: v for k, v in vars(opts).items() if k not in ("model", "json", "plot", "max_image_pixels")}
     result = library.robustness(opts.model, **settings)
     return report(result, library.format_table(result), opts.json, opts.plot, library.plot_ce)
 

@@ -2,12 +2,21 @@
 
 from dataclasses import dataclass, field
 
+from ..data.images import set_max_image_pixels
 from ..evaluation.options import EvalOptions
 from ..evaluation.validate import validate
 from .args import Command
 from .report import check_outputs, report
 
 JSON_FIELD = field(default=None, metadata=dict(help="write the results as JSON ('-': stdout)", metavar="OUT"))
+PIXELS_FIELD = field(
+    default=None,
+    metadata=dict(
+        help="refuse images declaring more pixels than this, before decoding (default: Pillow's ~89 M)",
+        bounds="[1, inf)",
+        metavar="N",
+    ),
+)
 
 
 @dataclass
@@ -16,11 +25,13 @@ class ValidateOptions(EvalOptions):
 
     data_dir: str | None = field(default=None, metadata=dict(help="image folder: DIR/<class>/<image>", required=True))
     json: str | None = JSON_FIELD
+    max_image_pixels: int | None = PIXELS_FIELD
 
 
 def run(opts: ValidateOptions) -> int:
     check_outputs(opts)
-    settings = {k: v for k, v in vars(opts).items() if k not in ("model", "data_dir", "json")}
+    set_max_image_pixels(opts.max_image_pixels)
+    settings = {k: v for k, v in vars(opts).items() if k not in ("model", "data_dir", "json", "max_image_pixels")}
     result = validate(opts.model, opts.data_dir, **settings)
     size = result["data_config"]["input_size"][-1]
     table = (

@@ -59,6 +59,13 @@ class TrainConfig:
     )
     workers: int = field(default=4, metadata=dict(bounds="[0, inf)", help="data loader worker processes per device"))
     strict_data: bool = field(default=False, metadata=dict(help="an unreadable image is an error, not a skip"))
+    max_image_pixels: int | None = field(
+        default=None,
+        metadata=dict(
+            help="skip images declaring more pixels than this, before decoding (default: Pillow's ~89 M)",
+            bounds="[1, inf)",
+        ),
+    )
 
     # model
     model: str = field(default="assemble_resnet50", metadata=dict(help="timm model name or local-dir:DIR"))

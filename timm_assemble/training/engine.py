@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader
 
 from ..data.auto_augment import create_train_transform
 from ..data.datasets import DataSplits, SkippingCollate, build_data_splits
+from ..data.images import set_max_image_pixels
 from ..data.synthetic import make_synthetic_image_folder
 from ..errors import TimmAssembleError
 from ..evaluation.scoring import topk_correct
@@ -318,6 +319,7 @@ def setup(cfg: TrainConfig, command: str | None = None) -> Run:
     )
     command = command or shlex.join(["python", *sys.argv])
     set_seed(cfg.seed)
+    set_max_image_pixels(cfg.max_image_pixels)  # before the loaders' workers are forked: they inherit it
     prepare_data_dir(cfg, accelerator)
     out = resolve_output_dir(cfg, accelerator)
     lock = lock_output_dir(out, accelerator)
