@@ -24,6 +24,7 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+
 def _checked(convert: type, spec: str | None):
     """An argparse `type` that converts and checks the bounds (argparse turns the ValueError into exit 2)."""
 
@@ -39,6 +40,7 @@ def _checked(convert: type, spec: str | None):
 
     parse.__name__ = convert.__name__
     return parse
+
 
 
 def add_dataclass_arguments(
@@ -68,6 +70,7 @@ def add_dataclass_arguments(
         parser.add_argument(*flags, **kwargs, **_type_kwargs(types_by_name[f.name], meta))
 
 
+
 def _type_kwargs(annotation: Any, meta: typing.Mapping[str, Any]) -> dict[str, Any]:
     typ = base_type(annotation)
     origin = typing.get_origin(typ)
@@ -85,6 +88,7 @@ def _type_kwargs(annotation: Any, meta: typing.Mapping[str, Any]) -> dict[str, A
     if "choices" in meta:
         extra["choices"] = meta["choices"]
     return dict(type=_checked(typ if typ in (int, float, Path) else str, meta.get("bounds")), **extra)
+
 
 
 def from_args(cls: type, args: argparse.Namespace, **extra: Any) -> Any:

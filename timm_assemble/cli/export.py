@@ -35,10 +35,8 @@ def run(cfg: ExportConfig) -> int:
     rows = export_model(model, cfg.out, cfg.format, img_size, cfg.fold, cfg.opset, cfg.overwrite)
     print(f"wrote {cfg.out} ({cfg.format}, {'BN folded' if cfg.fold else 'not folded'}, dynamic batch and size)")
     for r in rows:
-        print(
-            f"parity {'x'.join(map(str, r['shape']))}: deploy copy {r['deploy']:.1e}, "
-            f"{cfg.format} {r['export']:.1e} (max relative error vs eager, tolerance {PARITY_TOLERANCE:g})"
-        )
+        print(f"parity {'x'.join(map(str, r['shape']))}: deploy copy {r['deploy']:.1e}, "
+              f"{cfg.format} {r['export']:.1e} (max relative error vs eager, tolerance {PARITY_TOLERANCE:g})")
     print(f"preprocess: resize/crop to {data['input_size'][-1]} px (crop_pct {data['crop_pct']}, "
           f"{data['interpolation']}), mean {tuple(round(v, 4) for v in data['mean'])}, "
           f"std {tuple(round(v, 4) for v in data['std'])}")  # fmt: skip

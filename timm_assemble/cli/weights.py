@@ -1,9 +1,9 @@
 """`timm-assemble weights`: fill, inspect and check the converted-weights cache that `pretrained=True` reads.
 
-weights fetch ARCH.TAG                        the official source -> cache (warm a cache before going offline)
-weights install ARCH.TAG --checkpoint PREFIX  a checkpoint copied in by hand -> cache (no internet needed)
-weights list                                  what is cached: name, source, size, sha256, date
-weights verify ARCH.TAG                       re-hash its cached entries against their provenance
+    weights fetch ARCH.TAG                        the official source -> cache (warm a cache before going offline)
+    weights install ARCH.TAG --checkpoint PREFIX  a checkpoint copied in by hand -> cache (no internet needed)
+    weights list                                  what is cached: name, source, size, sha256, date
+    weights verify ARCH.TAG                       re-hash its cached entries against their provenance
 """
 
 from __future__ import annotations

@@ -188,12 +188,10 @@ def official_auto_augment(name: str, hparams: dict | None = None) -> AutoAugment
     if name not in POLICIES:
         raise ValueError(f"unknown official AutoAugment policy {name!r}; available: {', '.join(POLICIES)}")
     hparams = {**OFFICIAL_HPARAMS, **(hparams or {})}
-    return AutoAugment(
-        [
-            [CutoutOp(p, m, hparams) if op == "Cutout" else AugmentOp(op, p, m, hparams) for op, p, m in sub_policy]
-            for sub_policy in POLICIES[name]
-        ]
-    )
+    return AutoAugment([
+        [CutoutOp(p, m, hparams) if op == "Cutout" else AugmentOp(op, p, m, hparams) for op, p, m in sub_policy]
+        for sub_policy in POLICIES[name]
+    ])
 
 
 def create_train_transform(auto_augment: str | None = None, **kwargs):

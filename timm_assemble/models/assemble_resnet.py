@@ -281,9 +281,8 @@ class AssembleResNet(nn.Module):
         ]
         num_blocks = sum(blocks_per_stage)
         rates = [drop_path_rate * index / max(num_blocks - 1, 1) for index in range(num_blocks)]
-        block_kwargs = dict(
-            use_sk=use_sk, use_se=use_se, anti_alias=anti_alias, act_layer=act_layer, norm_layer=norm_layer
-        )
+        block_kwargs = dict(use_sk=use_sk, use_se=use_se, anti_alias=anti_alias, act_layer=act_layer,
+                            norm_layer=norm_layer)
 
         in_chs, reduction = width, 4
         for index, depth in enumerate(layers):
@@ -294,7 +293,7 @@ class AssembleResNet(nn.Module):
                 if drop_block_rate > 0 and gamma_scale is not None
                 else None
             )
-            stage_rates, rates = rates[: blocks_per_stage[index]], rates[blocks_per_stage[index] :]
+            stage_rates, rates = rates[: blocks_per_stage[index]], rates[blocks_per_stage[index]:]
             group = partial(_make_blocks, shortcut_type=shortcut_type, drop_block=drop_block, **block_kwargs)
             if big_little is not None and index < 3:
                 alpha, beta = big_little
@@ -497,19 +496,17 @@ def _clova_cfg(name: str, crop_pct: float) -> dict:
     )
 
 
-default_cfgs = generate_default_cfgs(
-    {
-        # 'imagenet_224_256': resize to int(256 / 0.875) = 292, centre crop 256; 256 / 0.8767 floors to 292.
-        "assemble_resnet50.clova_in1k": _clova_cfg("assemble_resnet50.clova_in1k", crop_pct=0.8767),
-        # 'imagenet_224_256a': resize to 257, centre crop 256; 256 / 0.9961 floors to 257.
-        "assemble_resnet152.clova_in1k": _clova_cfg("assemble_resnet152.clova_in1k", crop_pct=0.9961),
-        "assemble_r50": _cfg(),
-        "assemble_r50d": _cfg(first_conv="conv1.0"),
-        "assemble_r50d_se": _cfg(first_conv="conv1.0"),
-        "assemble_r50d_sk": _cfg(first_conv="conv1.0"),
-        "assemble_r50_bl_sk": _cfg(),
-    }
-)
+default_cfgs = generate_default_cfgs({
+    # 'imagenet_224_256': resize to int(256 / 0.875) = 292, centre crop 256; 256 / 0.8767 floors to 292.
+    "assemble_resnet50.clova_in1k": _clova_cfg("assemble_resnet50.clova_in1k", crop_pct=0.8767),
+    # 'imagenet_224_256a': resize to 257, centre crop 256; 256 / 0.9961 floors to 257.
+    "assemble_resnet152.clova_in1k": _clova_cfg("assemble_resnet152.clova_in1k", crop_pct=0.9961),
+    "assemble_r50": _cfg(),
+    "assemble_r50d": _cfg(first_conv="conv1.0"),
+    "assemble_r50d_se": _cfg(first_conv="conv1.0"),
+    "assemble_r50d_sk": _cfg(first_conv="conv1.0"),
+    "assemble_r50_bl_sk": _cfg(),
+})
 
 _LADDER_BASE = dict(layers=(3, 4, 6, 3), big_little=None, use_sk=False, anti_alias=False)
 

@@ -44,7 +44,9 @@ def export_hub_folder(
     """
     out_dir = Path(out_dir)
     if label_names is not None and len(label_names) != model.num_classes:
-        raise TimmAssembleError(f"{len(label_names)} label names given for a model with {model.num_classes} classes")
+        raise TimmAssembleError(
+            f"{len(label_names)} label names given for a model with {model.num_classes} classes"
+        )
     if any(not t.is_contiguous() for t in model.state_dict().values()):  # channels_last: safetensors wants dense
         model = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
     size = sum(t.numel() * t.element_size() for t in model.state_dict().values())
@@ -69,3 +71,4 @@ def _apply_umask(folder: Path) -> None:
     os.umask(umask)
     for path in folder.iterdir():
         path.chmod(0o666 & ~umask)
+
