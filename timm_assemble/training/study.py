@@ -364,7 +364,7 @@ def format_markdown(report: dict[str, Any]) -> str:
         lines.append(
             f"| {r['rung']} | {adds} | {_num(r['top1'])} | {_num(r['delta_prev'], signed=True)} | "
             f"{_num(r['delta_e0'], signed=True)} | {_num(r['top5'])} | {_num(r['mce'], '.1f')} | "
-            f"{_num(r['img_per_s'], '.1f')} | {_num(r['params_m'])} | {_num(r["gmacs"], ".3g")} | {r['epochs']} | "
+            f"{_num(r['img_per_s'], '.1f')} | {_num(r['params_m'])} | {_num(r['gmacs'], '.3g')} | {r['epochs']} | "
             f"{r['img_size']} |"
         )
     lines += ["", *report["notes"]]
