@@ -143,3 +143,18 @@ def test_a_study_killed_after_its_first_rung_resumes_training_only_the_others(tm
     markdown = (study / "study.md").read_text()
     assert markdown.startswith("| rung | what it adds | top-1 | Δ prev | Δ e0 |") and "| e6 |" in markdown
     assert (study / "study.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--rungs", "e0"], "--output-dir STUDY is required"),
+        (["--model", "resnet50", "--output-dir", "x"], "--model does not apply to a study"),
+        (["--pretrained", "default", "--output-dir", "x"], "use --from pretrained"),
+        (["--rungs", "e0,e42", "--output-dir", "x"], "unknown rung(s) e42"),
+    ],
+)
+def test_bad_study_flags_are_one_line_and_exit_2(flags, message, capsys):
+    assert main(["study", *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
