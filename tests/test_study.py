@@ -9,7 +9,7 @@ import os
 import socket
 
 import pytest
-from training_helpers import one_thread, reset_accelerate, tiny_data
+from training_helpers import tiny_data
 
 from timm_assemble.cli import main
 from timm_assemble.errors import TimmAssembleError
@@ -77,17 +77,9 @@ def test_a_rung_is_claimed_by_one_live_process_and_a_dead_owners_claim_is_taken_
     assert not library.claim_path(tmp_path, "e0").exists()
 
 
-@pytest.fixture
-def fresh_accelerate(monkeypatch):
-    monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
-    reset_accelerate()
-    with one_thread():
-        yield
-    reset_accelerate()
-
-
 @pytest.mark.slow
 def test_a_study_killed_after_its_first_rung_resumes_training_only_the_others(tmp_path, monkeypatch, fresh_accelerate):
+    monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
     data = tiny_data(tmp_path / "data", classes=3, train=16, val=4)
     study = tmp_path / "study"
     flags = [
