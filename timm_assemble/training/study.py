@@ -253,9 +253,10 @@ def describe_budget(configs: dict[str, TrainConfig]) -> str:
     own = ", ".join(f"{r} {p['epochs']}" for r, p in presets.items())
     epochs = sorted({c.epochs for c in configs.values()})
     sizes = sorted({f"{c.img_size}/{c.eval_img_size or c.img_size}" for c in configs.values()})
+    preset_sizes = sorted({f"{p['img_size']}/{p.get('eval_img_size', p['img_size'])}" for p in presets.values()})
     return (
         f"budget: {'/'.join(map(str, epochs))} epochs per rung (the presets': {own}); "
-        f"train/eval size {', '.join(sizes)} px (the presets': 224/224, 224/256 from e9); "
+        f"train/eval size {', '.join(sizes)} px (the presets': {', '.join(preset_sizes)}); "
         "small budgets do not reproduce the paper's deltas"
     )
 
