@@ -144,6 +144,7 @@ def test_a_study_killed_after_its_first_rung_resumes_training_only_the_others(tm
         (["--model", "resnet50", "--output-dir", "x"], "--model does not apply to a study"),
         (["--pretrained", "default", "--output-dir", "x"], "use --from pretrained"),
         (["--rungs", "e0,e42", "--output-dir", "x"], "unknown rung(s) e42"),
+        (["--resume", "ckpt/last", "--output-dir", "x"], "a study resumes with --resume auto"),
     ],
 )
 def test_bad_study_flags_are_one_line_and_exit_2(flags, message, capsys):

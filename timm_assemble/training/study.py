@@ -266,6 +266,8 @@ def run_study(opts: StudyOptions) -> dict[str, Any]:
     study = Path(opts.output_dir)
     if opts.start_from not in ("scratch", "pretrained"):
         raise TimmAssembleError(f"--from must be scratch or pretrained, got {opts.start_from!r}")
+    if opts.resume not in (None, "auto"):
+        raise TimmAssembleError(f"--resume {opts.resume}: a study resumes with --resume auto (each rung its own)")
     rungs = parse_rungs(",".join(opts.rungs))
     planned = {r: rung_config(opts, r) for r in rungs}  # every config checked before anything trains
     for rung in rungs:
