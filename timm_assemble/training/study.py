@@ -101,8 +101,9 @@ def rung_config(opts: StudyOptions, rung: str) -> tuple[TrainConfig, list[str]]:
         else:
             overrides["teacher"] = "none"
             notes.append(
-                "KD off: the preset's ImageNet teacher does not know your classes; pass --teacher ARCH "
-                "--teacher-weights FILE (a teacher for your classes) or --teacher-logits FILE to distil"
+                f"KD off: the preset's teacher {load_preset(rung)['teacher']} knows ImageNet's classes only; to "
+                "distil pass --teacher ARCH --teacher-weights FILE (a teacher for your classes), --teacher-logits "
+                "FILE, or on ImageNet the preset's teacher as --teacher"
             )
     arch = load_preset(rung)["model"]
     if opts.start_from == "pretrained":
@@ -300,7 +301,9 @@ def _decide(opts: StudyOptions, rung: str) -> str:
         return "kept"
     study.mkdir(parents=True, exist_ok=True)
     if claim(study, rung) is None:
-        print(f"{rung}: skipped, in progress by {claim_owner(study, rung)}")
+        print(
+            f"{rung}: skipped, claimed by {claim_owner(study, rung)} (delete {claim_path(study, rung)} if it is gone)"
+        )
         return "busy"
     (study / rung / MARKER).unlink(missing_ok=True)  # --overwrite: not complete until measured again
     return "run"
