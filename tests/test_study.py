@@ -77,54 +77,52 @@ def test_a_rung_is_claimed_by_one_live_process_and_a_dead_owners_claim_is_taken_
     assert not library.claim_path(tmp_path, "e0").exists()
 
 
+def snapshot(folder):
+    """Every file's content hash and modification time."""
+    return {p.relative_to(folder): (sha256_file(p), p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()}
+
+
 @pytest.mark.slow
-def test_a_study_killed_after_its_first_rung_resumes_training_only_the_others(tmp_path, monkeypatch, fresh_accelerate):
+def test_a_study_killed_in_its_second_rung_resumes_training_only_what_is_left(tmp_path, monkeypatch, fresh_accelerate):
     monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
     data = tiny_data(tmp_path / "data", classes=3, train=16, val=4)
     study = tmp_path / "study"
     flags = [
-        "study", "--data-dir", str(data), "--output-dir", str(study), "--epochs", "1", "--img-size", "32",
+        "study", "--data-dir", str(data), "--output-dir", str(study), "--epochs", "2", "--img-size", "32",
         "--model-kwargs", "width=8", "--batch-size", "16", "--workers", "0", "--corruptions", "gaussian_noise",
         "--severities", "3", "--bench-repeats", "1", "--bench-batch-size", "2",
     ]  # fmt: skip
-    trained = []
-    real_run = engine.run
+    trained, epochs, kill = [], [], {"e3": 1}  # Ctrl-C in e3's second epoch, after its first checkpoint
+    real_run, real_epoch = engine.run, engine.train_one_epoch
 
-    def spy(cfg, command=None):
+    def run_spy(cfg, command=None):
         trained.append(cfg.preset)
         return real_run(cfg, command)
 
-    monkeypatch.setattr(engine, "run", spy)
-    assert main([*flags, "--rungs", "e0"]) == 0
-    first = {
-        p.relative_to(study / "e0"): (sha256_file(p), p.stat().st_mtime_ns)
-        for p in (study / "e0").rglob("*")
-        if p.is_file()
-    }
-    assert any(p.parts[0] == "checkpoints" for p in first) and (study / "e0" / "model" / "config.json").is_file()
-
-    real_epoch = engine.train_one_epoch
-
-    def killed_in_e3(run, epoch):
-        if run.cfg.preset == "e3":
+    def epoch_spy(run, epoch):
+        if kill.get(run.cfg.preset) == epoch:
             raise KeyboardInterrupt
+        epochs.append((run.cfg.preset, epoch))
         return real_epoch(run, epoch)
 
-    monkeypatch.setattr(engine, "train_one_epoch", killed_in_e3)
+    monkeypatch.setattr(engine, "run", run_spy)
+    monkeypatch.setattr(engine, "train_one_epoch", epoch_spy)
+    assert main([*flags, "--rungs", "e0"]) == 0
+    first = snapshot(study / "e0")
+    assert any(p.parts[0] == "checkpoints" for p in first) and (study / "e0" / "model" / "config.json").is_file()
+
     rungs = ["--rungs", "e0,e3,e6"]
     assert main([*flags, *rungs]) == 2  # e0 is finished: keeping it needs --resume auto
-    assert main([*flags, *rungs, "--resume", "auto"]) == 130  # Ctrl-C in e3's first epoch
+    assert main([*flags, *rungs, "--resume", "auto"]) == 130
     assert trained == ["e0", "e3"] and not library.claim_path(study, "e3").exists()
+    assert not (study / "e3" / library.MARKER).exists() and (study / "e3" / "checkpoints" / "last").is_dir()
 
-    monkeypatch.setattr(engine, "train_one_epoch", real_epoch)
+    kill.clear()
+    del epochs[:]
     assert main([*flags, *rungs, "--resume", "auto"]) == 0
-    assert trained == ["e0", "e3", "e3", "e6"]  # e0 kept, e3 and e6 trained
-    after = {
-        p.relative_to(study / "e0"): (sha256_file(p), p.stat().st_mtime_ns)
-        for p in (study / "e0").rglob("*")
-        if p.is_file()
-    }
-    assert after == first
+    assert trained == ["e0", "e3", "e3", "e6"]  # e0 kept
+    assert epochs == [("e3", 1), ("e6", 0), ("e6", 1)]  # e3 resumed from its checkpoint, e6 trained
+    assert snapshot(study / "e0") == first
 
     rows = list(csv.DictReader((study / "study.csv").open()))
     assert [r["rung"] for r in rows] == ["e0", "e3", "e6"] and rows[0]["mce"] == "100.0"
