@@ -42,8 +42,9 @@ def test_the_readme_shows_our_commands():
 @pytest.mark.parametrize("command", OURS)
 def test_readme_command_parses(command):
     words = shlex.split(command)
-    if words[0] == "timm-assemble":
-        args = build_parser().parse_args(words[1:])
+    module = [i for i, w in enumerate(words[:-1]) if w == "-m" and words[i + 1] == "timm_assemble"]
+    if words[0] == "timm-assemble" or module:
+        args = build_parser().parse_args(words[module[0] + 2 if module else 1 :])
         assert args.func is not None
         return
     scripts = [i for i, w in enumerate(words) if w in ("train.py", "finetune.py")]
