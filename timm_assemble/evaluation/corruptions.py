@@ -131,30 +131,52 @@ def _gray(x: np.ndarray) -> np.ndarray:
     return x[..., 0] * 0.299 + x[..., 1] * 0.587 + x[..., 2] * 0.114
 
 
+def _zoom_taps(size: int, zoom: float, keep: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Taps of `scipy.ndimage.zoom(order=1)` along one axis for the `keep` centre outputs: (i0, i1, w0, w1)."""
+    out_size = int(round(size * zoom))
+    scale = (size - 1) / (out_size - 1) if out_size > 1 else 1.0  # scipy: (in - 1) / (out - 1), grid_mode=False
+    coord = np.arange((out_size - keep) // 2, (out_size - keep) // 2 + keep) * scale
+    i0 = np.floor(coord).astype(np.intp)
+    w0 = 1.0 - (coord - i0)
+    return i0, np.minimum(i0 + 1, size - 1), w0, 1.0 - w0  # scipy's spline weights: the last is 1 - the others
+
+
 def _clipped_zoom(img: np.ndarray, zoom: float) -> np.ndarray:
-    """Zoom into the centre by `zoom` (bilinear) and crop back to the input size."""
-    h, w = img.shape[:2]
+    """The reference's `clipped_zoom` on a (..., H, W) array: scipy's order-1 zoom of the centre crop, centre kept.
+
+    Only the kept rows and columns are interpolated, with scipy's coordinates and weights, separably (rows,
+    then columns) in float64 and cast to the input dtype: equal to scipy's four-tap sum up to float64 rounding.
+    """
+    h, w = img.shape[-2:]
     ch, cw = int(np.ceil(h / zoom)), int(np.ceil(w / zoom))
     top, left = (h - ch) // 2, (w - cw) // 2
-    factors = (zoom, zoom) + (1,) * (img.ndim - 2)
-    out = _ndi().zoom(img[top : top + ch, left : left + cw], factors, order=1)
-    top, left = (out.shape[0] - h) // 2, (out.shape[1] - w) // 2
-    return out[top : top + h, left : left + w]
+    crop = img[..., top : top + ch, left : left + cw].astype(np.float64)
+    r0, r1, wy0, wy1 = _zoom_taps(ch, zoom, h)
+    c0, c1, wx0, wx1 = _zoom_taps(cw, zoom, w)
+    rows = crop[..., r0, :] * wy0[:, None]
+    rows += crop[..., r1, :] * wy1[:, None]
+    out = rows[..., c0] * wx0
+    out += rows[..., c1] * wx1
+    return out.astype(img.dtype)
 
 
 def _motion_blur(x: np.ndarray, radius: int, sigma: float, angle: float) -> np.ndarray:
-    """ImageMagick's MotionBlurImage: a one-sided Gaussian along `angle` (degrees), edge pixels repeated."""
+    """ImageMagick 6's MotionBlurImage on an 8-bit image, as shift-and-add: a one-sided Gaussian line of
+    2 * radius + 1 taps along `angle` (degrees), tap i at (ceil(i sin - 0.5), ceil(i cos - 0.5)), edge pixels
+    repeated; truncated to 8 bits, which matches the PNG ImageMagick returns to the reference better than
+    rounding (the rest differ by one level: ImageMagick's own quantum arithmetic)."""
     width = 2 * radius + 1
     kernel = np.exp(-(np.arange(width, dtype=np.float64) ** 2) / (2.0 * sigma * sigma))
-    kernel /= kernel.sum()
+    kernel = (kernel / kernel.sum()).astype(np.float32)
     sin, cos = math.sin(math.radians(angle)), math.cos(math.radians(angle))
+    offsets = [(math.ceil(i * sin - 0.5), math.ceil(i * cos - 0.5)) for i in range(width)]
+    pad = max(max(abs(dy), abs(dx)) for dy, dx in offsets)
     h, w = x.shape[:2]
-    rows, cols = np.arange(h), np.arange(w)
-    out = np.zeros(x.shape, dtype=np.float64)
-    for i, k in enumerate(kernel):
-        oy, ox = math.ceil(i * sin - 0.5), math.ceil(i * cos - 0.5)
-        out += k * x[np.clip(rows + oy, 0, h - 1)][:, np.clip(cols + ox, 0, w - 1)]
-    return out
+    padded = np.pad(x.astype(np.float32), ((pad, pad), (pad, pad)) + ((0, 0),) * (x.ndim - 2), mode="edge")
+    out = np.zeros(x.shape, dtype=np.float32)
+    for k, (dy, dx) in zip(kernel, offsets, strict=True):
+        out += k * padded[pad + dy : pad + dy + h, pad + dx : pad + dx + w]
+    return np.clip(np.floor(out), 0, 255)
 
 
 def _plasma_fractal(size: int, decay: float, rng: np.random.Generator) -> np.ndarray:
@@ -281,29 +303,54 @@ def gaussian_blur(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.
     return np.clip(_gaussian(x / 255.0, c), 0, 1) * 255
 
 
+def _glass_sources(h: int, w: int, delta: int, offsets: np.ndarray) -> np.ndarray:
+    """Flat source index of every pixel after one sweep of the reference's `x[h, w], x[h', w'] = x[h', w'], x[h, w]`.
+
+    On numpy views that statement copies x[h', w'] onto x[h, w] and leaves x[h', w'] as it is (ImageNet-C
+    was generated that way). The sweep runs over rows, then columns, downwards from (h - delta, w - delta), so
+    a pixel copied from a later-swept one (a larger flat index inside the swept box) takes its already-updated
+    value: following those links to their end (pointer doubling) gives every pixel's source without a loop.
+    """
+    rows, cols = np.arange(h - delta, delta, -1), np.arange(w - delta, delta, -1)
+    swept = (rows[:, None] * w + cols[None, :]).ravel()  # in sweep order, as the offsets are drawn
+    source = swept + offsets[:, 1] * w + offsets[:, 0]  # offsets are (dx, dy)
+    inside = np.zeros(h * w, dtype=bool)
+    inside[swept] = True
+    chained = (source > swept) & inside[source]
+    link = np.arange(h * w)
+    link[swept[chained]] = source[chained]
+    while True:
+        jumped = link[link]
+        if np.array_equal(jumped, link):
+            break
+        link = jumped
+    first = np.arange(h * w)
+    first[swept] = source
+    return first[link]
+
+
 def glass_blur(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
-    """Blur, then swap each pixel with a random neighbour (sequentially, bottom-right first), blur again."""
+    """Reference `glass_blur`: blur, move each pixel from a random neighbour (copy semantics), blur again."""
     sigma, delta, iterations = ((0.7, 1, 2), (0.9, 2, 1), (1, 2, 3), (1.1, 3, 2), (1.5, 4, 2))[severity - 1]
     x = np.uint8(_gaussian(x / 255.0, sigma) * 255)
     h, w = x.shape[:2]
-    order = list(range(h * w))  # order[p] = source pixel now at position p
-    rows, cols = range(h - delta, delta, -1), range(w - delta, delta, -1)
-    offsets = rng.integers(-delta, delta, size=(iterations * len(rows) * len(cols), 2)).tolist()
-    k = 0
-    for _ in range(iterations):
-        for r in rows:
-            for c in cols:
-                dx, dy = offsets[k]
-                k += 1
-                a, b = r * w + c, (r + dy) * w + (c + dx)
-                order[a], order[b] = order[b], order[a]
+    swept = (h - 2 * delta) * (w - 2 * delta)
+    order = np.arange(h * w)
+    for offsets in rng.integers(-delta, delta, size=(iterations, swept, 2)):
+        order = order[_glass_sources(h, w, delta, offsets)]
     x = x.reshape(h * w, -1)[order].reshape(h, w, -1)
     return np.clip(_gaussian(x / 255.0, sigma), 0, 1) * 255
 
 
 def defocus_blur(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
-    """Convolution with an anti-aliased disk."""
+    """Reference `defocus_blur`: correlate with `disk` (an aliased disk smoothed by OpenCV's GaussianBlur).
+
+    The reference's `cv2.filter2D` correlates kernels this large through the DFT, with BORDER_REFLECT_101;
+    so do we (scipy's FFT on the mirror-padded image), rounded to 1e-12 so that flat regions stay exact.
+    """
     radius, alias_blur = ((3, 0.1), (4, 0.5), (6, 0.5), (8, 0.5), (10, 0.5))[severity - 1]
+    import scipy.signal
+
     ndi = _ndi()
     span = np.arange(-8, 9) if radius <= 8 else np.arange(-radius, radius + 1)
     xx, yy = np.meshgrid(span, span)
@@ -313,15 +360,15 @@ def defocus_blur(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.n
     taps = np.exp(-((np.arange(ksize) - (ksize - 1) / 2) ** 2) / (2 * alias_blur**2))
     taps /= taps.sum()
     disk = ndi.correlate1d(ndi.correlate1d(disk, taps, axis=0, mode="mirror"), taps, axis=1, mode="mirror")
-    x = x / 255.0
-    out = np.stack([ndi.correlate(x[..., d], disk, mode="mirror") for d in range(x.shape[2])], axis=-1)
-    return np.clip(out, 0, 1) * 255
+    pad = len(span) // 2
+    x = np.pad(x / 255.0, ((pad, pad), (pad, pad), (0, 0)), mode="reflect")  # numpy's reflect = REFLECT_101
+    out = scipy.signal.fftconvolve(x, disk[::-1, ::-1, None].astype(np.float64), mode="valid", axes=(0, 1))
+    return np.clip(np.round(out, 12), 0, 1) * 255
 
 
 def motion_blur(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     radius, sigma = ((10, 3), (15, 5), (15, 8), (15, 12), (20, 15))[severity - 1]
-    out = _motion_blur(x.astype(np.float64), radius, sigma, rng.uniform(-45, 45))
-    return np.clip(np.rint(out), 0, 255)  # ImageMagick returns 8-bit pixels
+    return _motion_blur(x, radius, sigma, rng.uniform(-45, 45))
 
 
 def zoom_blur(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
@@ -332,11 +379,11 @@ def zoom_blur(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndar
         np.arange(1, 1.26, 0.02),
         np.arange(1, 1.31, 0.03),
     )[severity - 1]
-    x = (x / 255.0).astype(np.float32)
+    x = np.moveaxis((x / 255.0).astype(np.float32), -1, 0)  # channels first: contiguous rows to interpolate
     out = np.zeros_like(x)
     for z in zooms:
         out += _clipped_zoom(x, z)
-    return np.clip((x + out) / (len(zooms) + 1), 0, 1) * 255
+    return np.moveaxis(np.clip((x + out) / (len(zooms) + 1), 0, 1) * 255, 0, -1)
 
 
 def snow(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
@@ -352,7 +399,7 @@ def snow(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     flakes = _clipped_zoom(flakes, zoom)
     flakes[flakes < threshold] = 0
     flakes = (np.clip(flakes, 0, 1) * 255).astype(np.uint8)  # the layer is an 8-bit image in ImageNet-C
-    flakes = np.clip(np.rint(_motion_blur(flakes.astype(np.float64), radius, sigma, rng.uniform(-135, -45))), 0, 255)
+    flakes = _motion_blur(flakes, radius, sigma, rng.uniform(-135, -45))
     flakes = (flakes / 255.0)[..., None]
     x = blend * x + (1 - blend) * np.maximum(x, _gray(x)[..., None] * 1.5 + 0.5)
     return np.clip(x + flakes + np.rot90(flakes, k=2), 0, 1) * 255
