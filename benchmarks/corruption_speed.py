@@ -71,8 +71,10 @@ def main() -> None:
     for module in (corruptions, baseline):  # warm caches (frost photographs, lazy imports)
         for name in names:
             module.corrupt(images[0], name, 1, 0)
-    print(f"seconds per image per severity, {args.size} px, median of {args.repeats} repeats over "
-          f"{args.images} images x severities 1-5\n")
+    print(
+        f"seconds per image per severity, {args.size} px, median of {args.repeats} repeats over "
+        f"{args.images} images x severities 1-5\n"
+    )
     print("| corruption | this checkout | baseline | speed-up |")
     print("|---|---|---|---|")
     totals = [0.0, 0.0]
