@@ -189,25 +189,52 @@ def _motion_blur(x: np.ndarray, radius: int, sigma: float, angle: float) -> np.n
 
 def _correlate_fft(x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     """2-D correlation of each channel of HxWxC `x` with an odd square `kernel`, borders as BORDER_REFLECT_101,
-    through a float64 FFT (what OpenCV's filter2D does for kernels this large)."""
+    through a float64 FFT (what OpenCV's filter2D does for kernels this large). The transform spans the padded
+    image only: its wrap-around touches the first k - 1 rows and columns, outside the part kept."""
     import scipy.fft
 
     k, (h, w) = kernel.shape[0], x.shape[:2]
     pad = k // 2
-    padded = np.pad(x, ((pad, pad), (pad, pad), (0, 0)), mode="reflect")  # numpy's reflect = REFLECT_101
-    shape = [scipy.fft.next_fast_len(n + k - 1, real=True) for n in padded.shape[:2]]
-    spectrum = scipy.fft.rfft2(padded, shape, axes=(0, 1)) * scipy.fft.rfft2(kernel[::-1, ::-1], shape)[..., None]
-    return scipy.fft.irfft2(spectrum, shape, axes=(0, 1))[k - 1 : k - 1 + h, k - 1 : k - 1 + w]
+    padded = np.pad(np.moveaxis(x, -1, 0), ((0, 0), (pad, pad), (pad, pad)), mode="reflect")  # REFLECT_101
+    shape = [scipy.fft.next_fast_len(n, real=True) for n in padded.shape[1:]]
+    spectrum = scipy.fft.rfft2(padded, shape)
+    spectrum *= scipy.fft.rfft2(kernel[::-1, ::-1], shape)
+    return np.moveaxis(scipy.fft.irfft2(spectrum, shape)[:, k - 1 : k - 1 + h, k - 1 : k - 1 + w], 0, -1)
+
+
+def _gaussian_reflect(x: np.ndarray, sigma: float, truncate: float) -> np.ndarray:
+    """`gaussian_filter(x, sigma, mode='reflect', truncate=truncate)` of a 2-D array (elastic_transform's fields).
+
+    The reflected signal is periodic over twice the image, so the filter is a circular convolution of that
+    period with the kernel folded onto it: for long kernels (severity 1: 1025 taps on 224 px, severity 2: 119)
+    that is done by FFT, equal up to float64 rounding, instead of scipy's direct sum over every tap.
+    """
+    ndi = _ndi()
+    radius = int(truncate * sigma + 0.5)
+    for axis in (0, 1):
+        n = x.shape[axis]
+        if radius < 16:
+            x = ndi.gaussian_filter1d(x, sigma, axis=axis, mode="reflect", truncate=truncate)
+            continue
+        taps = np.arange(-radius, radius + 1)
+        weights = np.exp(-0.5 / (sigma * sigma) * taps.astype(np.float64) ** 2)
+        folded = np.bincount(taps % (2 * n), weights=weights / weights.sum(), minlength=2 * n)
+        shape = [1, 1]
+        shape[axis] = n + 1
+        spectrum = np.fft.rfft(np.concatenate([x, np.flip(x, axis)], axis=axis), axis=axis)
+        spectrum *= np.fft.rfft(folded).reshape(shape)
+        x = np.take(np.fft.irfft(spectrum, 2 * n, axis=axis), np.arange(n), axis=axis)
+    return x
 
 
 def _warp_affine(image: np.ndarray, forward: np.ndarray) -> np.ndarray:
-    """OpenCV's `warpAffine` (INTER_LINEAR, BORDER_REFLECT_101) of a float32 HxWxC image by the 2x3 `forward` map.
+    """OpenCV's `warpAffine` (INTER_LINEAR, BORDER_REFLECT_101) of a float32 CxHxW image by the 2x3 `forward` map.
 
     As OpenCV does it: the inverse map from `invertAffineTransform`, source coordinates in fixed point
     (1/1024 px, rounded, then 1/32 px), bilinear weights from its float32 1/32-px table, taps reflected
     one by one at the border, and the four products summed in float32.
     """
-    h, w = image.shape[:2]
+    c, h, w = image.shape
     (m0, m1, m2), (m3, m4, m5) = forward.tolist()
     det = m0 * m4 - m1 * m3
     det = 1.0 / det if det != 0 else 0.0
@@ -216,20 +243,21 @@ def _warp_affine(image: np.ndarray, forward: np.ndarray) -> np.ndarray:
     cols, rows = np.arange(w), np.arange(h)
     fixed_x = np.rint((m1 * rows + m2) * 1024).astype(np.int64)[:, None] + np.rint(m0 * cols * 1024).astype(np.int64)
     fixed_y = np.rint((m4 * rows + m5) * 1024).astype(np.int64)[:, None] + np.rint(m3 * cols * 1024).astype(np.int64)
-    sx, sy = (fixed_x + 16) >> 5, (fixed_y + 16) >> 5  # 1/32 px
+    sx, sy = ((fixed_x + 16) >> 5).ravel(), ((fixed_y + 16) >> 5).ravel()  # 1/32 px
     fx, fy = (sx & 31).astype(np.float32) / np.float32(32), (sy & 31).astype(np.float32) / np.float32(32)
 
     def reflect(i: np.ndarray, n: int) -> np.ndarray:
         i = np.abs(i)
         return np.where(i >= n, 2 * n - 2 - i, i)
 
-    x0, x1, y0, y1 = reflect(sx >> 5, w), reflect((sx >> 5) + 1, w), reflect(sy >> 5, h), reflect((sy >> 5) + 1, h)
-    one = np.float32(1)
-    out = image[y0, x0] * ((one - fy) * (one - fx))[..., None]
-    out += image[y0, x1] * ((one - fy) * fx)[..., None]
-    out += image[y1, x0] * (fy * (one - fx))[..., None]
-    out += image[y1, x1] * (fy * fx)[..., None]
-    return out
+    x0, x1 = reflect(sx >> 5, w), reflect((sx >> 5) + 1, w)
+    y0, y1 = reflect(sy >> 5, h) * w, reflect((sy >> 5) + 1, h) * w
+    flat, one = image.reshape(c, h * w), np.float32(1)
+    out = np.take(flat, y0 + x0, axis=1) * ((one - fy) * (one - fx))
+    out += np.take(flat, y0 + x1, axis=1) * ((one - fy) * fx)
+    out += np.take(flat, y1 + x0, axis=1) * (fy * (one - fx))
+    out += np.take(flat, y1 + x1, axis=1) * (fy * fx)
+    return out.reshape(c, h, w)
 
 
 def _plasma_fractal(size: int, decay: float, rng: np.random.Generator) -> np.ndarray:
@@ -572,8 +600,8 @@ def elastic_transform(x: np.ndarray, severity: int, rng: np.random.Generator) ->
         (244 * 0.12, 244 * 0.01, 244 * 0.02),
     )[severity - 1]
     ndi = _ndi()
-    image = x.astype(np.float32) / 255.0
-    h, w = image.shape[:2]
+    image = np.moveaxis(x.astype(np.float32) / 255.0, -1, 0)  # channels first: contiguous planes
+    h, w = x.shape[:2]
     # affine from three points around the centre, each moved by up to `jitter` px ((x, y) order, float32)
     centre = np.array([w // 2, h // 2], dtype=np.float32)
     half = min(h, w) // 3
@@ -581,11 +609,11 @@ def elastic_transform(x: np.ndarray, severity: int, rng: np.random.Generator) ->
     dst = src + rng.uniform(-jitter, jitter, size=src.shape).astype(np.float32)
     forward = np.linalg.solve(np.hstack([src, np.ones((3, 1), np.float32)]).astype(np.float64), dst.astype(np.float64))
     image = _warp_affine(image, forward.T)  # dst = forward.T @ [x, y, 1]
-    dx = (_gaussian(rng.uniform(-1, 1, size=(h, w)), sigma, mode="reflect", truncate=3) * alpha).astype(np.float32)
-    dy = (_gaussian(rng.uniform(-1, 1, size=(h, w)), sigma, mode="reflect", truncate=3) * alpha).astype(np.float32)
+    dx = (_gaussian_reflect(rng.uniform(-1, 1, size=(h, w)), sigma, truncate=3) * alpha).astype(np.float32)
+    dy = (_gaussian_reflect(rng.uniform(-1, 1, size=(h, w)), sigma, truncate=3) * alpha).astype(np.float32)
     yy, xx = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
     coords = np.stack([yy + dy, xx + dx])
-    out = np.stack([ndi.map_coordinates(image[..., k], coords, order=1, mode="reflect") for k in range(3)], -1)
+    out = np.stack([ndi.map_coordinates(plane, coords, order=1, mode="reflect") for plane in image], -1)
     return np.clip(out, 0, 1) * 255
 
 
