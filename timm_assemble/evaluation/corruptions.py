@@ -149,11 +149,12 @@ def _zoom_taps(size: int, zoom: float, keep: int) -> tuple[np.ndarray, np.ndarra
     return i0, np.minimum(i0 + 1, size - 1), w0, 1.0 - w0  # scipy's spline weights: the last is 1 - the others
 
 
-def _clipped_zoom(img: np.ndarray, zoom: float) -> np.ndarray:
+def _clipped_zoom(img: np.ndarray, zoom: float, work: np.ndarray | None = None) -> np.ndarray:
     """The reference's `clipped_zoom` on a (..., H, W) array: scipy's order-1 zoom of the centre crop, centre kept.
 
     Only the kept rows and columns are interpolated, with scipy's coordinates and weights, separably (rows,
     then columns) in float64 and cast to the input dtype: equal to scipy's four-tap sum up to float64 rounding.
+    `work`, float64 of shape (4, *img.shape), is scratch space that a caller zooming many times can reuse.
     """
     h, w = img.shape[-2:]
     ch, cw = int(np.ceil(h / zoom)), int(np.ceil(w / zoom))
@@ -161,10 +162,14 @@ def _clipped_zoom(img: np.ndarray, zoom: float) -> np.ndarray:
     crop = img[..., top : top + ch, left : left + cw].astype(np.float64)
     r0, r1, wy0, wy1 = _zoom_taps(ch, zoom, h)
     c0, c1, wx0, wx1 = _zoom_taps(cw, zoom, w)
-    rows = crop[..., r0, :] * wy0[:, None]
-    rows += crop[..., r1, :] * wy1[:, None]
-    out = rows[..., c0] * wx0
-    out += rows[..., c1] * wx1
+    rows, other, out, more = np.empty((4, *img.shape)) if work is None else work
+    rows, other = rows[..., :cw], other[..., :cw]
+    np.multiply(np.take(crop, r0, axis=-2, out=rows, mode="clip"), wy0[:, None], out=rows)
+    np.multiply(np.take(crop, r1, axis=-2, out=other, mode="clip"), wy1[:, None], out=other)
+    rows += other
+    np.multiply(np.take(rows, c0, axis=-1, out=out, mode="clip"), wx0, out=out)
+    np.multiply(np.take(rows, c1, axis=-1, out=more, mode="clip"), wx1, out=more)
+    out += more
     return out.astype(img.dtype)
 
 
@@ -498,9 +503,9 @@ def zoom_blur(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndar
         np.arange(1, 1.31, 0.03),
     )[severity - 1]
     x = np.moveaxis((x / 255.0).astype(np.float32), -1, 0)  # channels first: contiguous rows to interpolate
-    out = np.zeros_like(x)
+    out, work = np.zeros_like(x), np.empty((4, *x.shape))
     for z in zooms:
-        out += _clipped_zoom(x, z)
+        out += _clipped_zoom(x, z, work)
     return np.moveaxis(np.clip((x + out) / (len(zooms) + 1), 0, 1) * 255, 0, -1)
 
 
