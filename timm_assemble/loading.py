@@ -1,12 +1,15 @@
 """Build a model and load weights: the one loader behind train, finetune, validate, robustness, benchmark, predict.
 
-Weights files are read by timm's `load_state_dict`: safetensors, or a .pth/.pt with `weights_only=True`;
-EMA weights (`state_dict_ema`, `model_ema`) before `state_dict` / `model`; `module.` and `_orig_mod.` prefixes
-stripped. Every failure a user can fix (unknown name, folder without config.json, unreadable or mis-shaped
-weights, unreachable Hub) becomes one TimmAssembleError line.
+`create_model` (also `timm_assemble.create_model`) is where our clear errors for `local-dir:` and `hf-hub:`
+names come from; plain `timm.create_model` is left exactly as timm has it. Weights files are read by timm's
+`load_state_dict`: safetensors, or a .pth/.pt with `weights_only=True`; EMA weights (`state_dict_ema`,
+`model_ema`) before `state_dict` / `model`; `module.` and `_orig_mod.` prefixes stripped. Every failure a
+user can fix (unknown name, folder without config.json, unreadable or mis-shaped weights, unreachable Hub)
+becomes one TimmAssembleError line.
 """
 
 import difflib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +35,28 @@ def check_model_name(name: str) -> None:
             close = difflib.get_close_matches(arch, timm.list_models(), n=3)
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
             raise TimmAssembleError(f"unknown model '{name}'{hint}")
-    elif source == "local-dir" and not (Path(ident) / "config.json").is_file():
-        raise TimmAssembleError(f"local-dir model '{ident}': no config.json in that folder (is it an exported model?)")
+    elif source == "local-dir":
+        check_local_config(Path(ident))
+    elif source == "hf-hub":
+        from .weights.resolve import check_hub_config  # the Hub stack only for Hub names
+
+        check_hub_config(ident)
+
+
+def check_local_config(folder: Path) -> None:
+    """A `local-dir:` folder's config.json exists and is a timm model config (timm's errors name neither)."""
+    config = folder / "config.json"
+    if not config.is_file():
+        raise TimmAssembleError(
+            f"local-dir:{folder}: no config.json in {folder.resolve()} (a model folder holds config.json and "
+            "model.safetensors, as `timm-assemble convert` or a training run's model/ folder)"
+        )
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise TimmAssembleError(f"local-dir:{folder}: {config} is not valid JSON ({err})") from err
+    if not isinstance(data, dict) or not isinstance(data.get("architecture"), str):
+        raise TimmAssembleError(f"local-dir:{folder}: {config} is not a timm model config (no 'architecture')")
 
 
 def one_line(err: BaseException, max_lines: int = 3) -> str:
