@@ -192,19 +192,23 @@ def _motion_blur(x: np.ndarray, radius: int, sigma: float, angle: float) -> np.n
     return np.clip(np.floor(out), 0, 255)
 
 
-def _correlate_fft(x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    """2-D correlation of each channel of HxWxC `x` with an odd square `kernel`, borders as BORDER_REFLECT_101,
-    through a float64 FFT (what OpenCV's filter2D does for kernels this large). The transform spans the padded
-    image only: its wrap-around touches the first k - 1 rows and columns, outside the part kept."""
+@functools.lru_cache(maxsize=16)
+def _disk_spectrum(severity: int, shape: tuple[int, int]) -> np.ndarray:
+    """FFT (at `shape`) of the reference's `disk(radius, alias_blur)` for defocus_blur, flipped for correlation:
+    an aliased disk normalised in float32, then OpenCV's float32 GaussianBlur (3x3, or 5x5 above radius 8)."""
     import scipy.fft
 
-    k, (h, w) = kernel.shape[0], x.shape[:2]
-    pad = k // 2
-    padded = np.pad(np.moveaxis(x, -1, 0), ((0, 0), (pad, pad), (pad, pad)), mode="reflect")  # REFLECT_101
-    shape = [scipy.fft.next_fast_len(n, real=True) for n in padded.shape[1:]]
-    spectrum = scipy.fft.rfft2(padded, shape)
-    spectrum *= scipy.fft.rfft2(kernel[::-1, ::-1], shape)
-    return np.moveaxis(scipy.fft.irfft2(spectrum, shape)[:, k - 1 : k - 1 + h, k - 1 : k - 1 + w], 0, -1)
+    radius, alias_blur = ((3, 0.1), (4, 0.5), (6, 0.5), (8, 0.5), (10, 0.5))[severity - 1]
+    ndi = _ndi()
+    span = np.arange(-8, 9) if radius <= 8 else np.arange(-radius, radius + 1)
+    xx, yy = np.meshgrid(span, span)
+    disk = (xx**2 + yy**2 <= radius**2).astype(np.float32)
+    disk /= disk.sum()
+    ksize = 3 if radius <= 8 else 5
+    taps = np.exp(-((np.arange(ksize) - (ksize - 1) / 2) ** 2) / (2 * alias_blur**2))
+    taps /= taps.sum()
+    disk = ndi.correlate1d(ndi.correlate1d(disk, taps, axis=0, mode="mirror"), taps, axis=1, mode="mirror")
+    return scipy.fft.rfft2(disk[::-1, ::-1].astype(np.float64), shape)
 
 
 def _gaussian_reflect(x: np.ndarray, sigma: float, truncate: float) -> np.ndarray:
@@ -340,36 +344,40 @@ def _canny(img: np.ndarray, low: int, high: int) -> np.ndarray:
     return strong[labels]
 
 
-def _scan_min(cand: np.ndarray, step: int, start: int) -> np.ndarray:
-    """t[j] = min(cand[j], t[j - 1] + step) left to right, with t[-1] = start, without a Python loop."""
-    ramp = np.arange(len(cand) + 1, dtype=np.int64) * step
-    full = np.concatenate([[start], cand]) - ramp
-    return (np.minimum.accumulate(full) + ramp)[1:]
-
-
 def _distance_5x5(edges: np.ndarray) -> np.ndarray:
     """OpenCV's `distanceTransform(DIST_L2, 5)`: distance to the nearest edge pixel by its two-pass 5x5 chamfer
-    (steps 1, 1.4 and 2.1969 in 16.16 fixed point, borders at INT_MAX), each row's in-row pass as a min-scan."""
+    (steps 1, 1.4 and 2.1969 in 16.16 fixed point, borders at INT_MAX). The in-row step of each pass,
+    t[j] = min(cand[j], t[j - 1] + a), is a min-scan: t = cummin(cand - j a) + j a. It leaves out the border
+    column's INT_MAX + a, which only ever wins where every distance is beyond INT_MAX: far past the 20 px
+    that spatter keeps."""
     a, b, c = 65536, round(1.4 * 65536), round(2.1969 * 65536)
-    init = 2**31 - 1
     h, w = edges.shape
-    t = np.full((h + 4, w + 4), init, dtype=np.int64)
+    t = np.full((h + 4, w + 4), 2**31 - 1, dtype=np.int64)
+    ramp = np.arange(w, dtype=np.int64) * a
+    back = ramp[::-1].copy()
     for i in range(h):  # forward: two rows above, then the left neighbour
-        r = i + 2
-        up2, up1 = t[r - 2], t[r - 1]
-        cand = np.minimum.reduce(
-            [up2[1:-3] + c, up2[3:-1] + c, up1[:-4] + c, up1[1:-3] + b, up1[2:-2] + a, up1[3:-1] + b, up1[4:] + c]
-        )
-        cand[edges[i]] = 0
-        t[r, 2:-2] = _scan_min(cand, a, init)
+        up2, up1 = t[i], t[i + 1]
+        near, diag, far = up1[2:-2] + a, up1 + b, up1 + c
+        np.minimum(near, diag[1:-3], out=near)
+        np.minimum(near, diag[3:-1], out=near)
+        np.minimum(near, far[:-4], out=near)
+        np.minimum(near, far[4:], out=near)
+        np.minimum(near, np.minimum(up2[1:-3], up2[3:-1]) + c, out=near)
+        near[edges[i]] = 0
+        near -= ramp
+        np.minimum.accumulate(near, out=near)
+        t[i + 2, 2:-2] = near + ramp
     for i in range(h - 1, -1, -1):  # backward: two rows below, then the right neighbour
-        r = i + 2
-        dn2, dn1 = t[r + 2], t[r + 1]
-        cand = np.minimum.reduce(
-            [t[r, 2:-2], dn2[3:-1] + c, dn2[1:-3] + c, dn1[4:] + c, dn1[3:-1] + b, dn1[2:-2] + a, dn1[1:-3] + b,
-             dn1[:-4] + c]
-        )  # fmt: skip
-        t[r, 2:-2] = _scan_min(cand[::-1], a, init)[::-1]
+        dn1, dn2 = t[i + 3], t[i + 4]
+        near, diag, far = dn1[2:-2] + a, dn1 + b, dn1 + c
+        np.minimum(near, t[i + 2, 2:-2], out=near)
+        np.minimum(near, diag[1:-3], out=near)
+        np.minimum(near, diag[3:-1], out=near)
+        np.minimum(near, far[:-4], out=near)
+        np.minimum(near, far[4:], out=near)
+        np.minimum(near, np.minimum(dn2[1:-3], dn2[3:-1]) + c, out=near)
+        near -= back
+        t[i + 2, 2:-2] = np.minimum.accumulate(near[::-1])[::-1] + back
     return t[2:-2, 2:-2].astype(np.float32) * np.float32(1.0 / 65536)
 
 
@@ -471,22 +479,27 @@ def glass_blur(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.nda
 
 
 def defocus_blur(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
-    """Reference `defocus_blur`: correlate with `disk` (an aliased disk smoothed by OpenCV's GaussianBlur).
+    """Reference `defocus_blur`: correlate each channel with `disk` (see `_disk_spectrum`).
 
     The reference's `cv2.filter2D` correlates kernels this large through the DFT, with BORDER_REFLECT_101;
-    so do we (scipy's FFT on the mirror-padded image), rounded to 1e-12 so that flat regions stay exact.
+    so do we: a float64 FFT over the mirror-padded image (its wrap-around only touches the first k - 1 rows
+    and columns, which are cut), rounded to 1e-12 so that flat regions stay exact.
     """
-    radius, alias_blur = ((3, 0.1), (4, 0.5), (6, 0.5), (8, 0.5), (10, 0.5))[severity - 1]
-    ndi = _ndi()
-    span = np.arange(-8, 9) if radius <= 8 else np.arange(-radius, radius + 1)
-    xx, yy = np.meshgrid(span, span)
-    disk = (xx**2 + yy**2 <= radius**2).astype(np.float32)
-    disk /= disk.sum()
-    ksize = 3 if radius <= 8 else 5
-    taps = np.exp(-((np.arange(ksize) - (ksize - 1) / 2) ** 2) / (2 * alias_blur**2))
-    taps /= taps.sum()
-    disk = ndi.correlate1d(ndi.correlate1d(disk, taps, axis=0, mode="mirror"), taps, axis=1, mode="mirror")
-    return np.clip(np.round(_correlate_fft(x / 255.0, disk.astype(np.float64)), 12), 0, 1) * 255
+    import scipy.fft
+
+    k, (h, w) = (21 if severity == 5 else 17), x.shape[:2]  # the kernel's size: 17, or 2 * radius + 1 above 8
+    pad = k // 2
+    padded = np.pad(np.moveaxis(x, -1, 0), ((0, 0), (pad, pad), (pad, pad)), mode="reflect") / 255.0
+    shape = tuple(scipy.fft.next_fast_len(n, real=True) for n in padded.shape[1:])
+    spectrum = scipy.fft.rfft2(padded, shape)
+    spectrum *= _disk_spectrum(severity, shape)
+    out = scipy.fft.irfft2(spectrum, shape)[:, k - 1 : k - 1 + h, k - 1 : k - 1 + w]
+    out *= 1e12
+    np.rint(out, out=out)
+    out /= 1e12
+    np.clip(out, 0, 1, out=out)
+    out *= 255
+    return np.moveaxis(out, 0, -1)
 
 
 def motion_blur(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
