@@ -85,6 +85,15 @@ class TrainConfig:
         default=None, metadata=dict(bounds="[1, inf)", help="evaluation input size (default: img_size)")
     )
     crop_pct: float | None = field(default=None, metadata=dict(bounds="(0, 1]", help="evaluation centre-crop fraction"))
+    mean: tuple[float, float, float] | None = field(
+        default=None, metadata=dict(help="input mean per channel, 0..1 pixels (default: the model's data config)")
+    )
+    std: tuple[float, float, float] | None = field(
+        default=None,
+        metadata=dict(
+            bounds="(0, inf)", help="input std per channel, 0..1 pixels; 1/255 = subtract the mean only (official)"
+        ),
+    )
     channels_last: bool = field(default=False, metadata=dict(help="channels_last memory format"))
     compile: bool = field(default=False, metadata=dict(help="torch.compile the model"))
 
@@ -203,6 +212,13 @@ class TrainConfig:
     epochs: int = field(default=90, metadata=dict(bounds="[1, inf)", help="training epochs"))
     warmup_epochs: float = field(default=5.0, metadata=dict(bounds="[0, inf)", help="linear warm-up epochs"))
     warmup_lr: float = field(default=0.0, metadata=dict(bounds="[0, inf)", help="lr at the start of the warm-up"))
+    warmup_prefix: bool = field(
+        default=False,
+        metadata=dict(
+            help="decay over the steps after the warm-up, the warm-up a prefix of `epochs` (official); "
+            "default: timm's, whose decay spans every step, the warm-up included"
+        ),
+    )
     min_lr: float = field(default=0.0, metadata=dict(bounds="[0, inf)", help="lr at the end of the cosine"))
 
     # run

@@ -132,6 +132,7 @@ def build_transforms(cfg: TrainConfig, model: nn.Module) -> tuple[Any, Any, dict
     """Train transform (RandomResizedCrop, flip, AA, erasing) and eval transform, both from the model's
     data config (mean/std/interpolation), with the sizes the config asks for."""
     data_cfg = resolve_data_config(model=model)
+    data_cfg.update({k: tuple(v) for k, v in (("mean", cfg.mean), ("std", cfg.std)) if v is not None})
     img_size = cfg.img_size or data_cfg["input_size"][-1]
     eval_size = cfg.eval_img_size or img_size
     crop_pct = cfg.crop_pct or data_cfg["crop_pct"]
@@ -334,16 +335,7 @@ def setup(cfg: TrainConfig, command: str | None = None) -> Run:
     if teacher is not None:
         teacher = teacher.to(accelerator.device)
     updates_per_epoch = math.ceil(len(train_loader) / cfg.grad_accum_steps)
-    scheduler, _ = create_scheduler_v2(
-        optimizer,
-        sched=cfg.sched,
-        num_epochs=cfg.epochs,
-        warmup_epochs=cfg.warmup_epochs,
-        warmup_lr=cfg.warmup_lr,
-        min_lr=cfg.min_lr,
-        step_on_epochs=False,
-        updates_per_epoch=updates_per_epoch,
-    )
+    scheduler = build_scheduler(cfg, optimizer, updates_per_epoch)
     task = build_task(model, cfg, num_classes, accelerator.device)
     identity = ckpt.run_identity(
         cfg.model, built.arch_kwargs, splits.label_names, cfg.data_dir or cfg.dataset, ema is not None
@@ -353,6 +345,24 @@ def setup(cfg: TrainConfig, command: str | None = None) -> Run:
         train_loader, val_loader, export_data_cfg, base_model, precision, lr, global_batch, updates_per_epoch,
         frozen=frozen, start_from=start_from, state=ckpt.TrainState(run=identity),
     )  # fmt: skip
+
+
+def build_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, updates_per_epoch: int) -> Any:
+    """timm's scheduler, stepped per update. With `warmup_prefix` the decay spans the steps after the warm-up
+    (the official `learning_rate_with_decay`: cosine over total - warm-up steps) and the run still lasts `epochs`."""
+    decay_epochs = cfg.epochs - cfg.warmup_epochs if cfg.warmup_prefix else cfg.epochs
+    scheduler, _ = create_scheduler_v2(
+        optimizer,
+        sched=cfg.sched,
+        num_epochs=decay_epochs,
+        warmup_epochs=cfg.warmup_epochs,
+        warmup_lr=cfg.warmup_lr,
+        warmup_prefix=cfg.warmup_prefix,
+        min_lr=cfg.min_lr,
+        step_on_epochs=False,
+        updates_per_epoch=updates_per_epoch,
+    )
+    return scheduler
 
 
 def build_models(cfg: TrainConfig, num_classes: int) -> tuple[BuiltModel, nn.Module | None, int]:
@@ -476,8 +486,7 @@ def train_one_epoch(run: Run, epoch: int) -> dict[str, Any]:
             if cfg.drop_block_keep_probs is not None:
                 keep_prob = keep_prob_at(cfg, run.state.step, run.total_steps)
                 set_drop_block_keep_prob(model, keep_prob)
-            with acc.autocast():  # a live KD teacher runs in the run's precision
-                images, targets = run.recipe(images, targets)
+            images, targets = run.recipe(images, targets)  # outside autocast: a live KD teacher in fp32
             if cfg.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             with acc.autocast():
