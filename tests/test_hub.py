@@ -27,6 +27,7 @@ from timm_assemble.hub.card import CardSpec, Metric, render_model_card
 from timm_assemble.hub.constants import DEFAULT_HUB_ORG
 from timm_assemble.hub.download import download_weights
 from timm_assemble.hub.publish import record_card_spec
+from timm_assemble.loading import create_model
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REPO_ID = f"{DEFAULT_HUB_ORG}/{NAME}"
@@ -264,14 +265,14 @@ def test_offline_without_weights_is_a_clear_error(tmp_path, monkeypatch):
 
 
 def test_offline_hf_hub_name_is_a_clear_error(tmp_path, monkeypatch):
-    """timm reads config.json before the model exists: our error, not huggingface_hub's, and at once."""
+    """timm reads config.json before the model exists: our loader says so at once, not huggingface_hub."""
     go_offline(monkeypatch, tmp_path / "empty-cache")
     with pytest.raises(TimmAssembleError, match=f"hf-hub:{REPO_ID}: config.json of Hub repo {REPO_ID} is not in"):
-        timm.create_model(f"hf-hub:{REPO_ID}", pretrained=True)
+        create_model(f"hf-hub:{REPO_ID}", pretrained=True)
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
     attempts = block_sockets(monkeypatch)  # no network: one refused connection, no retries
     with pytest.raises(TimmAssembleError, match=f"config.json of Hub repo {REPO_ID} could not be reached"):
-        timm.create_model(f"hf-hub:{REPO_ID}", pretrained=True)
+        create_model(f"hf-hub:{REPO_ID}", pretrained=True)
     assert len(attempts) <= 2  # one request (IPv4 and IPv6 addresses at most), not huggingface_hub's 6
 
 
@@ -291,7 +292,7 @@ def test_broken_local_dir_is_a_clear_error(tmp_path, converted, breakage, messag
     shutil.copytree(converted, folder)
     breakage(folder)
     with pytest.raises(TimmAssembleError, match=re.escape(message.format(d=folder))):
-        timm.create_model(f"local-dir:{folder}", pretrained=True)
+        create_model(f"local-dir:{folder}", pretrained=True)
 
 
 def test_local_overrides_skip_the_hub(tmp_path, monkeypatch, converted, weights):

@@ -7,6 +7,7 @@ weights, unreachable Hub) becomes one TimmAssembleError line.
 """
 
 import difflib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,10 @@ import torch.nn as nn
 from timm.models import load_state_dict, parse_model_name
 
 from .errors import TimmAssembleError
+from .export import CONFIG_NAME
+from .hub.constants import hub_org
+from .hub.pretrained import hub_has_file
+from .hub.records import find_record_for_repo
 
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 
@@ -32,8 +37,45 @@ def check_model_name(name: str) -> None:
             close = difflib.get_close_matches(arch, timm.list_models(), n=3)
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
             raise TimmAssembleError(f"unknown model '{name}'{hint}")
-    elif source == "local-dir" and not (Path(ident) / "config.json").is_file():
-        raise TimmAssembleError(f"local-dir model '{ident}': no config.json in that folder (is it an exported model?)")
+    elif source == "local-dir":
+        _check_local_config(ident)
+    elif source == "hf-hub":
+        _check_hub_config(ident)
+
+
+def _check_local_config(folder: str) -> None:
+    """timm reads a folder's config.json before any model code runs: say what is wrong with it in one line."""
+    config = Path(folder) / CONFIG_NAME
+    if not config.is_file():
+        raise TimmAssembleError(
+            f"local-dir:{folder}: no {CONFIG_NAME} in {Path(folder).resolve()} (a model folder holds "
+            f"{CONFIG_NAME} and model.safetensors, as `timm-assemble convert` or `export` writes them)"
+        )
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise TimmAssembleError(f"local-dir:{folder}: {config} is not valid JSON ({err})") from err
+    if not (isinstance(data, dict) and isinstance(data.get("architecture"), str)):
+        raise TimmAssembleError(f"local-dir:{folder}: {config} is not a timm model config (no 'architecture')")
+
+
+def _check_hub_config(model_id: str) -> None:
+    """For a repo of our Hub org or of a weight record: one request for config.json (timm's own read retries
+    for ~25 s without network), and what to do when it is missing. Other repos are left to timm."""
+    repo_id, _, revision = model_id.partition("@")
+    record = find_record_for_repo(repo_id)
+    if record is None and repo_id.split("/")[0] != hub_org():
+        return
+    available, reason = hub_has_file(repo_id, CONFIG_NAME, revision or None)
+    if available:
+        return
+    how = (
+        "Check the repo id, or run where the Hub is reachable."
+        if record is None
+        else f"Without the Hub, `create_model('{record.name}', pretrained=True)` loads the official weights "
+        f"from our converted-weights cache (`timm-assemble weights fetch {record.name}` or `weights install`)."
+    )
+    raise TimmAssembleError(f"hf-hub:{model_id}: {reason}. {how}")
 
 
 def one_line(err: BaseException, max_lines: int = 3) -> str:
