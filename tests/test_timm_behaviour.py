@@ -1,12 +1,24 @@
 """The plugin behaves like timm: importing it changes nothing in timm, and its models take timm's defaults."""
 
 import json
+import math
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import timm
+import tomllib
 import torch.nn as nn
+from training_helpers import TINY, tiny_data
+
+from timm_assemble.cli import main as cli_main
+from timm_assemble.errors import TimmAssembleError
+from timm_assemble.training.cli import parse_config
+from timm_assemble.training.config import resolve_config
+from timm_assemble.training.engine import run
+
+TIMM_ARGS = Path(__file__).parent / "fixtures" / "timm_args" / "args.yaml"
 
 _IMPORT_CHANGES = """
 import inspect, json, os, socket, sys
@@ -24,6 +36,7 @@ print(json.dumps(dict(functions=len(before), changed=changed, env=env == dict(os
 """
 
 
+@pytest.mark.slow  # a fresh interpreter imports torch and timm
 def test_import_registers_models_and_changes_nothing_in_timm():
     """Every function of timm's factory, hub and builder modules is the same object after the import; no network
     (sockets refuse), no environment change."""
@@ -55,3 +68,47 @@ def test_every_kwarg_of_timms_train_py_works():
     assert model.drop_rate == 0.2
     assert any(type(m).__name__ == "DropBlock2d" for m in model.modules())
     assert any(type(m).__name__ == "DropPath" for m in model.modules())
+
+
+def test_timm_train_py_spellings_mean_the_same(capsys):
+    cfg, _ = parse_config("finetune", [
+        "--data-dir", "d", "-b", "7", "-j", "1", "--smoothing", "0.2", "--drop", "0.1", "--drop-path", "0.05",
+        "--drop-block", "0.1", "--amp", "--amp-dtype", "bfloat16", "--opt", "adamw", "--sched", "step",
+        "--model-ema", "--output", "runs", "--experiment", "x", "--initial-checkpoint", "w.pth", "--val-split", "val",
+    ])  # fmt: skip
+    assert (cfg.batch_size, cfg.workers, cfg.label_smoothing, cfg.drop_rate) == (7, 1, 0.2, 0.1)
+    assert (cfg.drop_path_rate, cfg.drop_block_rate, cfg.precision) == (0.05, 0.1, "bf16")
+    assert (cfg.opt, cfg.sched, cfg.model_ema) == ("adamw", "step", True)
+    assert (cfg.output, cfg.experiment, cfg.initial_checkpoint, cfg.val_split) == ("runs", "x", "w.pth", "val")
+    with pytest.raises(TimmAssembleError, match="--val-split is the validation split's name.*--val-fraction 0.1"):
+        parse_config("finetune", ["--data-dir", "d", "--val-split", "0.1"])
+    with pytest.raises(TimmAssembleError, match="give it, or --output / --experiment, not both"):
+        parse_config("finetune", ["--data-dir", "d", "--output-dir", "a", "--experiment", "x"])
+
+
+def test_timm_args_yaml_is_a_config(capsys, tmp_path):
+    """`-c args.yaml` of a timm train.py run: the same run settings; keys we cannot honour are one error."""
+    assert cli_main(["finetune", "-c", str(TIMM_ARGS), "--print-config"]) == 0
+    printed = tomllib.loads(capsys.readouterr().out)
+    expected = dict(model="assemble_resnet50", model_kwargs={"width": 8}, batch_size=32, lr=0.05, epochs=2)
+    expected.update(label_smoothing=0.1, warmup_epochs=0.0, weight_decay=2e-5, img_size=64, pretrained="none")
+    assert {k: printed[k] for k in expected} == expected and "amp" in printed and not printed["amp"]
+    changed = TIMM_ARGS.read_text().replace("sched_on_updates: false", "sched_on_updates: true")
+    changed = changed.replace("opt: sgd", "opt: adamw").replace("lr: 0.05", "lr: null").replace("tta: 0", "tta: 2")
+    (tmp_path / "args.yaml").write_text(changed)
+    assert cli_main(["finetune", "-c", str(tmp_path / "args.yaml"), "--print-config"]) == 2
+    error = capsys.readouterr().err
+    assert "cannot honour at these values: sched_on_updates, tta, lr_base_scale (sqrt)" in error
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("fresh_accelerate")
+def test_short_run_evaluates_like_it_trains(tmp_path):
+    """timm train.py's check with our trainer and the model defaults: 10 classes, 2 epochs at lr 0.05 without
+    warm-up; evaluation (BatchNorm running statistics) is on the scale of training (with the official momentum
+    0.003 as the default it was 2.4x the training loss here, and 480 / 33.6 in timm's own train.py)."""
+    data = tiny_data(tmp_path / "data", classes=10, train=12, val=4, size=32)
+    values = dict(TINY, data_dir=str(data), output_dir=str(tmp_path / "run"), epochs=2, warmup_epochs=0, lr=0.05)
+    result = run(resolve_config("train", values), command="pytest")
+    last = result.metrics[-1]
+    assert math.isfinite(last["val_loss"]) and 0.5 < last["val_loss"] / last["train_loss"] < 2

@@ -56,13 +56,15 @@ def run(cfg):
         (None, "no", "fp16", False, "no", "needs a CUDA GPU"),  # `accelerate launch --cpu` with nothing chosen
         (None, "bf16", "fp16", False, "bf16", "accelerate launch"),  # the launcher decides over the preset
         (None, "fp16", "fp16", True, "fp16", "accelerate launch"),
-        ("no", "bf16", "fp16", True, "no", "--mixed-precision"),  # our flag wins over everything
-        ("bf16", None, None, False, "bf16", "--mixed-precision"),  # bf16 works on CPU
+        (["--no-amp"], "bf16", "fp16", True, "no", "--no-amp"),  # our flag wins over everything
+        (["--amp", "--amp-dtype", "bfloat16"], None, None, False, "bf16", "--amp"),  # bf16 works on CPU
+        (["--mixed-precision", "bf16"], None, None, False, "bf16", "--amp"),  # the older spelling of the same
+        (["--amp"], "no", None, True, "fp16", "--amp"),  # timm's --amp: float16 unless --amp-dtype says otherwise
         (None, None, None, False, "no", "nothing chose"),
     ],
 )
 def test_precision_flag_then_launcher_then_preset(flag, launcher, preset, cuda, expected, said):
-    args = ["--preset", "e11"] + (["--mixed-precision", flag] if flag else [])
+    args = ["--preset", "e11"] + (flag or [])
     cfg, _ = parse_config("train", args)
     cfg.preset_mixed_precision = preset
     chosen = choose_precision(cfg, launcher=launcher or "", cuda=cuda)
@@ -72,21 +74,23 @@ def test_precision_flag_then_launcher_then_preset(flag, launcher, preset, cuda, 
 @pytest.mark.parametrize(
     "flag, launcher, message",
     [
-        ("fp16", "", "--mixed-precision fp16 needs a CUDA GPU and none is in use; use bf16 or no"),
+        (["--amp"], "", r"--amp \(float16\) needs a CUDA GPU and none is in use; use --amp --amp-dtype bfloat16"),
         (None, "fp16", "accelerate launch / accelerate config asks for fp16, which needs a CUDA GPU"),
     ],
 )
 def test_explicit_fp16_without_cuda_is_one_clear_error(flag, launcher, message):
-    cfg, _ = parse_config("train", ["--preset", "e11"] + (["--mixed-precision", flag] if flag else []))
+    cfg, _ = parse_config("train", ["--preset", "e11"] + (flag or []))
     with pytest.raises(TimmAssembleError, match=message):
         choose_precision(cfg, launcher=launcher, cuda=False)
 
 
 def test_preset_precision_is_a_default_not_a_setting():
     cfg, _ = parse_config("train", ["--preset", "e11"])
-    assert cfg.mixed_precision is None and cfg.preset_mixed_precision == "fp16"
+    assert cfg.amp is None and cfg.preset_mixed_precision == "fp16"
     cfg, _ = parse_config("train", ["--preset", "e11", "--mixed-precision", "bf16"])
-    assert cfg.mixed_precision == "bf16"
+    assert (cfg.amp, cfg.amp_dtype, cfg.mixed_precision, cfg.precision) == (True, "bfloat16", None, "bf16")
+    with pytest.raises(TimmAssembleError, match="--mixed-precision no contradicts --amp"):
+        parse_config("train", ["--mixed-precision", "no", "--amp"])
 
 
 # ---------------------------------------------------------------------------------------------- teacher

@@ -242,7 +242,7 @@ def build_data_splits(
             raise TimmAssembleError(f"no images found in {data_dir}")
         train_idx, val_idx = stratified_split(_targets(full), val_fraction, seed)
         if not val_idx:
-            raise TimmAssembleError(f"--val-split {val_fraction} leaves no validation images in {data_dir}")
+            raise TimmAssembleError(f"--val-fraction {val_fraction} leaves no validation images in {data_dir}")
         names = _label_names(full) or [str(i) for i in range(max(_targets(full)) + 1)]
         check_enough_classes(names, str(data_dir or dataset))
         return DataSplits(full, full, names, train_idx, val_idx)
@@ -255,7 +255,7 @@ def build_data_splits(
             missing = "train/" if not has_train else "val/"
             raise TimmAssembleError(
                 f"data dir {root} has no {missing} folder; use a train/ + val/ layout, or pass "
-                "--val-split 0.1 to hold out part of a single folder"
+                "--val-fraction 0.1 to hold out part of a single folder"
             )
         for names in ((train_split, *_TRAIN_NAMES), (val_split_name, *_VAL_NAMES)):
             check_class_folders(_split_dir(root, names))

@@ -43,7 +43,7 @@ def build_card(
     base_model: str | None = None,
 ) -> str:
     dataset = _dataset_name(cfg)
-    split = f"{cfg.val_split:.0%} held out of the training folder" if cfg.val_split else "validation"
+    split = f"{cfg.val_fraction:.0%} held out of the training folder" if cfg.val_fraction else cfg.val_split
     metrics = [
         Metric(
             name=f"top-{k} accuracy",
