@@ -9,14 +9,16 @@ from pathlib import Path
 import pytest
 import timm
 import tomllib
+import torch
 import torch.nn as nn
+from safetensors.torch import save_file
 from training_helpers import TINY, tiny_data
 
 from timm_assemble.cli import main as cli_main
 from timm_assemble.errors import TimmAssembleError
 from timm_assemble.training.cli import parse_config
 from timm_assemble.training.config import resolve_config
-from timm_assemble.training.engine import run
+from timm_assemble.training.engine import build_models, resolve_output_dir, run
 
 TIMM_ARGS = Path(__file__).parent / "fixtures" / "timm_args" / "args.yaml"
 
@@ -95,10 +97,11 @@ def test_timm_args_yaml_is_a_config(capsys, tmp_path):
     assert {k: printed[k] for k in expected} == expected and "amp" in printed and not printed["amp"]
     changed = TIMM_ARGS.read_text().replace("sched_on_updates: false", "sched_on_updates: true")
     changed = changed.replace("opt: sgd", "opt: adamw").replace("lr: 0.05", "lr: null").replace("tta: 0", "tta: 2")
+    changed = changed.replace("sched: cosine", "sched: step")
     (tmp_path / "args.yaml").write_text(changed)
     assert cli_main(["finetune", "-c", str(tmp_path / "args.yaml"), "--print-config"]) == 2
     error = capsys.readouterr().err
-    assert "cannot honour at these values: sched_on_updates, tta, lr_base_scale (sqrt)" in error
+    assert "cannot honour at these values: sched_on_updates, tta, sched (step), lr_base_scale (sqrt)" in error
 
 
 @pytest.mark.slow
@@ -112,3 +115,16 @@ def test_short_run_evaluates_like_it_trains(tmp_path):
     result = run(resolve_config("train", values), command="pytest")
     last = result.metrics[-1]
     assert math.isfinite(last["val_loss"]) and 0.5 < last["val_loss"] / last["train_loss"] < 2
+
+
+def test_output_experiment_and_initial_checkpoint_act_like_timms(tmp_path):
+    """--output/--experiment name the run folder; --initial-checkpoint loads strictly into the built model."""
+    source = timm.create_model("assemble_resnet50", width=8, num_classes=4)
+    save_file(source.state_dict(), str(tmp_path / "w.safetensors"))
+    args = ["--model-kwargs", "width=8", "--output", str(tmp_path / "runs"), "--experiment", "x"]
+    cfg, _ = parse_config("train", [*args, "--initial-checkpoint", str(tmp_path / "w.safetensors")])
+    assert resolve_output_dir(cfg, accelerator=None) == tmp_path / "runs" / "x"
+    built, _, _ = build_models(cfg, 4)
+    assert all(torch.equal(v, source.state_dict()[k]) for k, v in built.model.state_dict().items())
+    with pytest.raises(TimmAssembleError, match="--initial-checkpoint"):
+        build_models(cfg, 5)  # timm's meaning: the classifier too, no silent new head

@@ -102,6 +102,8 @@ def read_timm_args(path: str | Path) -> dict[str, Any]:
     foreign = [k for k, v in args.items() if k not in handled and not _at_default(k, v)]
     if args.get("torchcompile") not in (None, "inductor"):
         foreign.append(f"torchcompile ({args['torchcompile']})")
+    if args.get("sched", "cosine") not in ("cosine", "tanh"):  # the others read decay / patience settings we lack
+        foreign.append(f"sched ({args['sched']})")
     if args.get("val_split") in (None, ""):
         foreign.append("val_split (empty: no validation)")
     lr_problem = _lr_scaling_problem(args)
