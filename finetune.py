@@ -1,7 +1,7 @@
-"""`accelerate launch finetune.py` from a checkout: the same job as `accelerate launch -m timm_assemble.finetune`."""
+"""`accelerate launch finetune.py` from a checkout: the same job as `accelerate launch -m timm_assemble finetune`."""
 import sys
 
-from timm_assemble.training.cli import main
+from timm_assemble.cli.train import main
 
 if __name__ == "__main__":
     sys.exit(main("finetune"))

@@ -10,7 +10,7 @@ when compiled (with freezing: BN folded, ReLU and residual adds fused into them)
 activations, pooling, the SK attention, inductor's generated kernels) is "other". The models run in
 alternation, repeat by repeat. `conv / last` is the last model's convolution time over this model's: the
 ratio a mode's throughput ratio would reach with no time outside the convolutions. The profiler adds some
-overhead per op: use it for shares and ratios, `benchmarks/modes.py` for throughput.
+overhead per op: use it for shares and ratios, `timm-assemble benchmark --modes` for throughput.
 """
 
 import argparse

@@ -21,7 +21,7 @@ import timm
 import torch
 
 import timm_assemble  # noqa: F401
-from timm_assemble.deploy_cli import export_model
+from timm_assemble.deploy.export import export_model
 
 
 def op_counts(path: Path) -> collections.Counter:

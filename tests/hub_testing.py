@@ -14,7 +14,7 @@ import pytest
 from huggingface_hub import ModelCard
 
 from timm_assemble.convert import convert_checkpoint
-from timm_assemble.hub import records
+from timm_assemble.weights import records
 
 CLOVA_TF = Path(__file__).resolve().parent / "fixtures" / "clova_tf"  # official-code outputs
 R50_W8_CHECKPOINT = CLOVA_TF / "assemble_resnet50_w8" / "model.ckpt"

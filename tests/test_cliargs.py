@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from timm_assemble.cliargs import add_dataclass_arguments, check_bounds, from_args
+from timm_assemble.cli.args import add_dataclass_arguments, check_bounds, from_args
 from timm_assemble.errors import TimmAssembleError
 
 

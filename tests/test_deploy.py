@@ -9,12 +9,12 @@ import torch
 import torch.nn as nn
 
 import timm_assemble  # noqa: F401
-from timm_assemble import deploy_cli
 from timm_assemble.cli import main
-from timm_assemble.deploy import TRAINING_ONLY, deploy_model, relative_error
-from timm_assemble.deploy_cli import export_model
+from timm_assemble.deploy import export as deploy_export
+from timm_assemble.deploy.export import export_model
+from timm_assemble.deploy.fold import TRAINING_ONLY, deploy_model, relative_error
 from timm_assemble.errors import TimmAssembleError
-from timm_assemble.export import export_hub_folder
+from timm_assemble.weights.hub_folder import export_hub_folder
 
 BN = nn.modules.batchnorm._BatchNorm
 
@@ -123,8 +123,8 @@ def test_onnx_file_states_the_sizes_of_both_inputs_of_every_add(tmp_path: Path, 
 
 def test_export_that_disagrees_writes_nothing(tmp_path: Path, monkeypatch) -> None:
     model = timm.create_model("test_resnet").eval()
-    load = deploy_cli._LOADERS["torchscript"]
-    monkeypatch.setitem(deploy_cli._LOADERS, "torchscript", lambda p: (lambda x: load(p)(x) + 1.0))
+    load = deploy_export._LOADERS["torchscript"]
+    monkeypatch.setitem(deploy_export._LOADERS, "torchscript", lambda p: (lambda x: load(p)(x) + 1.0))
     with pytest.raises(TimmAssembleError, match="disagrees with the eager model"):
         export_model(model, tmp_path / "m.pt", "torchscript", img_size=32)
     assert list(tmp_path.iterdir()) == []

@@ -10,7 +10,7 @@ import torch
 
 import timm_assemble  # noqa: F401
 from timm_assemble.errors import TimmAssembleError
-from timm_assemble.export import export_hub_folder
+from timm_assemble.weights.hub_folder import export_hub_folder
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def test_failed_export_leaves_the_old_folder(tmp_path, model, monkeypatch):
     def broken_save(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr("timm_assemble.export.save_for_hf", broken_save)
+    monkeypatch.setattr("timm_assemble.weights.hub_folder.save_for_hf", broken_save)
     with pytest.raises(OSError, match="disk full"):
         export_hub_folder(model, folder, model_card="second", overwrite=True)
     assert (folder / "README.md").read_text() == "first"

@@ -14,14 +14,14 @@ from training_helpers import R50_W8, reset_accelerate, tiny_config, tiny_data
 
 import timm_assemble  # noqa: F401
 from timm_assemble.cli import main as cli_main
+from timm_assemble.cli.train import parse_config
 from timm_assemble.data.datasets import build_data_splits
 from timm_assemble.data.synthetic import class_names, make_synthetic_image_folder
 from timm_assemble.errors import TimmAssembleError
 from timm_assemble.training import engine
-from timm_assemble.training.cli import parse_config
+from timm_assemble.training.best_model import export_best_model
 from timm_assemble.training.config import resolve_config
-from timm_assemble.training.export import export_best_model
-from timm_assemble.training.models import build_model
+from timm_assemble.training.model_setup import build_model
 
 pytestmark = pytest.mark.usefixtures("fresh_accelerate")
 

@@ -22,12 +22,12 @@ from huggingface_hub import ModelCard
 import timm_assemble
 from timm_assemble.cli import main
 from timm_assemble.errors import TimmAssembleError
-from timm_assemble.hub import records
-from timm_assemble.hub.card import CardSpec, Metric, render_model_card
-from timm_assemble.hub.constants import DEFAULT_HUB_ORG
-from timm_assemble.hub.download import download_weights
-from timm_assemble.hub.publish import record_card_spec
-from timm_assemble.loading import create_model
+from timm_assemble.fileio import sha256_file
+from timm_assemble.weights import records
+from timm_assemble.weights.card import CardSpec, Metric, render_model_card
+from timm_assemble.weights.publish import record_card_spec
+from timm_assemble.weights.records import DEFAULT_HUB_ORG
+from timm_assemble.weights.resolve import download_weights
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REPO_ID = f"{DEFAULT_HUB_ORG}/{NAME}"
@@ -265,14 +265,14 @@ def test_offline_without_weights_is_a_clear_error(tmp_path, monkeypatch):
 
 
 def test_offline_hf_hub_name_is_a_clear_error(tmp_path, monkeypatch):
-    """timm reads config.json before the model exists: our loader says so at once, not huggingface_hub."""
+    """timm reads config.json before the model exists: our error, not huggingface_hub's, and at once."""
     go_offline(monkeypatch, tmp_path / "empty-cache")
     with pytest.raises(TimmAssembleError, match=f"hf-hub:{REPO_ID}: config.json of Hub repo {REPO_ID} is not in"):
-        create_model(f"hf-hub:{REPO_ID}", pretrained=True)
+        timm_assemble.create_model(f"hf-hub:{REPO_ID}", pretrained=True)
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
     attempts = block_sockets(monkeypatch)  # no network: one refused connection, no retries
     with pytest.raises(TimmAssembleError, match=f"config.json of Hub repo {REPO_ID} could not be reached"):
-        create_model(f"hf-hub:{REPO_ID}", pretrained=True)
+        timm_assemble.create_model(f"hf-hub:{REPO_ID}", pretrained=True)
     assert len(attempts) <= 2  # one request (IPv4 and IPv6 addresses at most), not huggingface_hub's 6
 
 
@@ -292,7 +292,7 @@ def test_broken_local_dir_is_a_clear_error(tmp_path, converted, breakage, messag
     shutil.copytree(converted, folder)
     breakage(folder)
     with pytest.raises(TimmAssembleError, match=re.escape(message.format(d=folder))):
-        create_model(f"local-dir:{folder}", pretrained=True)
+        timm_assemble.create_model(f"local-dir:{folder}", pretrained=True)
 
 
 def test_local_overrides_skip_the_hub(tmp_path, monkeypatch, converted, weights):
@@ -312,7 +312,7 @@ def test_local_overrides_skip_the_hub(tmp_path, monkeypatch, converted, weights)
 def test_recorded_sha256_is_checked_on_load_and_download(
     tmp_path, monkeypatch, offline_cache, converted, weights, capsys
 ):
-    sha = records.sha256_file(converted / "model.safetensors")
+    sha = sha256_file(converted / "model.safetensors")
     patch_records(monkeypatch, tmp_path, sha256=sha, size_bytes=(converted / "model.safetensors").stat().st_size)
     model = timm.create_model(NAME, pretrained=True, width=8)
     assert_same(model.state_dict(), weights)
@@ -335,7 +335,7 @@ def test_sha256_mismatch_is_refused(tmp_path, monkeypatch, offline_cache, capsys
 
 def test_corrupted_cached_file_is_refused(tmp_path, monkeypatch, converted):
     """The same file with one flipped byte in the cache: the record's sha256 catches it."""
-    sha = records.sha256_file(converted / "model.safetensors")
+    sha = sha256_file(converted / "model.safetensors")
     patch_records(monkeypatch, tmp_path, sha256=sha, size_bytes=(converted / "model.safetensors").stat().st_size)
     cache = tmp_path / "hub"
     snapshot = seed_hub_cache(cache, REPO_ID, converted)

@@ -17,9 +17,9 @@ from hub_testing import NAME, R50_W8_CHECKPOINT, TOKEN, patch_records
 from huggingface_hub import ModelCard
 
 from timm_assemble.cli import main
-from timm_assemble.hub import publish
-from timm_assemble.hub.constants import DEFAULT_HUB_ORG
-from timm_assemble.hub.records import sha256_file
+from timm_assemble.fileio import sha256_file
+from timm_assemble.weights import publish
+from timm_assemble.weights.records import DEFAULT_HUB_ORG
 
 REPO_ID = f"{DEFAULT_HUB_ORG}/{NAME}"
 @pytest.fixture(scope="module")

@@ -36,7 +36,7 @@ def _official_variables(name: str) -> dict[str, tuple[int, ...]]:
 
 def test_registered_names():
     assert {"assemble_resnet50", "assemble_resnet152"} <= set(timm.list_models("assemble*"))
-    assert {"assemble_r50", "assemble_r50d", "assemble_r50d_se", "assemble_r50d_sk", "assemble_r50d_bl_sk"} <= set(
+    assert {"assemble_r50", "assemble_r50d", "assemble_r50d_se", "assemble_r50d_sk", "assemble_r50_bl_sk"} <= set(
         MODELS
     )
     assert not set(MODELS) & set(timm.list_models(module="resnet")), "names must not collide with timm's"

@@ -12,7 +12,7 @@ import torch
 
 import timm_assemble
 from timm_assemble.cli import main as cli_main
-from timm_assemble.training.cli import launch_command
+from timm_assemble.cli.train import launch_command
 
 PACKAGE = Path(timm_assemble.__file__).parent
 # the tiny version of the built-in demo: width 8, 4 classes x 8 generated images, one epoch
@@ -42,8 +42,8 @@ def test_finetune_subcommand_and_module_from_an_empty_folder(tmp_path, monkeypat
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(PACKAGE.parent), os.environ.get("PYTHONPATH", "")]))
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "1"]
     launch += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-    subprocess.run([*launch, "-m", "timm_assemble.finetune", *TINY_DEMO, "--output-dir", "mod"], env=env, check=True)
-    assert (empty / "mod" / "command.txt").read_text().startswith("accelerate launch -m timm_assemble.finetune ")
+    subprocess.run([*launch, "-m", "timm_assemble", "finetune", *TINY_DEMO, "--output-dir", "mod"], env=env, check=True)
+    assert (empty / "mod" / "command.txt").read_text().startswith("accelerate launch -m timm_assemble finetune ")
     _loads_with_local_dir(empty / "mod" / "model")
 
 
@@ -63,7 +63,7 @@ def test_recorded_command_names_the_launcher(monkeypatch):
     expected = "python -m timm_assemble.train --data-dir 'a b'"
     assert launch_command("-m timm_assemble.train", ["--data-dir", "a b"]) == expected
     monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "no")  # set by `accelerate launch` in the job's environment
-    assert launch_command("-m timm_assemble.finetune", []) == "accelerate launch -m timm_assemble.finetune"
+    assert launch_command("-m timm_assemble finetune", []) == "accelerate launch -m timm_assemble finetune"
     assert launch_command("timm-assemble finetune", ["--epochs", "1"]) == "timm-assemble finetune --epochs 1"
 
 
@@ -109,3 +109,26 @@ def test_import_graph_has_no_cycles():
     assert len(graph) > 30
     for name in sorted(graph):
         visit(name, [])
+
+
+def test_library_code_never_imports_the_cli():
+    paths = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    library = {name: path for name, path in paths.items() if not name.startswith("timm_assemble.cli")}
+    offenders = {name: sorted(d for d in _imports(path, set(paths)) if d.startswith("timm_assemble.cli"))
+                 for name, path in library.items()}  # fmt: skip
+    assert {name: deps for name, deps in offenders.items() if deps} == {"timm_assemble.__main__": ["timm_assemble.cli"]}
+
+
+def test_importing_the_models_loads_no_weights_hub_or_training_code():
+    code = (
+        "import sys, timm_assemble.models; "
+        "print(sorted(m for m in sys.modules if m.startswith(('timm_assemble.weights', 'timm_assemble.training', "
+        "'timm_assemble.cli', 'gdown', 'accelerate'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_python_dash_m_runs_the_cli():
+    out = subprocess.run([sys.executable, "-m", "timm_assemble", "--help"], capture_output=True, text=True, check=True)
+    assert "usage: python -m timm_assemble" in out.stdout and "finetune" in out.stdout

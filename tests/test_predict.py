@@ -14,8 +14,8 @@ import timm_assemble  # noqa: F401
 from timm_assemble.cli import main as cli_main
 from timm_assemble.data.synthetic import class_names, make_synthetic_image_folder
 from timm_assemble.errors import TimmAssembleError
-from timm_assemble.export import export_hub_folder
 from timm_assemble.predict import load_model, predict
+from timm_assemble.weights.hub_folder import export_hub_folder
 
 LABELS = ["cat", "dog", "fish"]
 

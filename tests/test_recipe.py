@@ -17,8 +17,7 @@ import timm_assemble  # noqa: F401
 from timm_assemble.cli import main as cli_main
 from timm_assemble.data.auto_augment import create_train_transform, official_auto_augment
 from timm_assemble.errors import TimmAssembleError
-from timm_assemble.layers import drop_block_keep_prob
-from timm_assemble.models.assemble_resnet import _resnet_d_pool
+from timm_assemble.layers import ResNetDShortcutPool, drop_block_keep_prob
 from timm_assemble.training import engine
 from timm_assemble.training.config import resolve_config
 from timm_assemble.training.losses import BatchRecipe, RecipeLoss
@@ -166,9 +165,9 @@ def test_resnet_d_shortcut_pool_is_tf_padded():
     padded = F.pad(x, (0, 1, 0, 1))
     counts = F.pad(torch.ones(1, 1, 5, 5), (0, 1, 0, 1))
     same = F.avg_pool2d(padded, 2, 1) * 4 / (F.avg_pool2d(counts, 2, 1) * 4)
-    torch.testing.assert_close(_resnet_d_pool(1)(x), same)
-    torch.testing.assert_close(_resnet_d_pool(2)(x), F.avg_pool2d(padded, 2, 2))
-    assert float(_resnet_d_pool(2)(x)[0, 0, -1, -1]) == pytest.approx(float(x[0, 0, 4, 4]) / 4)
+    torch.testing.assert_close(ResNetDShortcutPool(1)(x), same)
+    torch.testing.assert_close(ResNetDShortcutPool(2)(x), F.avg_pool2d(padded, 2, 2))
+    assert float(ResNetDShortcutPool(2)(x)[0, 0, -1, -1]) == pytest.approx(float(x[0, 0, 4, 4]) / 4)
     model = timm.create_model("assemble_r50d", width=8)
     assert isinstance(model.layer1[0].downsample[0][0], nn.ReplicationPad2d)  # stage 1's stride-1 pool exists
     assert isinstance(model.layer2[0].downsample[0][0], nn.ZeroPad2d)

@@ -27,12 +27,12 @@ from safetensors.torch import save_file
 from training_helpers import one_thread, reset_accelerate, tiny_data
 
 import timm_assemble  # noqa: F401
-import timm_assemble.export
+import timm_assemble.weights.hub_folder
 from timm_assemble import cli
+from timm_assemble.cli.train import main as train_main
 from timm_assemble.errors import TimmAssembleError
 from timm_assemble.fileio import sha256_file
 from timm_assemble.training import checkpoint as ckpt
-from timm_assemble.training.cli import main as train_main
 
 CLOVA_R50 = Path(__file__).resolve().parent / "fixtures" / "clova_tf" / "assemble_resnet50_w8" / "model.ckpt"
 KEPT = ("checkpoints/best", "checkpoints/last", "model")
@@ -394,7 +394,7 @@ def test_convert_disk_full_keeps_the_previous_folder(tmp_path, capsys, monkeypat
         (Path(folder) / "model.safetensors").write_bytes(b"partial")
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(timm_assemble.export, "save_for_hf", full)
+    monkeypatch.setattr(timm_assemble.weights.hub_folder, "save_for_hf", full)
     code, _, err = timm_assemble_cli([*argv, "--overwrite"], capsys)
     assert code == 2 and "the disk is full (about" in err and "MB needed" in err and "MB free there" in err
     one_line_error(err, code)

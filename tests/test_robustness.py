@@ -14,7 +14,7 @@ from PIL import Image
 from timm_assemble.cli import main
 from timm_assemble.data import make_synthetic_image_folder
 from timm_assemble.errors import TimmAssembleError
-from timm_assemble.evaluation.common import imagenet_synsets
+from timm_assemble.evaluation.data import imagenet_synsets
 from timm_assemble.evaluation.robustness import ALEXNET_ERRORS, corruption_errors, robustness
 
 FAST = dict(workers=0, batch_size=8, img_size=32, crop_pct=1.0)

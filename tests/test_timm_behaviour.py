@@ -15,8 +15,8 @@ from safetensors.torch import save_file
 from training_helpers import TINY, tiny_data
 
 from timm_assemble.cli import main as cli_main
+from timm_assemble.cli.train import parse_config
 from timm_assemble.errors import TimmAssembleError
-from timm_assemble.training.cli import parse_config
 from timm_assemble.training.config import resolve_config
 from timm_assemble.training.engine import build_models, resolve_output_dir, run
 

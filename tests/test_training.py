@@ -13,13 +13,13 @@ from safetensors.torch import save_file
 from training_helpers import reset_accelerate, tiny_config, tiny_data
 
 import timm_assemble  # noqa: F401
+from timm_assemble.cli.train import main as cli_main
+from timm_assemble.cli.train import parse_config
 from timm_assemble.errors import TimmAssembleError
 from timm_assemble.layers import DropBlock2d
 from timm_assemble.training import engine
-from timm_assemble.training.cli import main as cli_main
-from timm_assemble.training.cli import parse_config
 from timm_assemble.training.config import list_presets
-from timm_assemble.training.models import build_model
+from timm_assemble.training.model_setup import build_model
 
 PAPER_PRESETS = [f"e{i}" for i in range(13)]
 

@@ -17,13 +17,13 @@ from huggingface_hub import ModelCard
 from training_helpers import one_thread, reset_accelerate, tiny_config, tiny_data
 
 import timm_assemble  # noqa: F401
+from timm_assemble.cli.train import parse_config
 from timm_assemble.errors import TimmAssembleError
-from timm_assemble.hub.constants import hub_repo_id
 from timm_assemble.training import config as config_module
 from timm_assemble.training import engine
-from timm_assemble.training.cli import parse_config
 from timm_assemble.training.precision import choose_precision
 from timm_assemble.training.progress import Progress
+from timm_assemble.weights.records import hub_repo_id
 
 
 @pytest.fixture(scope="module")

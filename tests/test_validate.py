@@ -16,7 +16,7 @@ from timm.data import create_transform, resolve_data_config
 from timm_assemble.cli import main
 from timm_assemble.data import make_synthetic_image_folder
 from timm_assemble.errors import TimmAssembleError
-from timm_assemble.evaluation.common import imagenet_synsets, index_image_folder, limit_samples
+from timm_assemble.evaluation.data import imagenet_synsets, index_image_folder, limit_samples
 from timm_assemble.evaluation.validate import validate
 
 

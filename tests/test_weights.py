@@ -23,9 +23,9 @@ from hub_testing import COMMIT, convert_fixture, go_offline, seed_hub_cache
 import timm_assemble  # noqa: F401  (registers the models)
 from timm_assemble import cli
 from timm_assemble.errors import TimmAssembleError
-from timm_assemble.hub.cache import PROVENANCE_NAME, entry_dir
-from timm_assemble.hub.constants import DEFAULT_HUB_ORG
-from timm_assemble.hub.download import file_sha256
+from timm_assemble.weights.cache import PROVENANCE_NAME, entry_dir
+from timm_assemble.weights.records import DEFAULT_HUB_ORG
+from timm_assemble.weights.resolve import file_sha256
 
 R50, R152 = "assemble_resnet50.clova_in1k", "assemble_resnet152.clova_in1k"
 FIXTURE = {R50: "assemble_resnet50_w8", R152: "assemble_resnet152_w8"}
@@ -341,7 +341,7 @@ def test_install_then_offline_pretrained_reproduces_official_logits(tmp_path):
 @pytest.mark.slow
 def test_finetune_demo_starts_from_the_official_weights(cache, monkeypatch):
     """The demo's `pretrained=default` goes through the same resolution: the converted official network."""
-    from timm_assemble.training import models as training_models
+    from timm_assemble.training import model_setup as training_models
     from timm_assemble.training.config import resolve_config
 
     drive(monkeypatch)

@@ -1,4 +1,4 @@
-"""Assemble-ResNet for timm. Importing this package registers the models with timm and changes nothing else."""
+"""Assemble-ResNet for timm. Importing this package registers the models with timm, and does nothing else."""
 
 from . import models  # noqa: F401  (registers the model entrypoints)
 from .errors import TimmAssembleError

@@ -1,9 +1,11 @@
 """Build a model and load weights: the one loader behind train, finetune, validate, robustness, benchmark, predict.
 
-Weights files are read by timm's `load_state_dict`: safetensors, or a .pth/.pt with `weights_only=True`;
-EMA weights (`state_dict_ema`, `model_ema`) before `state_dict` / `model`; `module.` and `_orig_mod.` prefixes
-stripped. Every failure a user can fix (unknown name, folder without config.json, unreadable or mis-shaped
-weights, unreachable Hub) becomes one TimmAssembleError line.
+`create_model` (also `timm_assemble.create_model`) is where our clear errors for `local-dir:` and `hf-hub:`
+names come from; plain `timm.create_model` is left exactly as timm has it. Weights files are read by timm's
+`load_state_dict`: safetensors, or a .pth/.pt with `weights_only=True`; EMA weights (`state_dict_ema`,
+`model_ema`) before `state_dict` / `model`; `module.` and `_orig_mod.` prefixes stripped. Every failure a
+user can fix (unknown name, folder without config.json, unreadable or mis-shaped weights, unreachable Hub)
+becomes one TimmAssembleError line.
 """
 
 import difflib
@@ -17,10 +19,6 @@ import torch.nn as nn
 from timm.models import load_state_dict, parse_model_name
 
 from .errors import TimmAssembleError
-from .export import CONFIG_NAME
-from .hub.constants import hub_org
-from .hub.pretrained import hub_has_file
-from .hub.records import find_record_for_repo
 
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 
@@ -38,44 +36,27 @@ def check_model_name(name: str) -> None:
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
             raise TimmAssembleError(f"unknown model '{name}'{hint}")
     elif source == "local-dir":
-        _check_local_config(ident)
+        check_local_config(Path(ident))
     elif source == "hf-hub":
-        _check_hub_config(ident)
+        from .weights.resolve import check_hub_config  # the Hub stack only for Hub names
+
+        check_hub_config(ident)
 
 
-def _check_local_config(folder: str) -> None:
-    """timm reads a folder's config.json before any model code runs: say what is wrong with it in one line."""
-    config = Path(folder) / CONFIG_NAME
+def check_local_config(folder: Path) -> None:
+    """A `local-dir:` folder's config.json exists and is a timm model config (timm's errors name neither)."""
+    config = folder / "config.json"
     if not config.is_file():
         raise TimmAssembleError(
-            f"local-dir:{folder}: no {CONFIG_NAME} in {Path(folder).resolve()} (a model folder holds "
-            f"{CONFIG_NAME} and model.safetensors, as `timm-assemble convert` or `export` writes them)"
+            f"local-dir:{folder}: no config.json in {folder.resolve()} (a model folder holds config.json and "
+            "model.safetensors, as `timm-assemble convert` or a training run's model/ folder)"
         )
     try:
         data = json.loads(config.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise TimmAssembleError(f"local-dir:{folder}: {config} is not valid JSON ({err})") from err
-    if not (isinstance(data, dict) and isinstance(data.get("architecture"), str)):
+    if not isinstance(data, dict) or not isinstance(data.get("architecture"), str):
         raise TimmAssembleError(f"local-dir:{folder}: {config} is not a timm model config (no 'architecture')")
-
-
-def _check_hub_config(model_id: str) -> None:
-    """For a repo of our Hub org or of a weight record: one request for config.json (timm's own read retries
-    for ~25 s without network), and what to do when it is missing. Other repos are left to timm."""
-    repo_id, _, revision = model_id.partition("@")
-    record = find_record_for_repo(repo_id)
-    if record is None and repo_id.split("/")[0] != hub_org():
-        return
-    available, reason = hub_has_file(repo_id, CONFIG_NAME, revision or None)
-    if available:
-        return
-    how = (
-        "Check the repo id, or run where the Hub is reachable."
-        if record is None
-        else f"Without the Hub, `create_model('{record.name}', pretrained=True)` loads the official weights "
-        f"from our converted-weights cache (`timm-assemble weights fetch {record.name}` or `weights install`)."
-    )
-    raise TimmAssembleError(f"hf-hub:{model_id}: {reason}. {how}")
 
 
 def one_line(err: BaseException, max_lines: int = 3) -> str:

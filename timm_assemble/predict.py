@@ -1,4 +1,4 @@
-"""`timm-assemble predict --model local-dir:DIR IMAGE...`: top-k labels with probabilities.
+"""Top-k labels with probabilities for image files, with the model's own preprocessing.
 
 Preprocessing is the model's own data config (the evaluation size and crop it was exported with), so a
 fine-tuned export predicts as it was validated.
@@ -6,10 +6,7 @@ fine-tuned export predicts as it was validated.
 
 from __future__ import annotations
 
-import argparse
-import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +15,6 @@ import torch.nn as nn
 from PIL import Image
 from timm.data import ImageNetInfo, create_transform, infer_imagenet_subset, resolve_data_config
 
-from .cliargs import add_dataclass_arguments, from_args
 from .data.images import READ_ERRORS, image_files, open_image
 from .errors import TimmAssembleError
 from .loading import create_model
@@ -89,37 +85,3 @@ def format_text(results: list[dict[str, Any]]) -> str:
             desc = f" ({p['description']})" if "description" in p else ""
             lines.append(f"  {100 * p['probability']:6.2f}%  {p['label']}{desc}")
     return "\n".join(lines)
-
-
-@dataclass
-class PredictOptions:
-    """`timm-assemble predict` flags."""
-
-    images: list[str] = field(default_factory=list, metadata=dict(help="image files", positional=True, metavar="IMAGE"))
-    model: str | None = field(
-        default=None, metadata=dict(help="local-dir:DIR, hf-hub:ORG/NAME or a timm model name", required=True)
-    )
-    top_k: int = field(default=5, metadata=dict(help="how many labels per image", bounds="[1, inf)"))
-    json: bool = field(default=False, metadata=dict(help="print JSON instead of text"))
-    device: str | None = field(default=None, metadata=dict(help="torch device (None: cuda if available, else cpu)"))
-
-
-def run(args: argparse.Namespace) -> int:
-    args = from_args(PredictOptions, args)
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = load_model(args.model, device)
-    results = predict(model, args.images, args.top_k)
-    print(json.dumps(results, indent=1) if args.json else format_text(results))
-    return 0
-
-
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "predict",
-        help="classify images: top-k labels with probabilities",
-        description="Classify images with a model (e.g. the folder finetune.py exported), using the model's own "
-        "preprocessing config. Prints the top-k labels with probabilities per image.",
-    )
-    add_dataclass_arguments(parser, PredictOptions)
-    parser.set_defaults(func=run)
-    return parser

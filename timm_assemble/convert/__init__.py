@@ -19,8 +19,9 @@ from timm.data import ImageNetInfo
 from tqdm import tqdm
 
 from ..errors import TimmAssembleError
-from ..export import export_hub_folder
 from ..fileio import sha256_file
+from ..weights.card import OFFICIAL_CODE_URL, CardSpec, render_model_card
+from ..weights.hub_folder import export_hub_folder
 from .mapping import (
     DENSE_KERNEL,
     NUM_OFFICIAL_CLASSES,
@@ -60,28 +61,18 @@ def _command(model_name: str, prefix: Path, out_dir: Path, keep_background: bool
     return shlex.join(args)
 
 
-def _model_card(report: ConversionReport, prefix: Path, keep_background: bool, command: str) -> str:
+def _model_card(
+    report: ConversionReport, model: torch.nn.Module, prefix: Path, keep_background: bool, command: str
+) -> str:
+    """The converted folder's README.md, by the one card renderer: what was read, how, and the input hashes."""
     hashes = "\n".join(f"| `{name}` | `{digest}` |" for name, digest in report.sha256.items())
     classes = (
         "1001 classes: index 0 is the background class, 1-1000 the ImageNet classes (TF-slim order)"
         if keep_background
         else "1000 ImageNet classes (the official background class, index 0, was dropped)"
     )
-    width = "" if report.width == DEFAULT_WIDTH else f", width={report.width}"
-    return f"""---
-library_name: timm
-license: apache-2.0
-tags:
-- image-classification
-- timm
-- timm-assemble
----
-# {report.model_name}.{PRETRAINED_TAG} (converted)
-
-Official ImageNet weights of {report.model_name} from
-[clovaai/assembled-cnn](https://github.com/clovaai/assembled-cnn) (Lee et al., 2020,
-[arXiv:2001.06268](https://arxiv.org/abs/2001.06268)), converted from the TensorFlow checkpoint to timm
-by `timm-assemble` (pure Python reader, every tensor's CRC-32C verified).
+    provenance = f"""Converted from the official TensorFlow checkpoint by `timm-assemble convert` (pure Python reader,
+every tensor's CRC-32C verified).
 
 - Source checkpoint: `{prefix.name}` ({len(report.converted)} model variables converted,
   {len(report.ignored)} non-model variables ignored)
@@ -92,24 +83,24 @@ by `timm-assemble` (pure Python reader, every tensor's CRC-32C verified).
 
 | input file | sha256 |
 | --- | --- |
-{hashes}
-
-## Usage
-
-```python
-import timm
-import timm_assemble  # registers the architecture with timm
-
-model = timm.create_model("local-dir:/path/to/this/folder", pretrained=True).eval()
-# or: timm.create_model("{report.model_name}"{width}, pretrained=True,
-#         pretrained_cfg_overlay=dict(file="/path/to/this/folder/model.safetensors"))
-config = timm.data.resolve_data_config({{}}, model=model, use_test_size=True)  # 256x256 evaluation
-transform = timm.data.create_transform(**config)
-```
-
-Preprocessing is the official one: RGB pixels 0..255 minus the ImageNet means (123.68, 116.78, 103.94),
-no division by a standard deviation, bilinear resize, evaluation at 256x256.
-"""
+{hashes}"""
+    model_args = {"width": report.width} if report.width != DEFAULT_WIDTH else {}
+    config = dict(architecture=report.model_name, num_classes=report.num_classes, model_args=model_args,
+                  pretrained_cfg=model.pretrained_cfg)  # fmt: skip
+    spec = CardSpec(
+        repo_id=None,
+        title=f"{report.model_name}.{PRETRAINED_TAG} (converted)",
+        config=config,
+        summary=f"Official ImageNet weights of {report.model_name} from [clovaai/assembled-cnn]({OFFICIAL_CODE_URL}) "
+        "(Lee et al., 2020), converted to timm. Preprocessing is the official one: RGB pixels 0..255 minus the "
+        "ImageNet means (123.68, 116.78, 103.94), no division by a standard deviation, bilinear resize, "
+        "evaluation at 256x256.",
+        provenance=provenance,
+        datasets=("imagenet-1k",),
+        timm_name=report.model_name if report.width == DEFAULT_WIDTH else None,
+        num_params=sum(p.numel() for p in model.parameters()),
+    )
+    return render_model_card(spec)
 
 
 def _label_names(num_classes: int) -> list[str]:
@@ -184,7 +175,7 @@ def convert_checkpoint(
         out_dir,
         model_args=model_args or None,  # timm < 1.0.31 records no factory kwargs by itself
         label_names=_label_names(num_classes) if has_imagenet_labels else None,
-        model_card=_model_card(report, prefix, keep_background, command),
+        model_card=_model_card(report, model, prefix, keep_background, command),
         overwrite=overwrite,
     )
     report.seconds = time.perf_counter() - start

@@ -1,4 +1,4 @@
-"""`timm-assemble benchmark`: throughput, latency, memory, params and FLOPs of several models, side by side.
+"""Throughput, latency, memory, params and FLOPs of several models, side by side.
 
 All models are built first and then timed in one process, interleaved: every repeat runs each model
 once (in rotating order) for the same number of batches, so drifting clocks or background load hit
@@ -10,7 +10,6 @@ size (timm's pretrained cfg: `test_input_size`, else `input_size`) beside its pu
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import functools
 import json
@@ -19,7 +18,6 @@ import statistics
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +25,10 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..cliargs import add_dataclass_arguments, from_args
 from ..errors import TimmAssembleError
 from ..fileio import atomic_path
-from .common import AMP_DTYPES, autocast, create_eval_model, default_device, resolve_device, write_json
+from .model import create_eval_model
+from .options import AMP_DTYPES, autocast, default_device, resolve_device
 
 OURS = ("assemble_resnet50", "assemble_resnet152")
 DEFAULT_PEERS = (
@@ -241,7 +239,7 @@ def cpu_name() -> str:
 def benchmark(
     models: Sequence[str] = OURS + DEFAULT_PEERS,
     *,
-    device: str = "cpu",
+    device: str | None = None,
     batch_size: int | None = None,
     img_size: int = 224,
     amp: str = "none",
@@ -259,8 +257,8 @@ def benchmark(
 
     `as_published`: each model runs at its own evaluation size (`img_size` is ignored) and its top-1 is
     the published one at that size; `models` are then weight names such as `resnet50.a1_in1k`.
-    `threads` sets torch's intra-op CPU threads for the run (restored afterwards); on a shared
-    machine, fewer threads than cores keeps one busy neighbour from stalling every parallel op.
+    `device` None is cuda when available. `threads` sets torch's intra-op CPU threads for the run (restored
+    afterwards); on a shared machine, fewer threads than cores keeps one busy neighbour from stalling every op.
     """
     if threads is not None and threads < 1:
         raise TimmAssembleError(f"--threads must be >= 1, got {threads}")
@@ -269,8 +267,8 @@ def benchmark(
         torch.set_num_threads(threads)
     try:
         return _benchmark(
-            models, device, batch_size, img_size, amp, channels_last, compile, train, warmup, repeats, iters, seed,
-            as_published,
+            models, device or default_device(), batch_size, img_size, amp, channels_last, compile, train, warmup,
+            repeats, iters, seed, as_published,
         )  # fmt: skip
     finally:
         torch.set_num_threads(previous_threads)
@@ -460,80 +458,3 @@ def plot_throughput(result: dict[str, Any], path: str) -> None:
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, format=Path(path).suffix.lstrip(".") or "png")
-
-
-@dataclass
-class BenchmarkOptions:
-    """`timm-assemble benchmark` flags."""
-
-    models: list[str] | None = field(
-        default=None, metadata=dict(help=f"timm names (None: {' '.join(OURS + DEFAULT_PEERS)})")
-    )
-    device: str = field(default_factory=default_device, metadata=dict(help="torch device"))
-    batch_size: int | None = field(
-        default=None, metadata=dict(help="images per batch (None: 8 on CPU, 256 on CUDA)", bounds="[1, inf)")
-    )
-    img_size: int | None = field(default=None, metadata=dict(help="input size (None: 224)", bounds="[1, inf)"))
-    as_published: bool = field(
-        default=False,
-        metadata=dict(
-            help="each model at its own eval size beside its published top-1 there (default models: the weights "
-            "in reference_results.json 'as_published')"
-        ),
-    )
-    amp: str = field(default="none", metadata=dict(help="autocast dtype", choices=sorted(AMP_DTYPES)))
-    channels_last: bool = field(default=False, metadata=dict(help="channels_last memory format"))
-    compile: bool = field(default=False, metadata=dict(help="torch.compile every model first"))
-    train: bool = field(default=False, metadata=dict(help="also time a training step (fwd + bwd + SGD)"))
-    warmup: int = field(default=2, metadata=dict(help="untimed batches per model", bounds="[0, inf)"))
-    repeats: int = field(default=5, metadata=dict(help="interleaved timed rounds", bounds="[1, inf)"))
-    iters: int = field(default=3, metadata=dict(help="batches per model per round", bounds="[1, inf)"))
-    seed: int = field(default=0, metadata=dict(help="seed of the random input batch"))
-    threads: int | None = field(
-        default=None, metadata=dict(help="torch CPU threads (None: torch's choice)", bounds="[1, inf)")
-    )
-    json: str | None = field(default=None, metadata=dict(help="write the results as JSON", metavar="OUT"))
-    plot: str | None = field(
-        default=None, metadata=dict(help="throughput vs published ImageNet top-1", metavar="OUT.png")
-    )
-
-
-def run(args: argparse.Namespace) -> int:
-    args = from_args(BenchmarkOptions, args)
-    if args.as_published and args.img_size is not None:
-        raise TimmAssembleError("--as-published runs every model at its own eval size; drop --img-size")
-    models = args.models or list(as_published_models() if args.as_published else OURS + DEFAULT_PEERS)
-    result = benchmark(
-        models,
-        device=args.device,
-        batch_size=args.batch_size,
-        img_size=args.img_size or 224,
-        amp=args.amp,
-        channels_last=args.channels_last,
-        compile=args.compile,
-        train=args.train,
-        warmup=args.warmup,
-        repeats=args.repeats,
-        iters=args.iters,
-        seed=args.seed,
-        threads=args.threads,
-        as_published=args.as_published,
-    )
-    print(format_table(result))
-    if args.json:
-        write_json(args.json, result)
-        print(f"wrote {args.json}")
-    if args.plot:
-        plot_throughput(result, args.plot)
-        print(f"wrote {args.plot}")
-    return 0
-
-
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "benchmark",
-        help="throughput, latency, memory, params and FLOPs of models side by side",
-        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
-    )
-    add_dataclass_arguments(parser, BenchmarkOptions)
-    parser.set_defaults(func=run)

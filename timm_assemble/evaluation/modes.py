@@ -19,7 +19,8 @@ import torch.nn as nn
 
 from ..errors import TimmAssembleError
 from .benchmark import cpu_name, paired_ratio, throughput_summary, time_interleaved
-from .common import autocast, create_eval_model
+from .model import create_eval_model
+from .options import autocast
 
 MODES = ("eager", "bf16", "compile", "onnxruntime")
 
@@ -45,7 +46,7 @@ def _compiled_step(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
 
 
 def _onnxruntime_step(model: nn.Module, x: torch.Tensor, workdir: Path, name: str) -> Callable[[], None]:
-    from ..deploy_cli import export_model
+    from ..deploy.export import export_model
 
     try:
         import onnxruntime as ort

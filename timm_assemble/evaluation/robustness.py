@@ -1,4 +1,4 @@
-"""`timm-assemble robustness`: error under the ImageNet-C corruptions, corruption error (CE) and mCE.
+"""Error under the ImageNet-C corruptions, corruption error (CE) and mCE.
 
 CE of a corruption = the model's errors summed over severities / the reference's summed errors
 (Hendrycks & Dietterich, ICLR 2019). The reference is AlexNet on ImageNet (published constants
@@ -11,32 +11,20 @@ every ImageNet-C file went through.
 
 from __future__ import annotations
 
-import argparse
 import io
-from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from ..cliargs import add_dataclass_arguments, from_args
 from ..errors import TimmAssembleError
-from .common import (
-    EvalModelOptions,
-    ImageListDataset,
-    Scorer,
-    create_eval_model,
-    index_image_folder,
-    limit_samples,
-    make_loader,
-    model_data_config,
-    model_kwargs,
-    resize_crop,
-    resolve_device,
-    run_scorers,
-    write_json,
-)
+from ..fileio import atomic_path
 from .corruptions import ALL_CORRUPTIONS, COMMON_CORRUPTIONS, corrupt, parse_corruptions, parse_severities
+from .data import ImageListDataset, index_image_folder, limit_samples, make_loader, resize_crop
+from .model import create_eval_model, model_data_config
+from .options import eval_options, resolve_device
+from .scoring import Scorer, run_scorers
 
 # AlexNet top-1 error on ImageNet-C, averaged over severities 1-5 (Hendrycks & Dietterich 2019).
 # The 15 standard corruptions as listed in google-research/augmix `imagenet.py` (ALEXNET_ERR);
@@ -150,38 +138,32 @@ def robustness(
     baseline: str | None = None,
     seed: int = 0,
     jpeg_quality: int = 85,
-    pretrained: bool = True,
-    checkpoint: str | None = None,
-    num_classes: int | None = None,
-    img_size: int | None = None,
-    crop_pct: float | None = None,
-    batch_size: int = 64,
-    workers: int = 2,
-    limit: int | None = None,
-    device: str = "cpu",
-    amp: str = "none",
-    channels_last: bool = False,
+    **settings: Any,
 ) -> dict[str, Any]:
-    """Errors per corruption and severity, CE per corruption and mCE; see the module docstring."""
+    """Errors per corruption and severity, CE per corruption and mCE (see the module docstring).
+
+    `settings` are `EvalOptions` fields (weights, data config, batching, device, precision).
+    """
+    opts = eval_options(model_name, **settings)
     names = parse_corruptions(corruptions)
     sevs = parse_severities(severities)
     if data_dir is None and imagenet_c is None:
         raise TimmAssembleError("give --data-dir (corrupt on the fly) or --imagenet-c DIR (pre-corrupted folders)")
     if not 0 <= jpeg_quality <= 100:
         raise TimmAssembleError(f"--jpeg-quality must be in 0..100 (0 = no JPEG round trip), got {jpeg_quality}")
-    dev = resolve_device(device)
-    model = create_eval_model(model_name, pretrained=pretrained, num_classes=num_classes, checkpoint=checkpoint)
-    data_config = model_data_config(model, img_size, crop_pct)
-    scorers = [Scorer(model, data_config, dev, amp, channels_last)]
+    dev = resolve_device(opts.device)
+    model = create_eval_model(model_name, opts.pretrained, opts.num_classes, opts.checkpoint)
+    data_config = model_data_config(model, opts.img_size, opts.crop_pct)
+    scorers = [Scorer(model, data_config, dev, opts.amp, opts.channels_last)]
     if baseline is not None:
-        base_model = create_eval_model(baseline, pretrained=pretrained, num_classes=num_classes)
+        base_model = create_eval_model(baseline, pretrained=opts.pretrained, num_classes=opts.num_classes)
         if base_model.num_classes != model.num_classes:
             raise TimmAssembleError(
                 f"baseline {baseline!r} predicts {base_model.num_classes} classes, the model {model.num_classes}"
             )
         # same images for both: the model's geometry, the baseline's own normalisation
         base_config = {**model_data_config(base_model), **{k: data_config[k] for k in ("input_size", "crop_pct")}}
-        scorers.append(Scorer(base_model, base_config, dev, amp, channels_last))
+        scorers.append(Scorer(base_model, base_config, dev, opts.amp, opts.channels_last))
     geometry = resize_crop(data_config)
     n_classes = model.num_classes
 
@@ -190,9 +172,9 @@ def robustness(
     if data_dir is not None:
         index = index_image_folder(data_dir, n_classes)
         label_map = index.label_map
-        keyed = limit_samples(list(enumerate(index.samples)), limit)
+        keyed = limit_samples(list(enumerate(index.samples)), opts.limit)
         keys, samples = [k for k, _ in keyed], [s for _, s in keyed]
-        loader = make_loader(ImageListDataset(samples, _Geometry(geometry)), batch_size, workers)
+        loader = make_loader(ImageListDataset(samples, _Geometry(geometry)), opts.batch_size, opts.workers)
         clean = run_scorers(loader, scorers, "clean")
 
     errors: dict[str, dict[int, float]] = {n: {} for n in names}
@@ -206,11 +188,11 @@ def robustness(
                 idx = index_image_folder(folder, n_classes, what=f"ImageNet-C folder for {name} severity {sev}")
                 label_map = label_map or idx.label_map
                 fit = _FitToInput((h, w), data_config["interpolation"])
-                dataset = ImageListDataset(limit_samples(idx.samples, limit), fit)
+                dataset = ImageListDataset(limit_samples(idx.samples, opts.limit), fit)
             else:
                 view = _CorruptedView(geometry, name, sev, seed, keys, jpeg_quality)
                 dataset = ImageListDataset(samples, view)
-            results = run_scorers(make_loader(dataset, batch_size, workers), scorers, f"{name} s{sev}")
+            results = run_scorers(make_loader(dataset, opts.batch_size, opts.workers), scorers, f"{name} s{sev}")
             errors[name][sev] = results[0]["error"]
             num_images[name][sev] = results[0]["num_images"]
             if base_errors is not None:
@@ -307,65 +289,8 @@ def plot_ce(result: dict[str, Any], path: str) -> None:
     ax.set_title(f"{result['model']}: corruption robustness")
     ax.set_ylim(0, max(values + [100.0 if has_ce else 0.0]) * 1.1 or 1.0)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-
-
-@dataclass
-class RobustnessOptions(EvalModelOptions):
-    """`timm-assemble robustness` flags."""
-
-    data_dir: str | None = field(default=None, metadata=dict(help="clean image folder DIR/<class>/<image>"))
-    imagenet_c: str | None = field(
-        default=None,
-        metadata=dict(help="pre-corrupted folders DIR/<corruption>/<severity>/<class>/<image>", metavar="DIR"),
-    )
-    corruptions: str = field(
-        default="common",
-        metadata=dict(help="comma-separated names or groups (common, extra, all, noise, blur, weather, digital)"),
-    )
-    severities: str = field(default="1-5", metadata=dict(help="e.g. 1-5, 3 or 1,3,5"))
-    baseline: str | None = field(
-        default=None, metadata=dict(help="normalise CE by this model instead of AlexNet", metavar="MODEL")
-    )
-    seed: int = field(default=0, metadata=dict(help="seed of the on-the-fly corruptions"))
-    jpeg_quality: int = field(
-        default=85,
-        metadata=dict(help="JPEG round trip after corrupting, as ImageNet-C's files (0 = none)", bounds="[0, 100]"),
-    )
-    plot: str | None = field(default=None, metadata=dict(help="bar chart of CE per corruption", metavar="OUT.png"))
-
-
-def run(args: argparse.Namespace) -> int:
-    args = from_args(RobustnessOptions, args)
-    result = robustness(
-        args.model,
-        args.data_dir,
-        imagenet_c=args.imagenet_c,
-        corruptions=args.corruptions,
-        severities=args.severities,
-        baseline=args.baseline,
-        seed=args.seed,
-        jpeg_quality=args.jpeg_quality,
-        **model_kwargs(args),
-    )
-    print(format_table(result))
-    if args.json:
-        write_json(args.json, result)
-        print(f"wrote {args.json}")
-    if args.plot:
-        plot_ce(result, args.plot)
-        print(f"wrote {args.plot}")
-    return 0
-
-
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "robustness",
-        help="ImageNet-C corruption errors, CE and mCE",
-        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
-    )
-    add_dataclass_arguments(parser, RobustnessOptions)
-    parser.set_defaults(func=run)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format=Path(path).suffix.lstrip(".") or "png")
 
 
 __all__ = ["ALEXNET_ERRORS", "corruption_errors", "format_table", "plot_ce", "robustness"]

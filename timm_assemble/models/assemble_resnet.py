@@ -6,11 +6,10 @@ code (clovaai/assembled-cnn, `nets/resnet_model.py`) layer for layer: Big-Little
 SK convolution, anti-aliased (blurred) strided convolutions, the Big-Little 3x3 average-pool projection
 shortcut and DropBlock at the official four places in stages 3 and 4. The paper's ablation ladder is
 registered as `assemble_r50`, `assemble_r50d`, `assemble_r50d_se`, `assemble_r50d_sk` and
-`assemble_r50d_bl_sk` (E0 .. E9 of Table 7); E10 .. E12 are the two official models. No weights exist
-for the ladder; its ResNet-D parts are the official code's `use_resnet_d` (deep stem, max-pool, and a 2x2
-average pool before every projection shortcut's 1x1 conv: stride 1 with TF 'SAME' padding in stage 1, pad
-right/bottom then stride 2 elsewhere, `nets/resnet_model.py:123-131`), not timm's `resnet50d`, which has no
-pool on stage 1's shortcut.
+`assemble_r50_bl_sk` (E0 .. E9 of Table 7; E9 has no ResNet-D, as the official bL network); E10 .. E12 are the
+two official models. No weights exist for the ladder; its ResNet-D parts are the official code's
+`use_resnet_d` (`timm_assemble.layers.resnet_d`: deep stem, max-pool, and a 2x2 average pool before every
+projection shortcut's 1x1 conv, stage 1's included), not timm's `resnet50d`.
 
 BatchNorm defaults are PyTorch's and timm's (`momentum=0.1`, `eps=1e-5`, kwargs `bn_momentum`, `bn_eps`): momentum
 is a training-recipe value (inference and the converted weights do not depend on it), so the official decay 0.997
@@ -52,10 +51,9 @@ from timm.layers import BlurPool2d, DropPath, SEModule, create_classifier, creat
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint, checkpoint_seq
+from timm.models._registry import register_model_deprecations
 
-from ..hub.constants import hub_repo_id
-from ..hub.pretrained import pretrained_guard
-from ..layers import BigLittleStage, BigLittleStem, DropBlock2d, SKConv2d
+from ..layers import BigLittleStage, BigLittleStem, DropBlock2d, ResNetDShortcutPool, ResNetDStem, SKConv2d
 
 __all__ = ["AssembleResNet", "Bottleneck"]
 
@@ -64,6 +62,19 @@ CLOVA_MEAN = (123.68 / 255, 116.78 / 255, 103.94 / 255)
 CLOVA_STD = (1 / 255, 1 / 255, 1 / 255)
 
 SHORTCUT_TYPES = ("conv", "avg2", "avg3")
+
+# The Hub organisation of the released weights (`timm_assemble.weights.records`; `$TIMM_ASSEMBLE_HUB_ORG` points
+# a `pretrained=True` load at a mirror or fork).
+HUB_ORG = "timm-assemble"
+
+# Stage strides (functions/model_fns.py:166-168), applied by each stage's first (Big-Little: merge) block. The
+# Big-Little networks downsample in stage 1 and not in stage 3; the plain ResNets as usual (both /32 in total).
+BIG_LITTLE_STAGE_STRIDES = (2, 2, 1, 2)
+RESNET_STAGE_STRIDES = (1, 2, 2, 2)
+# DropBlock (nets/resnet_model.py:432-438, 448-453): 7x7 blocks in stages 3 and 4 (indices 2, 3), gamma scaled
+# by 0.25 in stage 3 and by 1 in stage 4.
+DROP_BLOCK_SIZE = 7
+DROP_BLOCK_GAMMA_SCALES = {2: 0.25, 3: 1.0}
 
 # BatchNorm defaults: PyTorch's / timm's momentum; eps is also the official one (nets/model_helper.py:26).
 BN_MOMENTUM = 0.1
@@ -140,17 +151,6 @@ class Bottleneck(nn.Module):
         return self.act3(x)
 
 
-def _resnet_d_pool(stride: int) -> nn.Module:
-    """Official ResNet-D shortcut pool (nets/resnet_model.py:123-128): 2x2 average pool, TF padding.
-
-    Stride 1 is TF 'SAME' (one row/column after, excluded from the mean): replicating the last row/column
-    gives exactly that mean. Stride > 1 zero-pads one row/column after, then pools 'VALID' (zeros counted).
-    """
-    if stride == 1:
-        return nn.Sequential(nn.ReplicationPad2d((0, 1, 0, 1)), nn.AvgPool2d(2, 1))
-    return nn.Sequential(nn.ZeroPad2d((0, 1, 0, 1)), nn.AvgPool2d(2, stride))
-
-
 def _make_shortcut(
     in_chs: int,
     out_chs: int,
@@ -166,7 +166,7 @@ def _make_shortcut(
         layers: list[nn.Module] = [nn.Conv2d(in_chs, out_chs, 1, stride=stride, bias=False), norm_layer(out_chs)]
     else:
         if shortcut_type == "avg2":
-            pool: nn.Module = _resnet_d_pool(stride)
+            pool: nn.Module = ResNetDShortcutPool(stride)
         elif stride == 1:
             pool = nn.Identity()
         else:
@@ -264,15 +264,7 @@ class AssembleResNet(nn.Module):
         self.grad_checkpointing = False
 
         if stem_type == "deep":
-            self.conv1 = nn.Sequential(
-                nn.Conv2d(in_chans, width // 2, 3, stride=2, padding=1, bias=False),
-                norm_layer(width // 2),
-                act_layer(inplace=True),
-                nn.Conv2d(width // 2, width // 2, 3, padding=1, bias=False),
-                norm_layer(width // 2),
-                act_layer(inplace=True),
-                nn.Conv2d(width // 2, width, 3, padding=1, bias=False),
-            )
+            self.conv1: nn.Module = ResNetDStem(in_chans, width, act_layer=act_layer, norm_layer=norm_layer)
         else:
             self.conv1 = nn.Conv2d(in_chans, width, 7, stride=2, padding=3, bias=False)
         self.bn1 = norm_layer(width)
@@ -284,7 +276,7 @@ class AssembleResNet(nn.Module):
             self.stem_pool = BigLittleStem(width, alpha=big_little[0], act_layer=act_layer, norm_layer=norm_layer)
         self.feature_info = [dict(num_chs=width, reduction=4, module="stem_pool")]
 
-        stage_strides = (2, 2, 1, 2) if big_little is not None else (1, 2, 2, 2)
+        stage_strides = BIG_LITTLE_STAGE_STRIDES if big_little is not None else RESNET_STAGE_STRIDES
         blocks_per_stage = [
             sum(_big_little_depths(depth, big_little[1])) + 1 if big_little is not None and index < 3 else depth
             for index, depth in enumerate(layers)
@@ -297,9 +289,10 @@ class AssembleResNet(nn.Module):
         in_chs, reduction = width, 4
         for index, depth in enumerate(layers):
             planes = width * 2**index
+            gamma_scale = DROP_BLOCK_GAMMA_SCALES.get(index)
             drop_block = (
-                partial(DropBlock2d, drop_block_rate, 7, (0.25, 1.0)[index - 2])
-                if drop_block_rate > 0 and index >= 2
+                partial(DropBlock2d, drop_block_rate, DROP_BLOCK_SIZE, gamma_scale)
+                if drop_block_rate > 0 and gamma_scale is not None
                 else None
             )
             stage_rates, rates = rates[: blocks_per_stage[index]], rates[blocks_per_stage[index]:]
@@ -461,8 +454,13 @@ class AssembleResNet(nn.Module):
 
 
 def _create_assemble_resnet(variant: str, pretrained: bool = False, **kwargs) -> AssembleResNet:
+    if not pretrained:
+        return build_model_with_cfg(AssembleResNet, variant, pretrained, **kwargs)
     # Weights from the Hub (sha256-checked), else for the official tags from our converted-weights cache or
-    # the official source (timm_assemble.hub.pretrained); a missing file is a clear TimmAssembleError.
+    # the official source; a missing file is a clear TimmAssembleError. Imported here: building a model
+    # without weights needs none of the weights machinery.
+    from ..weights.resolve import pretrained_guard
+
     with pretrained_guard(variant, pretrained, kwargs) as build_kwargs:
         return build_model_with_cfg(AssembleResNet, variant, pretrained, **build_kwargs)
 
@@ -490,7 +488,7 @@ def _cfg(**kwargs) -> dict:
 def _clova_cfg(name: str, crop_pct: float) -> dict:
     """Official weights: trained at 224, evaluated at 256 (shorter side resized to 256 / crop_pct)."""
     return _cfg(
-        hf_hub_id=hub_repo_id(name),
+        hf_hub_id=f"{HUB_ORG}/{name}",
         hf_hub_filename="model.safetensors",
         mean=CLOVA_MEAN,
         std=CLOVA_STD,
@@ -509,7 +507,7 @@ default_cfgs = generate_default_cfgs({
     "assemble_r50d": _cfg(first_conv="conv1.0"),
     "assemble_r50d_se": _cfg(first_conv="conv1.0"),
     "assemble_r50d_sk": _cfg(first_conv="conv1.0"),
-    "assemble_r50d_bl_sk": _cfg(),
+    "assemble_r50_bl_sk": _cfg(),
 })
 
 _LADDER_BASE = dict(layers=(3, 4, 6, 3), big_little=None, use_sk=False, anti_alias=False)
@@ -559,7 +557,11 @@ def assemble_r50d_sk(pretrained: bool = False, **kwargs) -> AssembleResNet:
 
 
 @register_model
-def assemble_r50d_bl_sk(pretrained: bool = False, **kwargs) -> AssembleResNet:
-    """Ablation E9: Big-Little ResNet-50 (bL shortcuts) + SK, without anti-aliasing."""
+def assemble_r50_bl_sk(pretrained: bool = False, **kwargs) -> AssembleResNet:
+    """Ablation E9: Big-Little ResNet-50 (bL stem and 3x3-pool shortcuts, no ResNet-D) + SK, no anti-aliasing."""
     model_args = dict(layers=(3, 4, 6, 3), big_little=(2, 4), shortcut_type="avg3", use_sk=True, anti_alias=False)
-    return _create_assemble_resnet("assemble_r50d_bl_sk", pretrained, **dict(model_args, **kwargs))
+    return _create_assemble_resnet("assemble_r50_bl_sk", pretrained, **dict(model_args, **kwargs))
+
+
+# Renamed: E9 has no ResNet-D in it. The old name still builds the same network, with timm's deprecation warning.
+register_model_deprecations(__name__, {"assemble_r50d_bl_sk": "assemble_r50_bl_sk"})

@@ -7,7 +7,6 @@ printed config can be saved and passed back with `--config FILE`.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
@@ -17,8 +16,8 @@ from typing import Any
 
 import tomllib
 
-from ..cliargs import add_dataclass_arguments, base_type, check_bounds, field_types
 from ..errors import TimmAssembleError
+from ..options import base_type, check_bounds, field_types
 from .timm_args import read_timm_args
 
 PRESET_DIR = Path(__file__).parent / "presets"
@@ -530,25 +529,3 @@ def format_config(cfg: TrainConfig) -> str:
     for name, value in cfg.to_dict().items():
         lines.append(f"# {name} = (unset)" if value is None else f"{name} = {_toml_value(value)}")
     return "\n".join(lines) + "\n"
-
-
-def add_config_arguments(parser: argparse.ArgumentParser, mode: str) -> None:
-    """One flag per config field (`--lr-base`, `--no-channels-last`, ...); only typed flags override."""
-    defaults = TrainConfig(**(FINETUNE_DEFAULTS if mode == "finetune" else {"mode": mode}))
-    parser.add_argument("--preset", default=None, help=f"recipe preset ({', '.join(list_presets())})")
-    parser.add_argument(
-        "-c",
-        "--config",
-        default=None,
-        metavar="FILE",
-        help="config file: TOML (e.g. a saved --print-config) or the args.yaml of a timm train.py run",
-    )
-    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
-    add_dataclass_arguments(parser, TrainConfig, defaults=defaults, only_typed=True)
-
-
-def config_from_args(args: argparse.Namespace, mode: str) -> TrainConfig:
-    overrides = {k: v for k, v in vars(args).items() if k in FIELDS and k not in ("mode", "preset")}
-    if "scale" in overrides:
-        overrides["scale"] = tuple(overrides["scale"])
-    return resolve_config(mode, overrides, preset=args.preset, config_file=args.config)

@@ -34,12 +34,12 @@ from ..data.datasets import DataSplits, SkippingCollate, build_data_splits
 from ..data.synthetic import make_synthetic_image_folder
 from ..errors import TimmAssembleError
 from ..fileio import atomic_write
-from ..hub.publish import plan_publish, publish
 from ..layers import drop_block_keep_prob, set_drop_block_keep_prob
 from ..loading import load_weights
+from ..weights.publish import plan_publish, publish
 from . import checkpoint as ckpt
+from .best_model import check_push_target, export_best_model, released_base_model
 from .config import NO_TEACHER, TrainConfig, format_config
-from .export import check_push_target, export_best_model, released_base_model
 from .losses import build_recipe, build_task
 from .metrics import (
     METRICS_NAME,
@@ -52,7 +52,7 @@ from .metrics import (
     write_metrics,
     write_summary,
 )
-from .models import (
+from .model_setup import (
     BuiltModel,
     build_model,
     build_teacher,

@@ -17,7 +17,7 @@ from timm.models import split_model_name_tag
 
 from ..errors import TimmAssembleError
 from .config import TrainConfig
-from .models import training_kwargs
+from .model_setup import training_kwargs
 
 
 def _one_line(err: BaseException) -> str:

@@ -10,7 +10,6 @@ reads back, so a long run does not pay for the teacher every step.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import logging
 from dataclasses import dataclass, field
@@ -24,12 +23,12 @@ from safetensors.torch import save_file
 from timm.data import create_transform, resolve_data_config
 from torch.utils.data import DataLoader, Dataset
 
-from ..cliargs import add_dataclass_arguments, from_args
 from ..data.datasets import SkippingCollate, SkippingDataset, Unreadable, build_data_splits
 from ..errors import TimmAssembleError
+from ..evaluation.options import default_device
 from ..fileio import atomic_path
 from .config import TrainConfig
-from .models import build_teacher
+from .model_setup import build_teacher
 
 _logger = logging.getLogger(__name__)
 
@@ -115,7 +114,7 @@ def check_teacher_logits(path: str | Path, ds: Dataset, num_classes: int) -> Pat
     if shape != (len(ds), num_classes):
         raise TimmAssembleError(
             f"{path} holds logits of shape {shape}, but training has {len(ds)} images of "
-            f"{num_classes} classes: recompute them for this data (same --data-dir, --val-split, --seed)"
+            f"{num_classes} classes: recompute them for this data (same --data-dir, --val-fraction, --seed)"
         )
     if meta.get("samples_sha256", "") != samples_digest(ds):
         raise TimmAssembleError(f"{path} was computed for other training images: recompute it for this data")
@@ -180,7 +179,7 @@ class TeacherLogitsConfig:
     seed: int = field(default=42, metadata=dict(help="the --seed of the training run (picks a --val-fraction)"))
     batch_size: int = field(default=64, metadata=dict(help="images per teacher forward", bounds="[1, inf)"))
     workers: int = field(default=4, metadata=dict(help="data loader worker processes", bounds="[0, inf)"))
-    device: str = field(default="cuda" if torch.cuda.is_available() else "cpu", metadata=dict(help="torch device"))
+    device: str = field(default_factory=default_device, metadata=dict(help="torch device (cuda when available)"))
     overwrite: bool = field(default=False, metadata=dict(help="replace an existing output file"))
 
 
@@ -201,20 +200,3 @@ def run(cfg: TeacherLogitsConfig) -> Path:
     with atomic_path(out, needed_bytes=logits.numel() * 4) as tmp:
         save_file({LOGITS_KEY: logits.contiguous()}, str(tmp), metadata=meta)
     return out
-
-
-def _main(args: argparse.Namespace) -> int:
-    out = run(from_args(TeacherLogitsConfig, args))
-    print(f"wrote teacher logits to {out}")
-    return 0
-
-
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "teacher-logits",
-        help="precompute KD teacher logits of the training images (read back with train.py --teacher-logits)",
-        description="Run the KD teacher once over the training images (clean centre crops at the teacher's own "
-        "size and normalisation, as the official recipe) and save the logits for train.py --teacher-logits.",
-    )
-    add_dataclass_arguments(parser, TeacherLogitsConfig)
-    parser.set_defaults(func=_main)

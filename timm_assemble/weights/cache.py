@@ -21,15 +21,28 @@ from typing import Any
 from huggingface_hub import constants as hf_constants
 
 from ..errors import TimmAssembleError
-from ..export import CONFIG_NAME, WEIGHTS_NAME
-from ..fileio import atomic_write
+from ..fileio import atomic_write, sha256_file
 from ..version import __version__
-from .download import file_sha256
+from .hub_folder import CONFIG_NAME, WEIGHTS_NAME
 
 CACHE_ENV = "TIMM_ASSEMBLE_CACHE"
 PROVENANCE_NAME = "provenance.json"
 DEFAULT_WIDTH = 64
 _FORMAT = 1
+
+
+# (resolved path, size, mtime_ns) -> sha256, so repeated loads in one process hash a file once.
+_HASHED: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of `path`, remembered per (path, size, mtime) for this process."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _HASHED:
+        _HASHED[key] = sha256_file(path)
+    return _HASHED[key]
 
 
 def cache_root() -> Path:

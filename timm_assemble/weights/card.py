@@ -65,9 +65,10 @@ class CardSpec:
 
     `config` is the folder's timm `config.json` (architecture, classes, preprocessing); `provenance` is
     markdown saying how the weights were made; `training_command` reproduces them when we trained them.
+    `repo_id` None: a local folder that is on no Hub repo (yet); `title` names it.
     """
 
-    repo_id: str
+    repo_id: str | None
     config: Mapping[str, Any]
     summary: str
     provenance: str
@@ -80,10 +81,23 @@ class CardSpec:
     num_params: int | None = None
     training_command: str | None = None
     extra_sections: Mapping[str, str] = field(default_factory=dict)
+    title: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.title or (self.repo_id or "model").split("/")[-1]
+
+
+def _source(metric: Metric, repo_id: str | None) -> tuple[str | None, str | None]:
+    """(source name, URL) of a metric: the paper, or this card's own repo for our measurements."""
+    if metric.provenance == "paper":
+        return metric.reference, PAPER_URL
+    if repo_id is None:
+        return None, None
+    return "measured with timm-assemble", f"https://huggingface.co/{repo_id}"
 
 
 def _front_matter(spec: CardSpec) -> str:
-    model_name = spec.repo_id.split("/")[-1]
     eval_results = [
         EvalResult(
             task_type="image-classification",
@@ -95,8 +109,8 @@ def _front_matter(spec: CardSpec) -> str:
             metric_value=m.value,
             verified=False,
             # the Hub wants a URL with every source; our own numbers are documented in this very card
-            source_name=(m.reference if m.provenance == "paper" else "measured with timm-assemble"),
-            source_url=(PAPER_URL if m.provenance == "paper" else f"https://huggingface.co/{spec.repo_id}"),
+            source_name=_source(m, spec.repo_id)[0],
+            source_url=_source(m, spec.repo_id)[1],
         )
         for m in spec.metrics
     ]
@@ -107,7 +121,7 @@ def _front_matter(spec: CardSpec) -> str:
         datasets=list(spec.datasets) or None,
         pipeline_tag="image-classification",
         base_model=spec.base_model,
-        model_name=model_name if eval_results else None,
+        model_name=spec.name if eval_results else None,
         eval_results=eval_results or None,
     )
     return f"---\n{data.to_yaml()}\n---\n"
@@ -151,7 +165,8 @@ def _usage(spec: CardSpec) -> list[str]:
         "import timm_assemble  # registers the Assemble-ResNet architectures with timm",
         "import torch",
         "",
-        f'model = timm.create_model("hf-hub:{spec.repo_id}", pretrained=True).eval()',
+        f'model = timm.create_model("{f"hf-hub:{spec.repo_id}" if spec.repo_id else "local-dir:/path/to/this/folder"}"'
+        ", pretrained=True).eval()",
     ]
     if spec.timm_name:
         lines.append(f'# same weights by registry name: timm.create_model("{spec.timm_name}", pretrained=True)')
@@ -180,10 +195,9 @@ def _results(spec: CardSpec) -> list[str]:
 
 def render_model_card(spec: CardSpec) -> str:
     """The README.md of one Hub repo: front matter, details, usage, results, provenance, citation."""
-    title = spec.repo_id.split("/")[-1]
     parts = [
         _front_matter(spec),
-        f"# Model card for {title}",
+        f"# Model card for {spec.name}",
         "",
         spec.summary,
         "",

@@ -8,15 +8,14 @@
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..cliargs import add_dataclass_arguments, from_args
 from ..errors import TimmAssembleError
-from .cache import CACHE_ENV, CacheEntry, cache_root, find_entry, list_entries, verify_entry
-from .records import get_record
+from ..weights.cache import CACHE_ENV, CacheEntry, cache_root, find_entry, list_entries, verify_entry
+from ..weights.records import get_record
+from .args import Command
 
 
 def _name_field() -> Any:
@@ -72,10 +71,9 @@ def _describe(entry: CacheEntry) -> str:
     )
 
 
-def run_fetch(args: argparse.Namespace) -> int:
-    from .official import fetch_official
+def run_fetch(opts: FetchArgs) -> int:
+    from ..weights.official import fetch_official  # gdown only when fetching
 
-    opts = from_args(FetchArgs, args)
     name = _official_name(opts.name)
     cached = [e for e in list_entries() if isinstance(e, CacheEntry) and e.name == name]
     verified = [e for e in cached if e.provenance["source"].get("kind") == "official source" and not verify_entry(e)]
@@ -86,10 +84,9 @@ def run_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_install(args: argparse.Namespace) -> int:
-    from .official import checkpoint_width, install_checkpoint
+def run_install(opts: InstallArgs) -> int:
+    from ..weights.official import checkpoint_width, install_checkpoint
 
-    opts = from_args(InstallArgs, args)
     name = _official_name(opts.name)
     if not opts.checkpoint:
         raise TimmAssembleError("--checkpoint PREFIX is required (the checkpoint path without '.index')")
@@ -102,7 +99,7 @@ def run_install(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_list(args: argparse.Namespace) -> int:
+def run_list(opts: ListArgs) -> int:
     entries = list_entries()
     if not entries:
         print(f"no cached weights in {cache_root()} (set {CACHE_ENV} to use another folder)")
@@ -121,8 +118,7 @@ def run_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_verify(args: argparse.Namespace) -> int:
-    opts = from_args(VerifyArgs, args)
+def run_verify(opts: VerifyArgs) -> int:
     entries = [e for e in list_entries() if isinstance(e, tuple) or e.name == opts.name]
     bad = []
     for entry in entries:
@@ -140,23 +136,15 @@ def run_verify(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {
-    "fetch": (FetchArgs, run_fetch, "download the official checkpoint, convert it, cache it"),
-    "install": (InstallArgs, run_install, "convert a checkpoint copied in by hand into the cache"),
-    "list": (ListArgs, run_list, "list the cached weights: name, source, size, sha256, date"),
-    "verify": (VerifyArgs, run_verify, "re-hash cached weights against their provenance"),
-}
-
-
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "weights",
-        help="official pretrained weights: fetch, install, list and verify the converted-weights cache",
-        description="The converted-weights cache that `timm.create_model(ARCH.TAG, pretrained=True)` reads when "
-        f"the Hub has no file ({CACHE_ENV}, default <HF_HOME>/timm_assemble).",
-    )
-    commands = parser.add_subparsers(dest="weights_command", metavar="ACTION", required=True)
-    for action, (options, func, text) in _COMMANDS.items():
-        sub = commands.add_parser(action, help=text, description=text)
-        add_dataclass_arguments(sub, options)
-        sub.set_defaults(func=func)
+COMMAND = Command(
+    "weights",
+    "official pretrained weights: fetch, install, list and verify the converted-weights cache",
+    description="The converted-weights cache that `timm.create_model(ARCH.TAG, pretrained=True)` reads when "
+    f"the Hub has no file ({CACHE_ENV}, default <HF_HOME>/timm_assemble).",
+    subcommands=(
+        Command("fetch", "download the official checkpoint, convert it, cache it", run_fetch, FetchArgs),
+        Command("install", "convert a checkpoint copied in by hand into the cache", run_install, InstallArgs),
+        Command("list", "list the cached weights: name, source, size, sha256, date", run_list, ListArgs),
+        Command("verify", "re-hash cached weights against their provenance", run_verify, VerifyArgs),
+    ),
+)

@@ -19,8 +19,8 @@ from timm.layers import BatchNormAct2d, Conv2dSame, DropPath
 from timm.layers import DropBlock2d as TimmDropBlock2d
 from timm.layers._fx import get_notrace_functions, is_notrace_module
 
-from .errors import TimmAssembleError
-from .layers import DropBlock2d
+from ..errors import TimmAssembleError
+from ..layers import DropBlock2d
 
 TRAINING_ONLY = (DropBlock2d, TimmDropBlock2d, DropPath, nn.Dropout, nn.Dropout2d)
 _BN2D = (nn.BatchNorm2d, BatchNormAct2d)

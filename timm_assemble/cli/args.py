@@ -1,28 +1,20 @@
-"""Command-line flags generated from one dataclass: the one CLI convention of every subcommand.
+"""Command-line flags generated from an options dataclass: the one CLI convention of every subcommand.
 
-Each subcommand describes its options as a dataclass; every field becomes one flag (`--lr-base`,
-`--no-channels-last`), its help text and bounds come from the field's metadata, and the parsed flags turn
-back into an instance of the dataclass. The dataclass is then the one source of defaults, of `--help` and
-of validation (the same bounds check runs on values read from config files).
-
-Field metadata keys: `help` (required), `cli` (False: no flag), `positional` (True: a positional
-argument; a list field takes one or more), `required` (True: a flag the user must give), `choices`, `bounds`
-(an interval such as "(0, inf)" or "[0, 1)": checked at parse time, exit 2), `metavar`, `flags` (extra
-spellings, e.g. ("-o",)). A `bool` field gives `--name` and `--no-name`; a `list` field takes one or more
+Every field of the dataclass becomes one flag (`--lr-base`, `--no-channels-last`) with its help text, choices
+and bounds from the field's metadata (see `timm_assemble.options`); the parsed flags turn back into an
+instance of the dataclass. A `bool` field gives `--name` and `--no-name`; a `list` field takes one or more
 values, a `tuple[X, X]` field exactly two, a `dict` field KEY=VALUE pairs.
 """
 
 import argparse
 import dataclasses
-import math
-import types
 import typing
 from pathlib import Path
 from typing import Any
 
 from timm.utils import ParseKwargs
 
-from .errors import TimmAssembleError
+from ..options import base_type, bounds_error, check_bounds, field_default, field_types, flag_name
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -31,36 +23,6 @@ class ArgumentParser(argparse.ArgumentParser):
     def error(self, message: str) -> typing.NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
-
-def field_types(cls: type) -> dict[str, Any]:
-    """The resolved annotation of every field (works with postponed annotations)."""
-    return typing.get_type_hints(cls)
-
-
-def base_type(annotation: Any) -> Any:
-    """`X` for `X | None` / `Optional[X]`, else the annotation itself."""
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        if len(args) == 1:
-            return args[0]
-    return annotation
-
-
-def parse_bounds(spec: str) -> tuple[float, float, bool, bool]:
-    """'(0, inf)' -> (0.0, inf, lower closed?, upper closed?)."""
-    low, high = (part.strip() for part in spec.strip()[1:-1].split(","))
-    return float(low), float(high), spec.strip()[0] == "[", spec.strip()[-1] == "]"
-
-
-def bounds_error(value: float, spec: str) -> str | None:
-    """Why `value` is outside the interval `spec`, or None when it is inside."""
-    low, high, low_closed, high_closed = parse_bounds(spec)
-    inside = (value >= low if low_closed else value > low) and (value <= high if high_closed else value < high)
-    if inside and not (isinstance(value, float) and math.isnan(value)):
-        return None
-    if math.isinf(high):
-        return f"must be {'>=' if low_closed else '>'} {low:g}, got {value:g}"
-    return f"must be in {spec}, got {value:g}"
 
 
 def _checked(convert: type, spec: str | None):
@@ -79,9 +41,6 @@ def _checked(convert: type, spec: str | None):
     parse.__name__ = convert.__name__
     return parse
 
-
-def flag_name(name: str) -> str:
-    return "--" + name.replace("_", "-")
 
 
 def add_dataclass_arguments(
@@ -111,6 +70,7 @@ def add_dataclass_arguments(
         parser.add_argument(*flags, **kwargs, **_type_kwargs(types_by_name[f.name], meta))
 
 
+
 def _type_kwargs(annotation: Any, meta: typing.Mapping[str, Any]) -> dict[str, Any]:
     typ = base_type(annotation)
     origin = typing.get_origin(typ)
@@ -130,14 +90,6 @@ def _type_kwargs(annotation: Any, meta: typing.Mapping[str, Any]) -> dict[str, A
     return dict(type=_checked(typ if typ in (int, float, Path) else str, meta.get("bounds")), **extra)
 
 
-def field_default(f: dataclasses.Field) -> Any:
-    """The field's default value (None for a required field)."""
-    if f.default is not dataclasses.MISSING:
-        return f.default
-    if f.default_factory is not dataclasses.MISSING:
-        return f.default_factory()
-    return None
-
 
 def from_args(cls: type, args: argparse.Namespace, **extra: Any) -> Any:
     """An instance of `cls` from the parsed flags (fields absent from `args` keep their defaults)."""
@@ -152,15 +104,35 @@ def from_args(cls: type, args: argparse.Namespace, **extra: Any) -> Any:
     return obj
 
 
-def check_bounds(obj: Any, source: str | None = None) -> None:
-    """Raise a one-line TimmAssembleError for the first field outside its `bounds` (e.g. from a config file)."""
-    for f in dataclasses.fields(obj):
-        spec = f.metadata.get("bounds")
-        value = getattr(obj, f.name)
-        if spec is None or value is None:
-            continue
-        for item in value if isinstance(value, (tuple, list)) else (value,):
-            problem = bounds_error(item, spec)
-            if problem:
-                where = f"{source}: {f.name}" if source else flag_name(f.name)
-                raise TimmAssembleError(f"{where} {problem}")
+@dataclasses.dataclass(frozen=True)
+class Command:
+    """One subcommand: its options dataclass (the flags) and what runs with the parsed options.
+
+    `run` gets an instance of `options`. A command with `subcommands` only dispatches to them; one with
+    `add_arguments` builds its own flags and `run` gets the argparse namespace (the training jobs, whose config
+    layers presets and files under the typed flags).
+    """
+
+    name: str
+    help: str
+    run: typing.Callable[[Any], int | None] | None = None
+    options: type | None = None
+    description: str | None = None
+    subcommands: tuple["Command", ...] = ()
+    add_arguments: typing.Callable[[argparse.ArgumentParser], None] | None = None
+
+    def add_to(self, subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+        """Add this command (and its subcommands) to `subparsers`."""
+        parser = subparsers.add_parser(self.name, help=self.help, description=self.description or self.help)
+        if self.subcommands:
+            nested = parser.add_subparsers(dest=f"{self.name}_command", metavar="ACTION", required=True)
+            for sub in self.subcommands:
+                sub.add_to(nested)
+            return parser
+        if self.add_arguments is not None:
+            self.add_arguments(parser)
+            parser.set_defaults(func=self.run)
+            return parser
+        add_dataclass_arguments(parser, self.options)
+        parser.set_defaults(func=lambda args: self.run(from_args(self.options, args)))
+        return parser

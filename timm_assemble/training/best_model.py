@@ -1,7 +1,7 @@
 """The best model of a run as a hub-ready folder, with a model card holding the measured metrics.
 
 The folder itself is written by `timm_assemble.export.export_hub_folder` (the one exporter of the
-project); the card is rendered by `timm_assemble.hub.card` from the folder's own config.json.
+project); the card is rendered by `timm_assemble.weights.card` from the folder's own config.json.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ import torch.nn as nn
 from huggingface_hub import get_token
 
 from ..errors import TimmAssembleError
-from ..export import CARD_NAME, CONFIG_NAME, export_hub_folder
 from ..fileio import atomic_write
-from ..hub.card import CardSpec, Metric, render_model_card
-from ..hub.publish import check_repo_id
+from ..weights.card import CardSpec, Metric, render_model_card
+from ..weights.hub_folder import CARD_NAME, CONFIG_NAME, export_hub_folder
+from ..weights.publish import check_repo_id
 from .config import TrainConfig
-from .models import WEIGHT_SUFFIXES
+from .model_setup import WEIGHT_SUFFIXES
 
 
 def _dataset_name(cfg: TrainConfig) -> str:

@@ -9,10 +9,9 @@ the token comes from the usual places (`HF_TOKEN`, `hf auth login`).
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +23,11 @@ from huggingface_hub.utils import validate_repo_id
 from safetensors import SafetensorError
 
 from .. import __version__
-from ..cliargs import add_dataclass_arguments, from_args
 from ..errors import TimmAssembleError
-from ..export import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME
 from ..fileio import atomic_write
-from .cache import DEFAULT_WIDTH, PROVENANCE_NAME, read_entry
+from .cache import DEFAULT_WIDTH, PROVENANCE_NAME, file_sha256, read_entry
 from .card import OFFICIAL_CODE_URL, CardSpec, render_model_card
-from .download import file_sha256
+from .hub_folder import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME
 from .records import WeightRecord, find_record_for_repo, parse_record, record_path
 
 UPLOAD_FILES = (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME)
@@ -327,55 +324,3 @@ def publish(plan: PublishPlan, token: str | None = None) -> str:
         data.pop("status_note", None)
         atomic_write(record_path(plan.record.name), json.dumps(data, indent=2, ensure_ascii=False) + "\n")
     return info.commit_url
-
-
-@dataclass
-class PublishOptions:
-    """`timm-assemble publish` flags."""
-
-    folder: Path = field(
-        default=Path("."),
-        metadata=dict(help="folder with config.json + model.safetensors", positional=True, metavar="DIR"),
-    )
-    repo_id: str | None = field(
-        default=None, metadata=dict(help="Hub model repo to upload to", required=True, metavar="ORG/NAME")
-    )
-    private: bool = field(default=False, metadata=dict(help="create the repo as private"))
-    dry_run: bool = field(default=False, metadata=dict(help="run the checks and print what would be uploaded"))
-    update_record: bool = field(
-        default=False,
-        metadata=dict(
-            help="DIR is a `timm-assemble weights fetch` cache entry: record its sha256, size and source files' "
-            "sha256 in the weight record (card rendered from it) and mark it published once the upload succeeded"
-        ),
-    )
-
-
-def run(args: argparse.Namespace) -> int:
-    args = from_args(PublishOptions, args)
-    plan = plan_publish(args.folder, args.repo_id, private=args.private, update_record=args.update_record)
-    print(describe_plan(plan))
-    if args.dry_run:
-        print(f"--- {CARD_NAME} ---")
-        print(plan.card)
-        print("dry run: nothing was uploaded")
-        return 0
-    url = publish(plan)
-    print(f"published: {url}")
-    if plan.record_update is not None:
-        print(f"updated {record_path(plan.record.name)} (sha256, size, source files, status): commit it")
-    elif plan.record is not None and plan.record.status != "published":
-        print(f'now set "status": "published" in timm_assemble/hub/records/{plan.record.name}.json')
-    return 0
-
-
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "publish",
-        help="check a model folder and upload it to the Hugging Face Hub",
-        description="Check DIR (config.json architecture registered, model.safetensors loads strictly, sha256 "
-        "equals the weight record's), render its model card, and upload config.json, model.safetensors and "
-        "README.md with huggingface_hub. The token comes from HF_TOKEN or `hf auth login`.",
-    )
-    add_dataclass_arguments(parser, PublishOptions)
-    parser.set_defaults(func=run)

@@ -16,8 +16,8 @@ from typing import Any
 import torch
 from timm.models import save_for_hf
 
-from .errors import TimmAssembleError
-from .fileio import atomic_dir
+from ..errors import TimmAssembleError
+from ..fileio import atomic_dir
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"

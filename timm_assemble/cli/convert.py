@@ -1,12 +1,9 @@
-"""`timm-assemble convert`: official TensorFlow checkpoint -> timm folder (thin layer over the Python API)."""
+"""`timm-assemble convert`: official TensorFlow checkpoint -> timm folder."""
 
-from __future__ import annotations
-
-import argparse
 from dataclasses import dataclass, field
 
-from ..cliargs import add_dataclass_arguments, from_args
-from . import OFFICIAL_MODELS, convert_checkpoint
+from ..convert import OFFICIAL_MODELS, convert_checkpoint
+from .args import Command
 
 
 @dataclass
@@ -35,28 +32,25 @@ class ConvertOptions:
     verbose: bool = field(default=False, metadata=dict(help="list the ignored non-model variables"))
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "convert",
-        help="convert an official TensorFlow checkpoint to timm weights",
-        description="Convert an official Assemble-ResNet TensorFlow checkpoint (clovaai/assembled-cnn) into a "
-        "folder that timm loads with create_model('local-dir:DIR', pretrained=True). TensorFlow is not needed.",
-    )
-    add_dataclass_arguments(parser, ConvertOptions)
-    parser.set_defaults(func=run)
-    return parser
-
-
-def run(args: argparse.Namespace) -> int:
-    args = from_args(ConvertOptions, args)
+def run(opts: ConvertOptions) -> int:
     report = convert_checkpoint(
-        args.model,
-        args.checkpoint,
-        args.out,
-        keep_background=args.keep_background,
-        overwrite=args.overwrite,
-        verbose=args.verbose,
+        opts.model,
+        opts.checkpoint,
+        opts.out,
+        keep_background=opts.keep_background,
+        overwrite=opts.overwrite,
+        verbose=opts.verbose,
     )
-    if not args.verbose:
+    if not opts.verbose:
         print(f"wrote {report.out_dir} ({len(report.converted)} variables, {report.num_classes} classes)")
     return 0
+
+
+COMMAND = Command(
+    "convert",
+    "convert an official TensorFlow checkpoint to timm weights",
+    run,
+    ConvertOptions,
+    description="Convert an official Assemble-ResNet TensorFlow checkpoint (clovaai/assembled-cnn) into a "
+    "folder that timm loads with create_model('local-dir:DIR', pretrained=True). TensorFlow is not needed.",
+)

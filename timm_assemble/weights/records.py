@@ -1,4 +1,4 @@
-"""The weight records: one JSON file per published `arch.tag` in `timm_assemble/hub/records/`.
+"""The weight records: one JSON file per published `arch.tag` in `timm_assemble/weights/records/`.
 
 They ship inside the package so an installed copy can verify what it downloads; `weights/README.md`
 describes the fields. A record states honestly what we know: fields we cannot know yet (the sha256 of a
@@ -8,15 +8,14 @@ file not yet converted) are null, with the status saying why.
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import TimmAssembleError
-from ..fileio import sha256_file  # noqa: F401  (re-exported: the one sha256 of the package)
 from .card import Metric
-from .constants import hub_repo_id
 
 RECORDS_DIR = Path(__file__).resolve().parent / "records"
 
@@ -24,6 +23,19 @@ STATUSES = ("not published", "published")
 SOURCE_KINDS = ("official checkpoint", "training run")
 PROVENANCES = ("paper", "measured")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+
+HUB_ORG_ENV = "TIMM_ASSEMBLE_HUB_ORG"  # one place to point every weight at a mirror or fork
+DEFAULT_HUB_ORG = "timm-assemble"
+
+
+def hub_org() -> str:
+    """The Hub organisation our weights are fetched from and published under, `$TIMM_ASSEMBLE_HUB_ORG` if set."""
+    return os.environ.get(HUB_ORG_ENV, DEFAULT_HUB_ORG)
+
+
+def hub_repo_id(name: str) -> str:
+    """Full `org/name` repo id for one published weight, e.g. `timm-assemble/assemble_resnet50.clova_in1k`."""
+    return f"{hub_org()}/{name}"
 
 
 @dataclass(frozen=True)

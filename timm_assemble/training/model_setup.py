@@ -5,12 +5,10 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import huggingface_hub.constants as hf_constants
 import torch.nn as nn
@@ -18,6 +16,7 @@ from timm.models import is_model, model_entrypoint
 
 from ..errors import TimmAssembleError
 from ..loading import WEIGHT_SUFFIXES, create_model, load_weights
+from ..weights.resolve import hub_reachable
 from .config import TrainConfig
 
 _logger = logging.getLogger(__name__)
@@ -32,18 +31,6 @@ class BuiltModel:
     source: str  # where the weights came from, in words
     pretrained: bool
     notes: list[str] = field(default_factory=list)
-
-
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """One TCP connect to the Hub endpoint: without it, a failing download retries for a minute or more."""
-    if hf_constants.HF_HUB_OFFLINE:
-        return False
-    host = urlparse(hf_constants.ENDPOINT).hostname or "huggingface.co"
-    try:
-        socket.create_connection((host, 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
 
 
 @contextlib.contextmanager

@@ -1,48 +1,29 @@
-"""`timm-assemble export MODEL --format onnx|torchscript|exported-program --out PATH`: a deployable model file.
+"""A deployable model file (ONNX, TorchScript, ExportedProgram), checked against the eager model.
 
 The model (any timm name, ours or timm's own, `local-dir:DIR` or `hf-hub:ID`) is first turned into its
 deploy copy (BatchNorm folded into the convs, DropBlock / drop-path / dropout removed; see
-`timm_assemble.deploy`), then written with dynamic batch and image size. Before the file replaces anything
+`timm_assemble.deploy.fold`), then written with dynamic batch and image size. Before the file replaces anything
 at PATH it is loaded back with its runtime (ONNX Runtime, `torch.jit.load`, `torch.export.load`) and its
 output compared with the original eager model at two input sizes; the errors are printed and a file that
 disagrees by more than the tolerance is not written. The exported model takes normalised images, as the
 eager model does: the printed data config says how to preprocess.
 """
 
-import argparse
 import io
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 
-from .cliargs import add_dataclass_arguments, from_args
-from .deploy import deploy_model, relative_error
-from .errors import TimmAssembleError
-from .fileio import atomic_path
+from ..errors import TimmAssembleError
+from ..fileio import atomic_path
+from .fold import deploy_model, relative_error
 
 FORMATS = ("onnx", "torchscript", "exported-program")
 PARITY_TOLERANCE = 1e-4  # largest |difference| relative to the largest |logit| of the eager model
 _INSTALL_DEPLOY = "pip install 'timm-assemble[deploy]'"
-
-
-@dataclass
-class ExportConfig:
-    model: str = field(metadata=dict(help="timm name, local-dir:DIR or hf-hub:ORG/NAME", positional=True))
-    out: str = field(default="", metadata=dict(help="output file (.onnx, .pt, .pt2)", flags=("-o",)))
-    format: str = field(default="onnx", metadata=dict(help="file format", choices=FORMATS))
-    pretrained: bool = field(default=True, metadata=dict(help="load the model's pretrained weights"))
-    checkpoint: str | None = field(default=None, metadata=dict(help="state dict to load (.safetensors or .pth)"))
-    num_classes: int | None = field(default=None, metadata=dict(help="override the classifier size", bounds="[0, inf)"))
-    img_size: int | None = field(
-        default=None, metadata=dict(help="example and parity input size (default: the model's)", bounds="[16, inf)")
-    )
-    fold: bool = field(default=True, metadata=dict(help="fold BatchNorm into the convs first (deploy copy)"))
-    opset: int = field(default=17, metadata=dict(help="ONNX opset version", bounds="[13, inf)"))
-    overwrite: bool = field(default=False, metadata=dict(help="replace an existing file at --out"))
 
 
 def _export_onnx(model: nn.Module, example: torch.Tensor, path: Path, opset: int) -> None:
@@ -168,34 +149,3 @@ def export_model(
                 f"nothing written to {path}"
             )
     return rows
-
-
-def run(args: argparse.Namespace) -> int:
-    from .evaluation.common import create_eval_model, model_data_config
-
-    cfg: ExportConfig = from_args(ExportConfig, args)
-    if not cfg.out:
-        raise TimmAssembleError("--out PATH is required")
-    model = create_eval_model(cfg.model, pretrained=cfg.pretrained, num_classes=cfg.num_classes,
-                              checkpoint=cfg.checkpoint)  # fmt: skip
-    data = model_data_config(model)
-    img_size = cfg.img_size or data["input_size"][-1]
-    rows = export_model(model, cfg.out, cfg.format, img_size, cfg.fold, cfg.opset, cfg.overwrite)
-    print(f"wrote {cfg.out} ({cfg.format}, {'BN folded' if cfg.fold else 'not folded'}, dynamic batch and size)")
-    for r in rows:
-        print(f"parity {'x'.join(map(str, r['shape']))}: deploy copy {r['deploy']:.1e}, "
-              f"{cfg.format} {r['export']:.1e} (max relative error vs eager, tolerance {PARITY_TOLERANCE:g})")
-    print(f"preprocess: resize/crop to {data['input_size'][-1]} px (crop_pct {data['crop_pct']}, "
-          f"{data['interpolation']}), mean {tuple(round(v, 4) for v in data['mean'])}, "
-          f"std {tuple(round(v, 4) for v in data['std'])}")  # fmt: skip
-    return 0
-
-
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "export",
-        help="write a deployable ONNX / TorchScript / ExportedProgram file (BN folded, parity checked)",
-        description=__doc__.split("\n\n", 1)[1],
-    )
-    add_dataclass_arguments(parser, ExportConfig)
-    parser.set_defaults(func=run)

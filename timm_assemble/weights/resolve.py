@@ -6,8 +6,8 @@ For a weight whose record names an official source (`assemble_resnet50.clova_in1
 1. the Hub repo of the weight record, whenever it has the file (the local Hub cache is looked at first, then
    one request without retries, so a machine without network learns it in milliseconds, not after a minute
    of huggingface_hub's back-off); timm loads it, sha256-checked against the record;
-2. our converted-weights cache (`timm_assemble.hub.cache`), sha256-checked before it is loaded;
-3. the official source (`timm_assemble.hub.official`): download, convert, cache, load. Off with
+2. our converted-weights cache (`timm_assemble.weights.cache`), sha256-checked before it is loaded;
+3. the official source (`timm_assemble.weights.official`): download, convert, cache, load. Off with
    `TIMM_ASSEMBLE_OFFICIAL_SOURCE=0`, and with `HF_HUB_OFFLINE=1` (offline means no download at all).
 
 Any other Hub weight loads as timm loads it, with the record's sha256 check and a clear missing-file error.
@@ -16,29 +16,50 @@ Any other Hub weight loads as timm loads it, with the record's sha256 check and 
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from huggingface_hub import constants as hf_constants
 from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url, try_to_load_from_cache
-from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+from huggingface_hub.errors import (
+    EntryNotFoundError,
+    LocalEntryNotFoundError,
+    OfflineModeIsEnabled,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
 from safetensors import SafetensorError, safe_open
 from timm.models import resolve_pretrained_cfg
 
 from ..errors import TimmAssembleError
-from ..export import WEIGHTS_NAME
-from .cache import DEFAULT_WIDTH, cache_root, find_entry, list_entries
-from .download import HUB_MISSING_ERRORS, missing_weights_error, verify_weights_file
-from .records import find_record_for_repo, get_record
+from .cache import DEFAULT_WIDTH, cache_root, file_sha256, find_entry, list_entries
+from .hub_folder import CONFIG_NAME, WEIGHTS_NAME
+from .records import WeightRecord, find_record_for_repo, get_record, hub_org, load_records
 
+# What huggingface_hub raises when a file cannot be had; each becomes a TimmAssembleError.
+HUB_MISSING_ERRORS = (EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError, OfflineModeIsEnabled)
 OFFICIAL_SOURCE_ENV = "TIMM_ASSEMBLE_OFFICIAL_SOURCE"
 
 
 def official_source_enabled() -> bool:
     return os.environ.get(OFFICIAL_SOURCE_ENV, "1").strip() != "0"
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """One TCP connect to the Hub endpoint: without it, a failing download retries for a minute or more."""
+    if hf_constants.HF_HUB_OFFLINE:
+        return False
+    host = urlparse(hf_constants.ENDPOINT).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
 
 
 def hub_has_file(
@@ -62,6 +83,104 @@ def hub_has_file(
     return True, "on the Hub"
 
 
+def verify_weights_file(path: str | Path, record: WeightRecord) -> str | None:
+    """Refuse a weights file whose sha256 differs from the record; returns the sha256 when one is recorded."""
+    if record.sha256 is None:
+        return None
+    actual = file_sha256(path)
+    if actual != record.sha256:
+        raise TimmAssembleError(
+            f"integrity check failed for {record.name}: {path} has sha256 {actual}, but the weight record "
+            f"expects {record.sha256}. The file is corrupt or is not the published weight; delete it (or run "
+            f"`hf cache delete`) and download again with `timm-assemble download {record.name}`"
+        )
+    return actual
+
+
+def missing_weights_error(
+    name: str, repo_id: str, filename: str, err: BaseException, cache_dir: str | Path | None = None
+) -> TimmAssembleError:
+    """A TimmAssembleError naming the missing repo/file, why it is missing, and how to get the weights."""
+    cache = Path(cache_dir) if cache_dir is not None else Path(hf_constants.HF_HUB_CACHE)
+    if isinstance(err, RepositoryNotFoundError):
+        reason = "cannot be fetched: the repository does not exist, or is private or gated for this token"
+    elif isinstance(err, RevisionNotFoundError):
+        reason = "cannot be fetched: the requested revision does not exist"
+    elif isinstance(err, (LocalEntryNotFoundError, OfflineModeIsEnabled)):
+        if hf_constants.HF_HUB_OFFLINE:
+            reason = f"is not in the local Hub cache ({cache}) and HF_HUB_OFFLINE is set"
+        else:
+            reason = (
+                f"could not be downloaded (no connection to {hf_constants.ENDPOINT}?) and is not in the "
+                f"local Hub cache ({cache})"
+            )
+    else:
+        reason = "does not exist in the repository"
+    record = find_record_for_repo(repo_id)
+    status = prefetch = ""
+    if record is not None and record.status != "published":
+        status = f" Its weight record says: {record.status} ({(record.status_note or '').rstrip('.')})."
+    else:
+        prefetch = (
+            f" To pre-fetch for an offline machine: `timm-assemble download {name} --cache-dir CACHE` where the "
+            "Hub is reachable, then set HF_HUB_CACHE=CACHE and HF_HUB_OFFLINE=1."
+        )
+    if record is not None and record.has_official_source:
+        how = (
+            f"Without the Hub, `timm.create_model('{record.name}', pretrained=True)` converts the official "
+            f"checkpoint into our cache. {without_hub(record.name)}."
+        )
+    else:
+        how = "Check the name and the connection, or load a local copy with `timm.create_model('local-dir:DIR')`."
+    return TimmAssembleError(
+        f"pretrained weights for {name} are not available: {filename} of Hub repo {repo_id} {reason}.{status} "
+        f"{how}{prefetch}"
+    )
+
+
+def _resolve_name(name: str) -> WeightRecord:
+    """A record by `arch.tag`, or by bare architecture when it has exactly one record."""
+    if "." not in name:
+        matches = [r for r in load_records().values() if r.architecture == name]
+        if len(matches) == 1:
+            return matches[0]
+    return get_record(name)
+
+
+def download_weights(
+    name: str, cache_dir: str | Path | None = None, revision: str | None = None
+) -> tuple[WeightRecord, dict[str, Path], str | None]:
+    """Fetch a recorded weight's `config.json` and `model.safetensors` into the Hub cache and verify them.
+
+    Returns the record, the cached paths by file name, and the verified sha256 (None when the record has
+    none yet, i.e. the file could not be verified).
+    """
+    record = _resolve_name(name)
+    paths = {}
+    for filename in (CONFIG_NAME, WEIGHTS_NAME):
+        try:
+            paths[filename] = Path(hf_hub_download(record.repo_id, filename, revision=revision, cache_dir=cache_dir))
+        except HUB_MISSING_ERRORS as err:
+            raise missing_weights_error(record.name, record.repo_id, filename, err, cache_dir) from err
+    sha256 = verify_weights_file(paths[WEIGHTS_NAME], record)
+    return record, paths, sha256
+
+
+def check_hub_config(model_id: str, cache_dir: str | Path | None = None) -> None:
+    """For a repo of ours, that `hf-hub:model_id` has its config.json, found with one request and no retries."""
+    repo_id, _, revision = model_id.partition("@")
+    record = find_record_for_repo(repo_id)
+    if record is None and repo_id.split("/")[0] != hub_org():
+        return  # not ours: timm's own behaviour
+    available, reason = hub_has_file(repo_id, CONFIG_NAME, revision or None, cache_dir)
+    if available:
+        return
+    how = "Check the repo id, or run where the Hub is reachable."
+    if record is not None and record.has_official_source:
+        how = f"Without the Hub, `{record.name}` loads from our converted-weights cache. {without_hub(record.name)}."
+    raise TimmAssembleError(f"hf-hub:{model_id}: {reason}. {how}")
+
+
 def _official_width_elsewhere(name: str, width: int) -> int | None:
     """The width of a cached official-source entry of `name` at another width (the width Drive holds)."""
     for entry in list_entries():
@@ -77,10 +196,16 @@ def _unavailable(name: str, width: int, reasons: list[str]) -> TimmAssembleError
     if get_record(name).status == "published":
         hub = f"; from the Hub: `timm-assemble download {name} --cache-dir CACHE`, then HF_HUB_CACHE=CACHE here"
     return TimmAssembleError(
-        f"pretrained weights for {what} are not available: " + "; ".join(reasons) + ". "
+        f"pretrained weights for {what} are not available: " + "; ".join(reasons) + f". {without_hub(name)}{hub}"
+    )
+
+
+def without_hub(name: str) -> str:
+    """How to get an official weight onto a machine without the Hub (the one text every error points to)."""
+    return (
         f"Where there is internet: `timm-assemble weights fetch {name}` (then copy {cache_root()} here, or point "
         f"TIMM_ASSEMBLE_CACHE at the copy); with a copy of the official checkpoint (Google Drive folder of "
-        f"clovaai/assembled-cnn): `timm-assemble weights install {name} --checkpoint PREFIX`{hub}"
+        f"clovaai/assembled-cnn): `timm-assemble weights install {name} --checkpoint PREFIX`"
     )
 
 
@@ -176,6 +301,10 @@ def pretrained_guard(variant: str, pretrained: bool, kwargs: dict[str, Any]) -> 
     filename = cfg.get("hf_hub_filename") or WEIGHTS_NAME
     cache_dir = kwargs.get("cache_dir")
     record = find_record_for_repo(repo_id)
+    if record is not None and record.repo_id != repo_id and cfg.get("source") != "hf-hub":
+        repo_id = record.repo_id  # $TIMM_ASSEMBLE_HUB_ORG: the same weight under a mirror's org
+        overlay = dict(kwargs.get("pretrained_cfg_overlay") or {}, hf_hub_id=repo_id)
+        kwargs = dict(kwargs, pretrained_cfg_overlay=overlay)
     if record is not None and record.has_official_source and cfg.get("source") != "hf-hub" and filename == WEIGHTS_NAME:
         on_hub, hub_reason = hub_has_file(repo_id, filename, revision, cache_dir)
         if not on_hub:

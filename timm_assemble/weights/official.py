@@ -31,8 +31,7 @@ from ..convert.mapping import STEM_KERNEL, detect_official_model
 from ..convert.tensor_bundle import TensorBundleReader
 from ..errors import TimmAssembleError
 from ..fileio import atomic_dir, write_error
-from .cache import DEFAULT_WIDTH, CacheEntry, cache_root, entry_dir, read_entry, write_provenance
-from .download import file_sha256
+from .cache import DEFAULT_WIDTH, CacheEntry, cache_root, entry_dir, file_sha256, read_entry, write_provenance
 from .records import get_record
 
 # Seconds gdown waits for Drive (connect, between bytes): a dead network fails fast, a slow one still works.

@@ -1,0 +1,88 @@
+"""`timm-assemble benchmark`: models side by side (throughput, latency, memory, params, FLOPs), or execution modes."""
+
+from dataclasses import dataclass, field
+
+from ..errors import TimmAssembleError
+from ..evaluation import benchmark as library
+from ..evaluation.modes import MODES, compare_modes, format_modes
+from ..evaluation.options import AMP_DTYPES, default_device
+from .args import Command
+from .report import report
+from .validate import JSON_FIELD
+
+OURS, DEFAULT_PEERS = library.OURS, library.DEFAULT_PEERS
+
+
+@dataclass
+class BenchmarkOptions:
+    """`timm-assemble benchmark` flags."""
+
+    models: list[str] | None = field(
+        default=None, metadata=dict(help=f"timm names (None: {' '.join(OURS + DEFAULT_PEERS)})")
+    )
+    device: str = field(default_factory=default_device, metadata=dict(help="torch device (cuda when available)"))
+    batch_size: int | None = field(
+        default=None, metadata=dict(help="images per batch (None: 8 on CPU, 256 on CUDA)", bounds="[1, inf)")
+    )
+    img_size: int | None = field(default=None, metadata=dict(help="input size (None: 224)", bounds="[1, inf)"))
+    as_published: bool = field(
+        default=False,
+        metadata=dict(
+            help="each model at its own eval size beside its published top-1 there (default models: the weights "
+            "in reference_results.json 'as_published')"
+        ),
+    )
+    amp: str = field(default="none", metadata=dict(help="autocast dtype", choices=sorted(AMP_DTYPES)))
+    channels_last: bool = field(default=False, metadata=dict(help="channels_last memory format"))
+    compile: bool = field(default=False, metadata=dict(help="torch.compile every model first"))
+    train: bool = field(default=False, metadata=dict(help="also time a training step (fwd + bwd + SGD)"))
+    warmup: int = field(default=2, metadata=dict(help="untimed batches per model", bounds="[0, inf)"))
+    repeats: int = field(default=5, metadata=dict(help="interleaved timed rounds", bounds="[1, inf)"))
+    iters: int = field(default=3, metadata=dict(help="batches per model per round", bounds="[1, inf)"))
+    seed: int = field(default=0, metadata=dict(help="seed of the random input batch"))
+    threads: int | None = field(
+        default=None, metadata=dict(help="torch CPU threads (None: torch's choice)", bounds="[1, inf)")
+    )
+    modes: list[str] | None = field(
+        default=None,
+        metadata=dict(
+            help=f"compare execution modes instead ({', '.join(MODES)}): img/s per model and mode, ratios to "
+            "--reference in the same mode (random weights)",
+            choices=list(MODES),
+        ),
+    )
+    reference: str | None = field(
+        default=None, metadata=dict(help="with --modes: the model the ratios are to (None: the last)")
+    )
+    json: str | None = JSON_FIELD
+    plot: str | None = field(
+        default=None, metadata=dict(help="throughput vs published ImageNet top-1", metavar="OUT.png")
+    )
+
+
+def run(opts: BenchmarkOptions) -> int:
+    if opts.modes:
+        models = opts.models or ["assemble_resnet50", "assemble_resnet152", "resnet50"]
+        result = compare_modes(
+            models, opts.modes, batch_size=opts.batch_size or 8, img_size=opts.img_size or 224, warmup=opts.warmup,
+            repeats=opts.repeats, iters=opts.iters, device=opts.device, seed=opts.seed, reference=opts.reference,
+        )  # fmt: skip
+        return report(result, format_modes(result), opts.json)
+    if opts.as_published and opts.img_size is not None:
+        raise TimmAssembleError("--as-published runs every model at its own eval size; drop --img-size")
+    models = opts.models or list(library.as_published_models() if opts.as_published else OURS + DEFAULT_PEERS)
+    result = library.benchmark(
+        models, device=opts.device, batch_size=opts.batch_size, img_size=opts.img_size or 224, amp=opts.amp,
+        channels_last=opts.channels_last, compile=opts.compile, train=opts.train, warmup=opts.warmup,
+        repeats=opts.repeats, iters=opts.iters, seed=opts.seed, threads=opts.threads, as_published=opts.as_published,
+    )  # fmt: skip
+    return report(result, library.format_table(result), opts.json, opts.plot, library.plot_throughput)
+
+
+COMMAND = Command(
+    "benchmark",
+    "throughput, latency, memory, params and FLOPs of models side by side",
+    run,
+    BenchmarkOptions,
+    description=library.__doc__.split("\n\n", 1)[1] if library.__doc__ else None,
+)

@@ -1,0 +1,50 @@
+"""`timm-assemble robustness`: ImageNet-C corruption errors, CE and mCE."""
+
+from dataclasses import dataclass, field
+
+from ..evaluation import robustness as library
+from ..evaluation.options import EvalOptions
+from .args import Command
+from .report import report
+from .validate import JSON_FIELD
+
+
+@dataclass
+class RobustnessOptions(EvalOptions):
+    """`timm-assemble robustness` flags."""
+
+    data_dir: str | None = field(default=None, metadata=dict(help="clean image folder DIR/<class>/<image>"))
+    imagenet_c: str | None = field(
+        default=None,
+        metadata=dict(help="pre-corrupted folders DIR/<corruption>/<severity>/<class>/<image>", metavar="DIR"),
+    )
+    corruptions: str = field(
+        default="common",
+        metadata=dict(help="comma-separated names or groups (common, extra, all, noise, blur, weather, digital)"),
+    )
+    severities: str = field(default="1-5", metadata=dict(help="e.g. 1-5, 3 or 1,3,5"))
+    baseline: str | None = field(
+        default=None, metadata=dict(help="normalise CE by this model instead of AlexNet", metavar="MODEL")
+    )
+    seed: int = field(default=0, metadata=dict(help="seed of the on-the-fly corruptions"))
+    jpeg_quality: int = field(
+        default=85,
+        metadata=dict(help="JPEG round trip after corrupting, as ImageNet-C's files (0 = none)", bounds="[0, 100]"),
+    )
+    json: str | None = JSON_FIELD
+    plot: str | None = field(default=None, metadata=dict(help="bar chart of CE per corruption", metavar="OUT.png"))
+
+
+def run(opts: RobustnessOptions) -> int:
+    settings = {k: v for k, v in vars(opts).items() if k not in ("model", "json", "plot")}
+    result = library.robustness(opts.model, **settings)
+    return report(result, library.format_table(result), opts.json, opts.plot, library.plot_ce)
+
+
+COMMAND = Command(
+    "robustness",
+    "ImageNet-C corruption errors, CE and mCE",
+    run,
+    RobustnessOptions,
+    description=library.__doc__.split("\n\n", 1)[1] if library.__doc__ else None,
+)

@@ -1,0 +1,40 @@
+"""`timm-assemble validate`: top-1 / top-5 / loss of a model on an image folder."""
+
+from dataclasses import dataclass, field
+
+from ..evaluation.options import EvalOptions
+from ..evaluation.validate import validate
+from .args import Command
+from .report import report
+
+JSON_FIELD = field(default=None, metadata=dict(help="write the results as JSON ('-': stdout)", metavar="OUT"))
+
+
+@dataclass
+class ValidateOptions(EvalOptions):
+    """`timm-assemble validate` flags."""
+
+    data_dir: str | None = field(default=None, metadata=dict(help="image folder: DIR/<class>/<image>", required=True))
+    json: str | None = JSON_FIELD
+
+
+def run(opts: ValidateOptions) -> int:
+    settings = {k: v for k, v in vars(opts).items() if k not in ("model", "data_dir", "json")}
+    result = validate(opts.model, opts.data_dir, **settings)
+    size = result["data_config"]["input_size"][-1]
+    table = (
+        f"{result['model']}: top-1 {result['top1']:.2f}  top-5 {result['top5']:.2f}  loss {result['loss']:.4f}  "
+        f"({result['num_images']} images, {size}px, crop {result['data_config']['crop_pct']}, "
+        f"{result['label_map']})"
+    )
+    return report(result, table, opts.json)
+
+
+COMMAND = Command(
+    "validate",
+    "top-1/top-5/loss of a model on an image folder",
+    run,
+    ValidateOptions,
+    description="Evaluate a timm model (registry name, local-dir:DIR or hf-hub:ID) on DIR/<class>/<image> "
+    "with the model's own eval preprocessing. ImageNet folders named by synset map onto 1000-class models.",
+)

@@ -1,0 +1,39 @@
+"""The model under evaluation: created through the one loader, in eval mode, with its eval data config."""
+
+from typing import Any
+
+import torch
+from timm.data import resolve_data_config
+
+from ..errors import TimmAssembleError
+from ..loading import create_model
+
+
+def create_eval_model(
+    name: str,
+    pretrained: bool = True,
+    num_classes: int | None = None,
+    checkpoint: str | None = None,
+) -> torch.nn.Module:
+    """The model to evaluate, in eval mode: a registry name, `local-dir:DIR` or `hf-hub:ID`.
+
+    `checkpoint` (.safetensors, or a .pth/.pt read with weights_only=True) replaces the weights after creation.
+    """
+    kwargs: dict[str, Any] = {} if num_classes is None else dict(num_classes=num_classes)
+    try:
+        model = create_model(name, pretrained=pretrained, weights=checkpoint, **kwargs)
+    except TimmAssembleError as err:
+        if not str(err).startswith("cannot load pretrained") or ":" in name:
+            raise
+        raise TimmAssembleError(f"{err} (use --no-pretrained for random weights, or --checkpoint FILE)") from err
+    return model.eval()
+
+
+def model_data_config(model: torch.nn.Module, img_size: int | None = None, crop_pct: float | None = None) -> dict:
+    """The model's eval data config (test size, as timm's validate.py), with optional overrides."""
+    args: dict[str, Any] = {}
+    if img_size:
+        args["img_size"] = int(img_size)
+    if crop_pct:
+        args["crop_pct"] = float(crop_pct)
+    return resolve_data_config(args, model=model, use_test_size=True)

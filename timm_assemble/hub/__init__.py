@@ -1,1 +1,0 @@
-"""Hugging Face Hub: where our published weights live and how they are checked."""
