@@ -51,7 +51,18 @@ class EvalOptions:
     checkpoint: str | None = field(
         default=None, metadata=dict(help="state dict to load (.safetensors, or weights-only .pth)")
     )
-    num_classes: int | None = field(default=None, metadata=dict(help="override the classifier size", bounds="[1, inf)"))
+    split: str = field(
+        default="validation",
+        metadata=dict(help="with a --data-dir holding splits (train/, val/, ...): the one to evaluate, as timm's"),
+    )
+    num_classes: int | None = field(
+        default=None,
+        metadata=dict(help="classifier size (for --checkpoint, or with --reset-classifier)", bounds="[1, inf)"),
+    )
+    reset_classifier: bool = field(
+        default=False,
+        metadata=dict(help="with --num-classes on trained weights: evaluate with a new, random classifier"),
+    )
     img_size: int | None = field(
         default=None, metadata=dict(help="input size (None: the model's test size)", bounds="[1, inf)")
     )

@@ -3,6 +3,7 @@
 import time
 from typing import Any
 
+from ..data.datasets import split_folder
 from .data import ImageListDataset, index_image_folder, limit_samples, make_loader, resize_crop
 from .model import create_eval_model, model_data_config
 from .options import eval_options, resolve_device
@@ -10,12 +11,14 @@ from .scoring import Scorer, run_scorers
 
 
 def validate(model_name: str, data_dir: str, **settings: Any) -> dict[str, Any]:
-    """Evaluate `model_name` on `data_dir/<class>/<image>`; `settings` are `EvalOptions` fields."""
+    """Evaluate `model_name` on `data_dir/<class>/<image>`, or on `data_dir/<split>/<class>/<image>` when the
+    folder holds splits; `settings` are `EvalOptions` fields."""
     opts = eval_options(model_name, **settings)
+    folder, split = split_folder(data_dir, opts.split)
     dev = resolve_device(opts.device)
-    model = create_eval_model(model_name, opts.pretrained, opts.num_classes, opts.checkpoint)
+    model = create_eval_model(model_name, opts.pretrained, opts.num_classes, opts.checkpoint, opts.reset_classifier)
     data_config = model_data_config(model, opts.img_size, opts.crop_pct)
-    index = index_image_folder(data_dir, model.num_classes)
+    index = index_image_folder(folder, model.num_classes)
     samples = limit_samples(index.samples, opts.limit)
     geometry = resize_crop(data_config)
     loader = make_loader(ImageListDataset(samples, lambda img, _: geometry(img)), opts.batch_size, opts.workers)
@@ -26,6 +29,7 @@ def validate(model_name: str, data_dir: str, **settings: Any) -> dict[str, Any]:
     return {
         "model": model_name,
         "data_dir": str(data_dir),
+        "split": split,  # None: data_dir holds the class folders itself
         "label_map": index.label_map,
         "num_classes": model.num_classes,
         "num_images": metrics["num_images"],
