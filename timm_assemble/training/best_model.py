@@ -38,10 +38,12 @@ def build_card(
     command: str,
     weights_source: str,
     num_params: int,
-    repo_id: str,
+    repo_id: str | None,
     pretrained: bool,
     base_model: str | None = None,
+    title: str | None = None,
 ) -> str:
+    """The exported model's card; `repo_id` None: not on the Hub yet (`publish --repo-id` renders it for one)."""
     dataset = _dataset_name(cfg)
     split = f"{cfg.val_fraction:.0%} held out of the training folder" if cfg.val_fraction else cfg.val_split
     metrics = [
@@ -74,11 +76,6 @@ def build_card(
         f"DropBlock {cfg.drop_block_rate}, KD teacher {cfg.teacher or cfg.teacher_weights or 'none'}."
         + (" The backbone was frozen (linear probe)." if cfg.freeze_backbone else "")
         + " The full resolved configuration is the run folder's `config.toml`."
-        + (
-            ""
-            if cfg.push_to_hub or cfg.hub_repo_id
-            else f" Repo id `{repo_id}` is a local stand-in: train with `--push-to-hub ORG/NAME` to name the real one."
-        )
     )
     return render_model_card(
         CardSpec(
@@ -91,6 +88,7 @@ def build_card(
             num_params=num_params,
             training_command=command,
             base_model=base_model,
+            title=title,
         )
     )
 
@@ -119,9 +117,10 @@ def export_best_model(
         overwrite=True,
     )
     config = json.loads((out_dir / CONFIG_NAME).read_text())
-    repo_id = cfg.push_to_hub or cfg.hub_repo_id or f"local/{out_dir.resolve().parent.name}"
+    repo_id = cfg.push_to_hub or cfg.hub_repo_id
     num_params = sum(p.numel() for p in model.parameters())
-    card = build_card(cfg, config, row, command, weights_source, num_params, repo_id, pretrained, base_model)
+    title = None if repo_id else out_dir.resolve().parent.name
+    card = build_card(cfg, config, row, command, weights_source, num_params, repo_id, pretrained, base_model, title)
     atomic_write(out_dir / CARD_NAME, card)
     return out_dir
 

@@ -268,7 +268,7 @@ class TrainConfig:
     )
     eval_metric: str = field(default="top1", metadata=dict(help="metric that picks the best checkpoint"))
     hub_repo_id: str | None = field(
-        default=None, metadata=dict(help="ORG/NAME the exported model card names (default: local/<run folder>)")
+        default=None, metadata=dict(help="ORG/NAME the exported model card names (unset: publish --repo-id names it)")
     )
 
     # tracking, progress and publishing
