@@ -12,13 +12,14 @@ import traceback
 import httpx2
 import pytest
 import torch
-from hub_testing import NAME, TOKEN, FakeHub, convert_fixture, go_offline, seed_hub_cache
+from hub_testing import NAME, TOKEN, FakeHub, convert_fixture, go_offline, patch_records, seed_hub_cache
 from huggingface_hub import ModelCard
 from training_helpers import one_thread, reset_accelerate, tiny_config, tiny_data
 
 import timm_assemble  # noqa: F401
 from timm_assemble.cli.train import parse_config
 from timm_assemble.errors import TimmAssembleError
+from timm_assemble.fileio import sha256_file
 from timm_assemble.training import config as config_module
 from timm_assemble.training import engine
 from timm_assemble.training.precision import choose_precision
@@ -300,12 +301,17 @@ def test_push_to_hub_checks_before_training_and_reports_a_failed_upload(data, tm
 
 
 def test_fine_tune_of_a_released_tag_names_its_base_model(data, tmp_path, monkeypatch):
-    """The card's base_model is the Hub repo of the released weights the fine-tune started from."""
+    """The card's base_model is the Hub repo of the released weights the fine-tune started from, once that repo
+    exists (its record is published); before, the card names no base model."""
     cache = tmp_path / "hub-cache"
     go_offline(monkeypatch, cache)
-    seed_hub_cache(cache, hub_repo_id(NAME), convert_fixture(tmp_path / "converted"))
+    weights = convert_fixture(tmp_path / "converted") / "model.safetensors"
+    seed_hub_cache(cache, hub_repo_id(NAME), weights.parent)
     cfg = tiny_config(data, tmp_path / "ft", mode="finetune", pretrained=NAME, epochs=1)
-    result = run(cfg)
+    assert ModelCard((run(cfg).export_dir / "README.md").read_text()).data.base_model is None  # not published
+    size = weights.stat().st_size
+    patch_records(monkeypatch, tmp_path, status="published", sha256=sha256_file(weights), size_bytes=size)
+    result = run(tiny_config(data, tmp_path / "ft2", mode="finetune", pretrained=NAME, epochs=1))
     card = ModelCard((result.export_dir / "README.md").read_text())
     assert card.data.base_model == hub_repo_id(NAME)
     config = json.loads((result.export_dir / "config.json").read_text())

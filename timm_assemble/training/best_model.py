@@ -19,6 +19,7 @@ from ..fileio import atomic_write
 from ..weights.card import CardSpec, Metric, render_model_card
 from ..weights.hub_folder import CARD_NAME, CONFIG_NAME, export_hub_folder
 from ..weights.publish import check_repo_id
+from ..weights.records import find_record_for_repo
 from .config import TrainConfig
 from .model_setup import WEIGHT_SUFFIXES
 
@@ -127,12 +128,15 @@ def export_best_model(
 
 def released_base_model(cfg: TrainConfig, model: nn.Module, pretrained: bool) -> str | None:
     """The Hub repo of the released weights a fine-tune started from (`default`, ARCH.TAG, hf-hub:ID), else None:
-    a weights file or local folder has no public name, and a model trained from scratch has no base."""
+    a weights file or local folder has no public name, a model trained from scratch has no base, and weights of
+    ours whose record is not published yet (loaded from the official source) have no repo to link to."""
     if not pretrained or cfg.pretrained == "none" or cfg.pretrained.startswith("local-dir:"):
         return None
     if cfg.pretrained.endswith(WEIGHT_SUFFIXES) or Path(cfg.pretrained).is_file():
         return None
-    return getattr(model, "pretrained_cfg", {}).get("hf_hub_id") or None
+    repo_id = getattr(model, "pretrained_cfg", {}).get("hf_hub_id") or None
+    record = find_record_for_repo(repo_id) if repo_id else None
+    return None if record is not None and record.status != "published" else repo_id
 
 
 def check_push_target(repo_id: str) -> None:
