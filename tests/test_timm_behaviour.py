@@ -15,8 +15,11 @@ from safetensors.torch import save_file
 from training_helpers import TINY, tiny_data
 
 from timm_assemble.cli import main as cli_main
+from timm_assemble.cli.args import ArgumentParser, add_dataclass_arguments, from_args
 from timm_assemble.cli.train import parse_config
+from timm_assemble.cli.validate import ValidateOptions
 from timm_assemble.errors import TimmAssembleError
+from timm_assemble.evaluation.options import eval_options
 from timm_assemble.training.config import resolve_config
 from timm_assemble.training.engine import build_models, resolve_output_dir, run
 
@@ -128,3 +131,15 @@ def test_output_experiment_and_initial_checkpoint_act_like_timms(tmp_path):
     assert all(torch.equal(v, source.state_dict()[k]) for k, v in built.model.state_dict().items())
     with pytest.raises(TimmAssembleError, match="--initial-checkpoint"):
         build_models(cfg, 5)  # timm's meaning: the classifier too, no silent new head
+
+
+def test_one_precision_vocabulary_for_evaluation():
+    """validate / robustness / benchmark: timm's --amp / --amp-dtype; the older `--amp bf16` means the same."""
+    parser = ArgumentParser(prog="validate")
+    add_dataclass_arguments(parser, ValidateOptions)
+    modes = {}
+    for flags in (["--amp"], ["--amp", "--amp-dtype", "bfloat16"], ["--amp", "bf16"], ["--no-amp"], ["--amp", "none"]):
+        opts = from_args(ValidateOptions, parser.parse_args(["--model", "m", "--data-dir", "d", *flags]))
+        modes[" ".join(flags)] = opts.amp_mode
+    assert list(modes.values()) == ["fp16", "bf16", "bf16", "none", "none"]
+    assert eval_options("m", amp="bf16").amp_mode == "bf16"  # the API's older amp="bf16" too

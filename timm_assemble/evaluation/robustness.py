@@ -155,7 +155,7 @@ def robustness(
     dev = resolve_device(opts.device)
     model = create_eval_model(model_name, opts.pretrained, opts.num_classes, opts.checkpoint, opts.reset_classifier)
     data_config = model_data_config(model, opts.img_size, opts.crop_pct)
-    scorers = [Scorer(model, data_config, dev, opts.amp, opts.channels_last)]
+    scorers = [Scorer(model, data_config, dev, opts.amp_mode, opts.channels_last)]
     if baseline is not None:
         base_model = create_eval_model(baseline, opts.pretrained, opts.num_classes, None, opts.reset_classifier)
         if base_model.num_classes != model.num_classes:
@@ -164,7 +164,7 @@ def robustness(
             )
         # same images for both: the model's geometry, the baseline's own normalisation
         base_config = {**model_data_config(base_model), **{k: data_config[k] for k in ("input_size", "crop_pct")}}
-        scorers.append(Scorer(base_model, base_config, dev, opts.amp, opts.channels_last))
+        scorers.append(Scorer(base_model, base_config, dev, opts.amp_mode, opts.channels_last))
     geometry = resize_crop(data_config)
     n_classes = model.num_classes
 

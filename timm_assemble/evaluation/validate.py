@@ -22,7 +22,7 @@ def validate(model_name: str, data_dir: str, **settings: Any) -> dict[str, Any]:
     samples = limit_samples(index.samples, opts.limit)
     geometry = resize_crop(data_config)
     loader = make_loader(ImageListDataset(samples, lambda img, _: geometry(img)), opts.batch_size, opts.workers)
-    scorer = Scorer(model, data_config, dev, opts.amp, opts.channels_last)
+    scorer = Scorer(model, data_config, dev, opts.amp_mode, opts.channels_last)
     start = time.perf_counter()
     (metrics,) = run_scorers(loader, [scorer], f"validate {model_name}")
     seconds = time.perf_counter() - start
@@ -38,7 +38,7 @@ def validate(model_name: str, data_dir: str, **settings: Any) -> dict[str, Any]:
         "loss": round(metrics["loss"], 6),
         "data_config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in data_config.items()},
         "device": str(dev),
-        "amp": opts.amp,
+        "amp": opts.amp_mode,
         "seconds": round(seconds, 3),
         "images_per_second": round(metrics["num_images"] / seconds, 2) if seconds > 0 else None,
     }
