@@ -120,6 +120,7 @@ def test_short_run_evaluates_like_it_trains(tmp_path):
     assert math.isfinite(last["val_loss"]) and 0.5 < last["val_loss"] / last["train_loss"] < 2
 
 
+@pytest.mark.slow  # builds three models
 def test_output_experiment_and_initial_checkpoint_act_like_timms(tmp_path):
     """--output/--experiment name the run folder; --initial-checkpoint loads strictly into the built model."""
     source = timm.create_model("assemble_resnet50", width=8, num_classes=4)
