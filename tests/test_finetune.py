@@ -48,6 +48,7 @@ def _backbone(state):
     return {k: v for k, v in state.items() if not k.startswith("fc.")}
 
 
+@pytest.mark.slow
 def test_finetune_from_converted_official_weights(converted, data, tmp_path):
     cfg = tiny_config(
         data, tmp_path / "run", mode="finetune", pretrained=f"local-dir:{converted}", model_kwargs={}, epochs=2, lr=0.02
@@ -102,6 +103,7 @@ def test_export_round_trip_of_an_in_memory_model(tmp_path):
     assert loaded.pretrained_cfg["label_names"] == names and tuple(loaded.pretrained_cfg["input_size"]) == (3, 32, 32)
 
 
+@pytest.mark.slow
 def test_freeze_backbone_trains_only_the_head(converted, data, tmp_path):
     cfg = tiny_config(
         data,

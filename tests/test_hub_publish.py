@@ -170,6 +170,7 @@ def test_publish_checks_the_folder(folder, hub, capsys, breakage, message):
     assert hub.requests == []
 
 
+@pytest.mark.slow
 def test_fetch_then_publish_with_update_record(tmp_path, monkeypatch, hub, capsys):
     """The maintainers' path: a `weights install`/`fetch` cache entry published as is, the record filled in."""
     records_dir = patch_records(monkeypatch, tmp_path)

@@ -173,6 +173,7 @@ def test_resnet_d_shortcut_pool_is_tf_padded():
     assert isinstance(model.layer2[0].downsample[0][0], nn.ZeroPad2d)
 
 
+@pytest.mark.slow
 def test_official_initialisation():
     model = timm.create_model("assemble_resnet50")
     weight = model.layer4[0].conv1.weight.detach()  # 512 x 1024 x 1 x 1: fan-in 1024
@@ -185,6 +186,7 @@ def test_official_initialisation():
 # ---------------------------------------------------------------------------------------------- fine-tuning
 
 
+@pytest.mark.slow
 def test_fgvc_preset_starts_batch_norm_statistics_fresh(data, tmp_path, monkeypatch):
     source = timm.create_model("assemble_resnet50", width=8, num_classes=4)
     for module in source.modules():
@@ -221,6 +223,7 @@ def test_fgvc_preset_starts_batch_norm_statistics_fresh(data, tmp_path, monkeypa
 # ---------------------------------------------------------------------------------------------- teacher logits
 
 
+@pytest.mark.slow
 def test_teacher_logits_are_precomputed_and_read_back(data, tmp_path, monkeypatch):
     teacher = timm.create_model("test_resnet", num_classes=4).eval()
     save_file(teacher.state_dict(), str(tmp_path / "teacher.safetensors"))

@@ -38,6 +38,7 @@ def models(tmp_path_factory) -> tuple[str, str]:
     return out[0], out[1]
 
 
+@pytest.mark.slow
 def test_on_the_fly_with_baseline_is_deterministic(data: Path, models, tmp_path: Path) -> None:
     model, base = models
     runs = [

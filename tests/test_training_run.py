@@ -139,6 +139,7 @@ def test_img_size_flag_drops_the_presets_eval_size():
 # ---------------------------------------------------------------------------------------------- tracking
 
 
+@pytest.mark.slow
 def test_tensorboard_step_scalars_hparams_and_summary_csv(data, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -210,6 +211,7 @@ def test_run_output_off_a_terminal_has_one_line_per_log_interval(tmp_path, capsy
     assert [line.split()[2] for line in steps] == ["2/6", "4/6", "6/6"]
 
 
+@pytest.mark.slow
 def test_no_device_sync_per_training_step(data, tmp_path, monkeypatch):
     """Reading a tensor's value (item, float, bool, tolist) is a device sync: only at log intervals and at the end.
     Reads in the data pipeline (torchvision transforms, samplers) are on CPU tensors in loader workers: not counted."""
@@ -260,6 +262,7 @@ def _committed(hub: FakeHub, commit: list[dict]) -> dict[str, bytes]:
     return files
 
 
+@pytest.mark.slow
 def test_push_to_hub_every_epoch_and_at_the_end(data, tmp_path, hub, capsys):
     cfg = tiny_config(data, tmp_path / "run", epochs=3, push_to_hub="me/tiny-run", push_every=2)
     result = run(cfg)
@@ -275,6 +278,7 @@ def test_push_to_hub_every_epoch_and_at_the_end(data, tmp_path, hub, capsys):
     assert "https://huggingface.co/me/tiny-run/commit/" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_push_to_hub_checks_before_training_and_reports_a_failed_upload(data, tmp_path, hub, monkeypatch, caplog):
     with pytest.raises(TimmAssembleError, match="--push-to-hub must be ORG/NAME"):
         run(tiny_config(data, tmp_path / "a", push_to_hub="no-org"))
@@ -300,6 +304,7 @@ def test_push_to_hub_checks_before_training_and_reports_a_failed_upload(data, tm
     assert (tmp_path / "c" / "model" / "model.safetensors").is_file()
 
 
+@pytest.mark.slow
 def test_fine_tune_of_a_released_tag_names_its_base_model(data, tmp_path, monkeypatch):
     """The card's base_model is the Hub repo of the released weights the fine-tune started from, once that repo
     exists (its record is published); before, the card names no base model."""

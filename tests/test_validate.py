@@ -53,6 +53,7 @@ def _expected(model_dir: Path, data: Path) -> tuple[float, float]:
     return 100.0 * hits / total, loss / total
 
 
+@pytest.mark.slow
 def test_validate_cli_matches_a_direct_evaluation(data: Path, local_model: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "res.json"
     code = main(

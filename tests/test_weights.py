@@ -117,6 +117,7 @@ def test_hub_first_when_the_hub_cache_has_the_repo(cache, monkeypatch, tmp_path)
     assert all(torch.equal(v, saved[k]) for k, v in model.state_dict().items())
 
 
+@pytest.mark.slow
 def test_width_is_part_of_the_cache_key(cache, monkeypatch):
     fake = drive(monkeypatch)
     timm.create_model(R50, pretrained=True, width=8)
@@ -228,7 +229,7 @@ def test_disk_full_while_converting(cache, monkeypatch):
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("timm_assemble.export.save_for_hf", full)
+    monkeypatch.setattr("timm_assemble.weights.hub_folder.save_for_hf", full)
     with pytest.raises(TimmAssembleError, match="the disk is full"):
         timm.create_model(R50, pretrained=True, width=8)
     assert_no_entry(cache)
