@@ -154,7 +154,7 @@ def test_val_split_is_seeded_and_stratified(tmp_path):
     targets = [t for _, t in a.train.reader.samples]
     assert sorted(targets[i] for i in a.val_indices) == [0, 0, 1, 1, 2, 2]
     assert not set(a.val_indices) & set(a.train_indices) and len(a.train_indices) == 24
-    with pytest.raises(TimmAssembleError, match="has no train/ folder.*--val-split"):
+    with pytest.raises(TimmAssembleError, match="has no train/ folder.*--val-fraction"):
         build_data_splits(root)
 
 
@@ -175,7 +175,7 @@ def test_embedded_default_is_the_demo_and_falls_back_to_scratch(tmp_path, monkey
 
 def test_single_folder_run_with_val_split(tmp_path):
     root = make_synthetic_image_folder(tmp_path / "flat", num_classes=2, images_per_class=8, image_size=32, splits=())
-    cfg = tiny_config(root, tmp_path / "run", mode="finetune", epochs=1, batch_size=12, val_split=0.25)
+    cfg = tiny_config(root, tmp_path / "run", mode="finetune", epochs=1, batch_size=12, val_fraction=0.25)
     result = engine.run(cfg, command="pytest")
     assert result.metrics[0]["val_images"] == 4 and result.steps == 1
     assert json.loads((result.export_dir / "config.json").read_text())["label_names"] == class_names(2)

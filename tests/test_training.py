@@ -175,7 +175,7 @@ def test_unknown_preset_and_bad_flags(capsys):
     assert "unknown preset 'e99'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         parse_config("train", ["--drop-block-rate", "1.5"])
-    assert "argument --drop-block-rate: must be in [0, 1), got 1.5" in capsys.readouterr().err
+    assert "argument --drop-block-rate/--drop-block: must be in [0, 1), got 1.5" in capsys.readouterr().err
 
 
 @pytest.mark.slow

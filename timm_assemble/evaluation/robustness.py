@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from ..data.datasets import split_folder
 from ..errors import TimmAssembleError
 from ..fileio import atomic_path
 from .corruptions import ALL_CORRUPTIONS, COMMON_CORRUPTIONS, corrupt, parse_corruptions, parse_severities
@@ -201,18 +202,18 @@ def robustness(
     if not 0 <= jpeg_quality <= 100:
         raise TimmAssembleError(f"--jpeg-quality must be in 0..100 (0 = no JPEG round trip), got {jpeg_quality}")
     dev = resolve_device(opts.device)
-    model = create_eval_model(model_name, opts.pretrained, opts.num_classes, opts.checkpoint)
+    model = create_eval_model(model_name, opts.pretrained, opts.num_classes, opts.checkpoint, opts.reset_classifier)
     data_config = model_data_config(model, opts.img_size, opts.crop_pct)
-    scorers = [Scorer(model, data_config, dev, opts.amp, opts.channels_last)]
+    scorers = [Scorer(model, data_config, dev, opts.amp_mode, opts.channels_last)]
     if baseline is not None:
-        base_model = create_eval_model(baseline, pretrained=opts.pretrained, num_classes=opts.num_classes)
+        base_model = create_eval_model(baseline, opts.pretrained, opts.num_classes, None, opts.reset_classifier)
         if base_model.num_classes != model.num_classes:
             raise TimmAssembleError(
                 f"baseline {baseline!r} predicts {base_model.num_classes} classes, the model {model.num_classes}"
             )
         # same images for both: the model's geometry, the baseline's own normalisation
         base_config = {**model_data_config(base_model), **{k: data_config[k] for k in ("input_size", "crop_pct")}}
-        scorers.append(Scorer(base_model, base_config, dev, opts.amp, opts.channels_last))
+        scorers.append(Scorer(base_model, base_config, dev, opts.amp_mode, opts.channels_last))
     _, h, w = data_config["input_size"]
     fit = _FitToInput((h, w), data_config["interpolation"])  # how the model sees a (224 px) ImageNet-C file
     # what is corrupted, and what the model sees of it afterwards
@@ -221,8 +222,10 @@ def robustness(
 
     clean = None
     label_map = None
+    split = None
     if data_dir is not None:
-        index = index_image_folder(data_dir, n_classes)
+        folder, split = split_folder(data_dir, opts.split)
+        index = index_image_folder(folder, n_classes)
         label_map = index.label_map
         keyed = limit_samples(list(enumerate(index.samples)), opts.limit)
         keys, samples = [k for k, _ in keyed], [s for _, s in keyed]
@@ -274,6 +277,7 @@ def robustness(
         "source": "imagenet-c folders" if imagenet_c else "on-the-fly",
         "geometry": geometry if imagenet_c is None or data_dir is not None else None,
         "data_dir": data_dir,
+        "split": split,
         "imagenet_c": imagenet_c,
         "seed": seed if imagenet_c is None else None,
         "jpeg_quality": jpeg_quality if imagenet_c is None else None,
@@ -308,7 +312,8 @@ def format_table(result: dict[str, Any]) -> str:
     """Errors (%) per corruption and severity, mean error and CE, then the summary line."""
     sevs = result["severities"]
     head = f"{'corruption':<18}" + "".join(f"{'s' + str(s):>7}" for s in sevs) + f"{'mean':>8}{'CE':>8}{'rel CE':>8}"
-    lines = [head, "-" * len(head)]
+    lines = [f"split '{result['split']}' of {result['data_dir']}"] if result.get("split") else []
+    lines += [head, "-" * len(head)]
     for name in result["corruptions"]:
         errs = "".join(f"{result['error'][name][str(s)]:7.1f}" for s in sevs)
         ce, rel = result["ce"][name], result["relative_ce"][name]

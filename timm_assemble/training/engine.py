@@ -35,6 +35,7 @@ from ..data.synthetic import make_synthetic_image_folder
 from ..errors import TimmAssembleError
 from ..fileio import atomic_write
 from ..layers import drop_block_keep_prob, set_drop_block_keep_prob
+from ..loading import load_weights
 from ..weights.publish import plan_publish, publish
 from . import checkpoint as ckpt
 from .best_model import check_push_target, export_best_model, released_base_model
@@ -109,7 +110,10 @@ def prepare_data_dir(cfg: TrainConfig, accelerator: Accelerator) -> None:
 
 
 def resolve_output_dir(cfg: TrainConfig, accelerator: Accelerator) -> Path:
-    """The run folder: given, or ./outputs/<mode>-<model>-<time> (one name for all processes)."""
+    """The run folder: given, or OUTPUT/EXPERIMENT as timm names it, by default ./outputs/<mode>-<model>-<time>
+    (one name for all processes)."""
+    if cfg.output_dir is None and cfg.experiment is not None:
+        cfg.output_dir = str(Path(cfg.output or "outputs") / cfg.experiment)
     if cfg.output_dir is None:
         if cfg.resume == "auto":
             raise TimmAssembleError("--resume auto needs --output-dir (the run folder to continue)")
@@ -120,7 +124,7 @@ def resolve_output_dir(cfg: TrainConfig, accelerator: Accelerator) -> Path:
             cfg.output_dir = str(resume.parent.parent)
         else:
             name = f"{cfg.mode}-{cfg.model.replace('/', '_').replace(':', '_')}-{time.strftime('%Y%m%d-%H%M%S')}"
-            holder = [str(Path("outputs") / name)]
+            holder = [str(Path(cfg.output or "outputs") / name)]
             broadcast_object_list(holder)
             cfg.output_dir = holder[0]
     out = Path(cfg.output_dir)
@@ -305,7 +309,7 @@ def setup(cfg: TrainConfig, command: str | None = None) -> Run:
     start_from = ckpt.select_resume(out, cfg.resume, cfg.overwrite)
 
     splits = build_data_splits(
-        cfg.data_dir, cfg.dataset, cfg.train_split, cfg.val_split_name, cfg.val_split, cfg.dataset_download, cfg.seed
+        cfg.data_dir, cfg.dataset, cfg.train_split, cfg.val_split, cfg.val_fraction, cfg.dataset_download, cfg.seed
     )
     num_classes = splits.num_classes
     built, teacher, frozen = build_models(cfg, num_classes)
@@ -371,6 +375,8 @@ def build_models(cfg: TrainConfig, num_classes: int) -> tuple[BuiltModel, nn.Mod
         raise TimmAssembleError(f"--num-classes is {cfg.num_classes} but the data has {num_classes} classes")
     built = build_model(cfg, num_classes)
     model = built.model
+    if cfg.initial_checkpoint:
+        load_weights(model, cfg.initial_checkpoint, what=f"--initial-checkpoint {cfg.initial_checkpoint}")
     if getattr(model, "num_classes", num_classes) != num_classes:
         raise TimmAssembleError(f"the model predicts {model.num_classes} classes but the data has {num_classes}")
     if cfg.drop_block_keep_probs is not None and set_drop_block_keep_prob(model, 1.0) == 0:

@@ -30,6 +30,7 @@ from accelerate import PartialState
 from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import broadcast_object_list
 
+from ..data.datasets import split_folder
 from ..errors import TimmAssembleError
 from ..evaluation.benchmark import benchmark
 from ..evaluation.robustness import robustness
@@ -42,9 +43,6 @@ DEFAULT_RUNGS = ("e0", "e3", "e6", "e9", "e11")
 KD_FIELDS = ("teacher", "teacher_weights", "teacher_logits")
 MARKER = "study-rung.json"
 NO_CORRUPTIONS = "none"
-_VAL_NAMES = ("val", "valid", "validation", "eval", "evaluation")
-
-
 @dataclass
 class StudyOptions:
     """A study: which rungs, on what budget, measured how. `train` holds the train flags every rung gets."""
@@ -187,10 +185,10 @@ def read_marker(study: Path, rung: str) -> dict[str, Any] | None:
 def validation_folder(cfg: TrainConfig) -> Path | None:
     """The clean validation images as a folder (what the corruptions are applied to); None for a named dataset or a
     held-out fraction of one folder."""
-    if cfg.dataset or cfg.val_split is not None or not cfg.data_dir:
+    if cfg.dataset or cfg.val_fraction is not None or not cfg.data_dir:
         return None
-    root = Path(cfg.data_dir)
-    return next((root / n for n in (cfg.val_split_name, *_VAL_NAMES) if (root / n).is_dir()), None)
+    folder, split = split_folder(cfg.data_dir, cfg.val_split)
+    return folder if split is not None else None
 
 
 def best_row(result: engine.RunResult) -> dict[str, Any]:
