@@ -70,6 +70,7 @@ def test_flop_count_of_a_single_conv() -> None:
     assert count_flops(conv, (3, 16, 16), torch.device("cpu")) == 2 * 8 * 3 * 9 * 16 * 16
 
 
+@pytest.mark.slow
 def test_cli_table_json_and_plot(tmp_path: Path, capsys) -> None:
     out, png = tmp_path / "b.json", tmp_path / "b.png"
     code = main(

@@ -6,7 +6,7 @@ from timm_assemble.cli import main
 
 SUBCOMMANDS = (
     "train", "finetune", "convert", "publish", "download", "weights", "predict", "validate", "robustness", "benchmark",
-    "export", "teacher-logits",
+    "export", "teacher-logits", "study",
 )
 
 

@@ -48,6 +48,7 @@ def _backbone(state):
     return {k: v for k, v in state.items() if not k.startswith("fc.")}
 
 
+@pytest.mark.slow
 def test_finetune_from_converted_official_weights(converted, data, tmp_path):
     cfg = tiny_config(
         data, tmp_path / "run", mode="finetune", pretrained=f"local-dir:{converted}", model_kwargs={}, epochs=2, lr=0.02
@@ -102,6 +103,7 @@ def test_export_round_trip_of_an_in_memory_model(tmp_path):
     assert loaded.pretrained_cfg["label_names"] == names and tuple(loaded.pretrained_cfg["input_size"]) == (3, 32, 32)
 
 
+@pytest.mark.slow
 def test_freeze_backbone_trains_only_the_head(converted, data, tmp_path):
     cfg = tiny_config(
         data,
@@ -152,7 +154,7 @@ def test_val_split_is_seeded_and_stratified(tmp_path):
     targets = [t for _, t in a.train.reader.samples]
     assert sorted(targets[i] for i in a.val_indices) == [0, 0, 1, 1, 2, 2]
     assert not set(a.val_indices) & set(a.train_indices) and len(a.train_indices) == 24
-    with pytest.raises(TimmAssembleError, match="has no train/ folder.*--val-split"):
+    with pytest.raises(TimmAssembleError, match="has no train/ folder.*--val-fraction"):
         build_data_splits(root)
 
 
@@ -173,7 +175,7 @@ def test_embedded_default_is_the_demo_and_falls_back_to_scratch(tmp_path, monkey
 
 def test_single_folder_run_with_val_split(tmp_path):
     root = make_synthetic_image_folder(tmp_path / "flat", num_classes=2, images_per_class=8, image_size=32, splits=())
-    cfg = tiny_config(root, tmp_path / "run", mode="finetune", epochs=1, batch_size=12, val_split=0.25)
+    cfg = tiny_config(root, tmp_path / "run", mode="finetune", epochs=1, batch_size=12, val_fraction=0.25)
     result = engine.run(cfg, command="pytest")
     assert result.metrics[0]["val_images"] == 4 and result.steps == 1
     assert json.loads((result.export_dir / "config.json").read_text())["label_names"] == class_names(2)

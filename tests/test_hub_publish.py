@@ -121,6 +121,19 @@ def test_publish_unrecorded_repo_keeps_its_own_card(folder, hub):
     assert files["README.md"].decode().endswith("# my fine-tune\n")
 
 
+def test_publish_renders_our_own_card_for_the_repo(folder, hub, capsys):
+    """A card we rendered for a local folder (convert, a training run) is rendered again for --repo-id: usage,
+    model-index and links name that repo, never a local stand-in."""
+    assert "local-dir:/path/to/this/folder" in (folder / "README.md").read_text()
+    assert main(["publish", str(folder), "--repo-id", "me/demo", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert 'timm.create_model("hf-hub:me/demo", pretrained=True)' in out and "pip install timm-assemble" in out
+    assert "local-dir:" not in out.split("<!-- timm-assemble card spec")[0] and "local/" not in out
+    assert main(["publish", str(folder), "--repo-id", "me/demo"]) == 0
+    card = hub.committed_files()["README.md"].decode()
+    assert card.count("hf-hub:me/demo") == 1 and "# Model card for demo" in card
+
+
 @pytest.mark.parametrize(
     ("breakage", "message"),
     [
@@ -157,6 +170,7 @@ def test_publish_checks_the_folder(folder, hub, capsys, breakage, message):
     assert hub.requests == []
 
 
+@pytest.mark.slow
 def test_fetch_then_publish_with_update_record(tmp_path, monkeypatch, hub, capsys):
     """The maintainers' path: a `weights install`/`fetch` cache entry published as is, the record filled in."""
     records_dir = patch_records(monkeypatch, tmp_path)

@@ -106,6 +106,7 @@ def test_grayscale_mode_for_one_channel_models(tmp_path):
     assert got.mode == "L" and got.size == (5, 6)
 
 
+@pytest.mark.slow
 def test_sixteen_bit_prediction_equals_eight_bit(tmp_path):
     gray = np.kron(RNG.integers(0, 256, (8, 8), dtype=np.uint8), np.ones((4, 4), dtype=np.uint8))  # 32 x 32
     Image.fromarray(gray, "L").save(tmp_path / "g8.png")

@@ -46,6 +46,7 @@ def images(tmp_path_factory):
     return sorted(root.rglob("*.png"))
 
 
+@pytest.mark.slow
 def test_predictions_match_the_model_with_its_own_data_config(exported, images):
     model = load_model(f"local-dir:{exported}")
     eval_cfg = resolve_data_config(model=model, use_test_size=True)
@@ -65,6 +66,7 @@ def test_predictions_match_the_model_with_its_own_data_config(exported, images):
             assert x["probability"] == pytest.approx(float(p[x["index"]]), abs=1e-5)
 
 
+@pytest.mark.slow
 def test_cli_text_and_json(exported, images, capsys):
     assert cli_main(["predict", "--model", f"local-dir:{exported}", str(images[0]), "--top-k", "2"]) == 0
     text = capsys.readouterr().out.splitlines()

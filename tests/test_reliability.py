@@ -293,6 +293,7 @@ def _fail_second_write(monkeypatch, error: BaseException) -> list[str]:
     ],
     ids=["disk-full", "read-only", "killed"],
 )
+@pytest.mark.slow
 def test_fault_while_saving_loses_nothing_but_that_epoch(error, code, message, base, run, capsys, monkeypatch):
     before = snapshot(run)
     written = _fail_second_write(monkeypatch, error)
@@ -337,6 +338,7 @@ def test_disk_full_while_copying_best_keeps_both(tmp_path, monkeypatch):
     reset_accelerate()
 
 
+@pytest.mark.slow
 def test_overwrite_starts_over(base, run, capsys):
     code, out, _ = train(train_argv(base["data"], run, "--overwrite", "--epochs", "1"), capsys)
     assert code == 0
@@ -347,6 +349,7 @@ def test_overwrite_starts_over(base, run, capsys):
 # ---------------------------------------------------------------------------------------------- data and arguments
 
 
+@pytest.mark.slow
 def test_default_warmup_is_shortened_with_a_note(base, tmp_path, capsys, caplog):
     argv = train_argv(base["data"], tmp_path / "w", "--epochs", "1")
     i = argv.index("--warmup-epochs")
@@ -429,6 +432,7 @@ def test_validate_with_a_truncated_checkpoint(base, tmp_path, capsys):
     one_line_error(err, code)
 
 
+@pytest.mark.slow
 def test_predict_a_folder_of_images(base, tmp_path, capsys):
     model = f"local-dir:{base['run'] / 'model'}"
     folder = base["data"] / "val" / "00_red_circle"
@@ -440,6 +444,7 @@ def test_predict_a_folder_of_images(base, tmp_path, capsys):
     assert code == 2 and "holds no image files" in err
 
 
+@pytest.mark.slow
 def test_sixteen_bit_image_predicts_as_eight_bit(base, tmp_path, capsys):
     source = next((base["data"] / "val" / "00_red_circle").glob("*.png"))
     gray = Image.open(source).convert("L")
@@ -454,13 +459,13 @@ def test_sixteen_bit_image_predicts_as_eight_bit(base, tmp_path, capsys):
 
 
 def test_unexpected_errors_are_one_line_unless_debugging(capsys, monkeypatch):
-    import timm_assemble.predict as predict
+    import timm_assemble.cli.predict as predict
 
-    def broken(args):
+    def broken(*args):
         raise RuntimeError("something internal\nwith a second line")
 
     parser_argv = ["predict", "--model", "x", "y.png"]
-    monkeypatch.setattr(predict, "run", broken)
+    monkeypatch.setattr(predict, "load_model", broken)
     code, _, err = timm_assemble_cli(parser_argv, capsys)
     assert code == 1 and "unexpected error: RuntimeError: something internal (rerun with --debug" in err
     one_line_error(err, code)

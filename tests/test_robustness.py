@@ -14,8 +14,17 @@ from PIL import Image
 from timm_assemble.cli import main
 from timm_assemble.data import make_synthetic_image_folder
 from timm_assemble.errors import TimmAssembleError
-from timm_assemble.evaluation.data import imagenet_synsets
-from timm_assemble.evaluation.robustness import ALEXNET_ERRORS, corruption_errors, robustness
+from timm_assemble.evaluation.data import ImageListDataset, imagenet_synsets, index_image_folder
+from timm_assemble.evaluation.robustness import (
+    ALEXNET_CLEAN_ERROR,
+    ALEXNET_ERRORS,
+    _CorruptedView,
+    _FitToInput,
+    corruption_errors,
+    imagenet_c_crop,
+    relative_corruption_errors,
+    robustness,
+)
 
 FAST = dict(workers=0, batch_size=8, img_size=32, crop_pct=1.0)
 
@@ -38,12 +47,22 @@ def models(tmp_path_factory) -> tuple[str, str]:
     return out[0], out[1]
 
 
+@pytest.mark.slow
 def test_on_the_fly_with_baseline_is_deterministic(data: Path, models, tmp_path: Path) -> None:
     model, base = models
     runs = [
-        robustness(model, str(data), corruptions="gaussian_noise,fog", severities="1,5", baseline=base, **FAST)
+        robustness(
+            model,
+            str(data),
+            corruptions="gaussian_noise,fog",
+            severities="1,5",
+            baseline=base,
+            geometry="model-input",
+            **FAST,
+        )  # fmt: skip
         for _ in range(2)
     ]
+    assert runs[0]["geometry"] == "model-input"
     assert runs[0]["error"] == runs[1]["error"] and runs[0]["ce"] == runs[1]["ce"]
     r = runs[0]
     assert r["ce_reference"] == "baseline" and r["source"] == "on-the-fly"
@@ -110,6 +129,7 @@ def test_imagenet_c_folders_use_alexnet_normalisation(tmp_path: Path) -> None:
     for name in ("gaussian_noise", "saturate"):
         assert all(e == pytest.approx(r["clean_error"]) for e in r["error"][name].values())
         assert r["ce"][name] == pytest.approx(r["clean_error"] / ALEXNET_ERRORS[name], abs=1e-3)
+        assert r["relative_ce"][name] == pytest.approx(0.0, abs=1e-9)  # corrupted = clean: nothing added
     assert r["mce_over"] == ["gaussian_noise"]  # the extra corruption is reported but not in the 15-mCE
     with pytest.raises(TimmAssembleError, match="ImageNet-C folder for fog severity 1"):
         robustness("test_resnet", None, imagenet_c=str(root), corruptions="fog", pretrained=False, **FAST)
@@ -144,3 +164,61 @@ def test_bad_inputs_give_one_clear_error(data: Path, models, tmp_path: Path, cap
     assert "--data-dir" in capsys.readouterr().err
     assert main(["robustness", "--model", model, "--data-dir", str(data), "--severities", "0-7"]) == 2
     assert "severities" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # argparse choices
+        main(["robustness", "--model", model, "--data-dir", str(data), "--geometry", "paper"])
+    assert exit_info.value.code == 2 and "--geometry" in capsys.readouterr().err
+    with pytest.raises(TimmAssembleError, match="--geometry must be one of imagenet-c, model-input"):
+        robustness(model, str(data), geometry="paper", **FAST)
+
+
+SEED, NAMES = 3, ("gaussian_noise", "glass_blur")
+
+
+def write_imagenet_c(data: Path, root: Path, severities: tuple[int, ...]) -> list[tuple[str, int]]:
+    """An ImageNet-C-style folder made from the clean images as ImageNet-C was made (resize 256, crop 224,
+    corrupt, JPEG quality-85 files), with the on-the-fly path's random numbers; returns the clean samples."""
+    samples = index_image_folder(str(data), 2).samples
+    keys = list(range(len(samples)))
+    for name in NAMES:
+        for sev in severities:
+            view = _CorruptedView(imagenet_c_crop(), name, sev, SEED, keys, 0, None)
+            for i, (path, _) in enumerate(samples):
+                out = root / name / str(sev) / Path(path).parent.name / (Path(path).stem + ".jpg")
+                out.parent.mkdir(parents=True, exist_ok=True)
+                view(Image.open(path).convert("RGB"), i).save(out, "JPEG", quality=85)
+    return samples
+
+
+def test_imagenet_c_folder_and_on_the_fly_see_the_same_images(data: Path, tmp_path: Path) -> None:
+    samples = write_imagenet_c(data, tmp_path, (5,))
+    keys = list(range(len(samples)))
+    fit = _FitToInput((32, 32), "bilinear")  # a 32 px model sees a 224 px ImageNet-C file resized
+    for name in NAMES:
+        files = ImageListDataset(index_image_folder(str(tmp_path / name / "5"), 2).samples, fit)
+        fly = ImageListDataset(samples, _CorruptedView(imagenet_c_crop(), name, 5, SEED, keys, 85, fit))
+        assert len(files) == len(fly) == 4
+        for i in range(len(files)):
+            assert files[i][0].shape == (3, 32, 32)
+            assert torch.equal(files[i][0], fly[i][0]) and files[i][1] == fly[i][1], (name, i)
+
+
+@pytest.mark.slow
+def test_imagenet_c_folder_and_on_the_fly_give_the_same_errors(data: Path, models, tmp_path: Path) -> None:
+    model, _ = models
+    write_imagenet_c(data, tmp_path / "imagenet-c", (1, 5))
+    common = dict(corruptions=",".join(NAMES), severities="1,5", seed=SEED, **FAST)
+    from_files = robustness(model, str(data), imagenet_c=str(tmp_path / "imagenet-c"), **common)
+    on_the_fly = robustness(model, str(data), **common)
+    assert on_the_fly["geometry"] == from_files["geometry"] == "imagenet-c"
+    assert from_files["error"] == on_the_fly["error"] and from_files["clean_error"] == on_the_fly["clean_error"]
+
+
+def test_relative_corruption_errors() -> None:
+    errors = {"fog": {s: 0.5 for s in range(1, 6)}}
+    rel = relative_corruption_errors(errors, 0.2, "alexnet")
+    assert rel["fog"] == pytest.approx((0.5 - 0.2) / (ALEXNET_ERRORS["fog"] - ALEXNET_CLEAN_ERROR))
+    assert relative_corruption_errors(errors, None, "alexnet") == {"fog": None}
+    assert relative_corruption_errors(errors, 0.2, None) == {"fog": None}
+    base = {"fog": {s: 0.4 for s in range(1, 6)}}
+    assert relative_corruption_errors(errors, 0.2, "baseline", base, 0.1)["fog"] == pytest.approx(0.3 / 0.3)
+    assert relative_corruption_errors(errors, 0.2, "baseline", base, 0.4)["fog"] is None  # no added error

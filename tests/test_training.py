@@ -37,6 +37,7 @@ def run(cfg):
     return engine.run(cfg, command="pytest")
 
 
+@pytest.mark.slow
 def test_learns_and_writes_run_folder(data, tmp_path):
     result = run(tiny_config(data, tmp_path / "run"))
     rows = result.metrics
@@ -70,6 +71,7 @@ def test_learns_and_writes_run_folder(data, tmp_path):
         run(tiny_config(data, out))
 
 
+@pytest.mark.slow
 def test_grad_accumulation_and_linear_lr_scaling(data, tmp_path):
     """Global batch 16 x 2 accumulation steps = 32 images per update: lr 0.1 * 32 / 256; 6 batches = 3 updates."""
     result = run(tiny_config(data, tmp_path / "acc", epochs=1, lr=None, lr_base=0.1, grad_accum_steps=2))
@@ -92,6 +94,7 @@ class _KilledAfter:
             yield batch
 
 
+@pytest.mark.slow
 def test_resume_matches_uninterrupted_run(tmp_path, monkeypatch):
     data = tiny_data(tmp_path / "data", classes=2, train=16, val=4)  # 2 steps per epoch
     extra = dict(mixup=0.2, drop_block_rate=0.1, model_ema=True, model_ema_decay=0.9)
@@ -172,9 +175,10 @@ def test_unknown_preset_and_bad_flags(capsys):
     assert "unknown preset 'e99'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         parse_config("train", ["--drop-block-rate", "1.5"])
-    assert "argument --drop-block-rate: must be in [0, 1), got 1.5" in capsys.readouterr().err
+    assert "argument --drop-block-rate/--drop-block: must be in [0, 1), got 1.5" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_mixup_kd_dropblock_together(data, tmp_path, monkeypatch):
     """Official step: 2N clean teacher views at the teacher's size for N mixed student images; keep-prob 0.9 -> 0.7."""
     teacher = timm.create_model("test_resnet", num_classes=4)
@@ -270,6 +274,7 @@ def test_data_problems_fail_before_training(case, message, data, tmp_path):
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
+@pytest.mark.slow
 def test_corrupt_image_is_skipped_and_counted(tmp_path, caplog):
     data = tiny_data(tmp_path / "data", classes=2, train=8, val=4)
     bad = data / "train" / "00_red_circle" / "broken.png"

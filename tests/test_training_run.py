@@ -12,13 +12,14 @@ import traceback
 import httpx2
 import pytest
 import torch
-from hub_testing import NAME, TOKEN, FakeHub, convert_fixture, go_offline, seed_hub_cache
+from hub_testing import NAME, TOKEN, FakeHub, convert_fixture, go_offline, patch_records, seed_hub_cache
 from huggingface_hub import ModelCard
 from training_helpers import one_thread, reset_accelerate, tiny_config, tiny_data
 
 import timm_assemble  # noqa: F401
 from timm_assemble.cli.train import parse_config
 from timm_assemble.errors import TimmAssembleError
+from timm_assemble.fileio import sha256_file
 from timm_assemble.training import config as config_module
 from timm_assemble.training import engine
 from timm_assemble.training.precision import choose_precision
@@ -56,13 +57,15 @@ def run(cfg):
         (None, "no", "fp16", False, "no", "needs a CUDA GPU"),  # `accelerate launch --cpu` with nothing chosen
         (None, "bf16", "fp16", False, "bf16", "accelerate launch"),  # the launcher decides over the preset
         (None, "fp16", "fp16", True, "fp16", "accelerate launch"),
-        ("no", "bf16", "fp16", True, "no", "--mixed-precision"),  # our flag wins over everything
-        ("bf16", None, None, False, "bf16", "--mixed-precision"),  # bf16 works on CPU
+        (["--no-amp"], "bf16", "fp16", True, "no", "--no-amp"),  # our flag wins over everything
+        (["--amp", "--amp-dtype", "bfloat16"], None, None, False, "bf16", "--amp"),  # bf16 works on CPU
+        (["--mixed-precision", "bf16"], None, None, False, "bf16", "--amp"),  # the older spelling of the same
+        (["--amp"], "no", None, True, "fp16", "--amp"),  # timm's --amp: float16 unless --amp-dtype says otherwise
         (None, None, None, False, "no", "nothing chose"),
     ],
 )
 def test_precision_flag_then_launcher_then_preset(flag, launcher, preset, cuda, expected, said):
-    args = ["--preset", "e11"] + (["--mixed-precision", flag] if flag else [])
+    args = ["--preset", "e11"] + (flag or [])
     cfg, _ = parse_config("train", args)
     cfg.preset_mixed_precision = preset
     chosen = choose_precision(cfg, launcher=launcher or "", cuda=cuda)
@@ -72,21 +75,23 @@ def test_precision_flag_then_launcher_then_preset(flag, launcher, preset, cuda, 
 @pytest.mark.parametrize(
     "flag, launcher, message",
     [
-        ("fp16", "", "--mixed-precision fp16 needs a CUDA GPU and none is in use; use bf16 or no"),
+        (["--amp"], "", r"--amp \(float16\) needs a CUDA GPU and none is in use; use --amp --amp-dtype bfloat16"),
         (None, "fp16", "accelerate launch / accelerate config asks for fp16, which needs a CUDA GPU"),
     ],
 )
 def test_explicit_fp16_without_cuda_is_one_clear_error(flag, launcher, message):
-    cfg, _ = parse_config("train", ["--preset", "e11"] + (["--mixed-precision", flag] if flag else []))
+    cfg, _ = parse_config("train", ["--preset", "e11"] + (flag or []))
     with pytest.raises(TimmAssembleError, match=message):
         choose_precision(cfg, launcher=launcher, cuda=False)
 
 
 def test_preset_precision_is_a_default_not_a_setting():
     cfg, _ = parse_config("train", ["--preset", "e11"])
-    assert cfg.mixed_precision is None and cfg.preset_mixed_precision == "fp16"
+    assert cfg.amp is None and cfg.preset_mixed_precision == "fp16"
     cfg, _ = parse_config("train", ["--preset", "e11", "--mixed-precision", "bf16"])
-    assert cfg.mixed_precision == "bf16"
+    assert (cfg.amp, cfg.amp_dtype, cfg.mixed_precision, cfg.precision) == (True, "bfloat16", None, "bf16")
+    with pytest.raises(TimmAssembleError, match="--mixed-precision no contradicts --amp"):
+        parse_config("train", ["--mixed-precision", "no", "--amp"])
 
 
 # ---------------------------------------------------------------------------------------------- teacher
@@ -134,6 +139,7 @@ def test_img_size_flag_drops_the_presets_eval_size():
 # ---------------------------------------------------------------------------------------------- tracking
 
 
+@pytest.mark.slow
 def test_tensorboard_step_scalars_hparams_and_summary_csv(data, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -205,6 +211,7 @@ def test_run_output_off_a_terminal_has_one_line_per_log_interval(tmp_path, capsy
     assert [line.split()[2] for line in steps] == ["2/6", "4/6", "6/6"]
 
 
+@pytest.mark.slow
 def test_no_device_sync_per_training_step(data, tmp_path, monkeypatch):
     """Reading a tensor's value (item, float, bool, tolist) is a device sync: only at log intervals and at the end.
     Reads in the data pipeline (torchvision transforms, samplers) are on CPU tensors in loader workers: not counted."""
@@ -255,6 +262,7 @@ def _committed(hub: FakeHub, commit: list[dict]) -> dict[str, bytes]:
     return files
 
 
+@pytest.mark.slow
 def test_push_to_hub_every_epoch_and_at_the_end(data, tmp_path, hub, capsys):
     cfg = tiny_config(data, tmp_path / "run", epochs=3, push_to_hub="me/tiny-run", push_every=2)
     result = run(cfg)
@@ -270,6 +278,7 @@ def test_push_to_hub_every_epoch_and_at_the_end(data, tmp_path, hub, capsys):
     assert "https://huggingface.co/me/tiny-run/commit/" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_push_to_hub_checks_before_training_and_reports_a_failed_upload(data, tmp_path, hub, monkeypatch, caplog):
     with pytest.raises(TimmAssembleError, match="--push-to-hub must be ORG/NAME"):
         run(tiny_config(data, tmp_path / "a", push_to_hub="no-org"))
@@ -295,13 +304,19 @@ def test_push_to_hub_checks_before_training_and_reports_a_failed_upload(data, tm
     assert (tmp_path / "c" / "model" / "model.safetensors").is_file()
 
 
+@pytest.mark.slow
 def test_fine_tune_of_a_released_tag_names_its_base_model(data, tmp_path, monkeypatch):
-    """The card's base_model is the Hub repo of the released weights the fine-tune started from."""
+    """The card's base_model is the Hub repo of the released weights the fine-tune started from, once that repo
+    exists (its record is published); before, the card names no base model."""
     cache = tmp_path / "hub-cache"
     go_offline(monkeypatch, cache)
-    seed_hub_cache(cache, hub_repo_id(NAME), convert_fixture(tmp_path / "converted"))
+    weights = convert_fixture(tmp_path / "converted") / "model.safetensors"
+    seed_hub_cache(cache, hub_repo_id(NAME), weights.parent)
     cfg = tiny_config(data, tmp_path / "ft", mode="finetune", pretrained=NAME, epochs=1)
-    result = run(cfg)
+    assert ModelCard((run(cfg).export_dir / "README.md").read_text()).data.base_model is None  # not published
+    size = weights.stat().st_size
+    patch_records(monkeypatch, tmp_path, status="published", sha256=sha256_file(weights), size_bytes=size)
+    result = run(tiny_config(data, tmp_path / "ft2", mode="finetune", pretrained=NAME, epochs=1))
     card = ModelCard((result.export_dir / "README.md").read_text())
     assert card.data.base_model == hub_repo_id(NAME)
     config = json.loads((result.export_dir / "config.json").read_text())

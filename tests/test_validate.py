@@ -53,6 +53,7 @@ def _expected(model_dir: Path, data: Path) -> tuple[float, float]:
     return 100.0 * hits / total, loss / total
 
 
+@pytest.mark.slow
 def test_validate_cli_matches_a_direct_evaluation(data: Path, local_model: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "res.json"
     code = main(
@@ -121,3 +122,28 @@ def test_bad_inputs_give_one_clear_error(data: Path, tmp_path: Path, capsys) -> 
     next(loose.glob("*/*.png")).rename(loose / "x.png")
     with pytest.raises(TimmAssembleError, match="per-class folders"):
         validate("test_resnet", str(loose), pretrained=False, num_classes=3, workers=0)
+
+
+def test_a_root_of_splits_evaluates_one_split_and_says_which(local_model: Path, tmp_path: Path, capsys) -> None:
+    """timm's validate.py `--data-dir ROOT --split NAME`: val/ by default (never train/ and val/ pooled)."""
+    root = make_synthetic_image_folder(
+        tmp_path / "root", num_classes=3, images_per_class={"train": 4, "val": 2}, image_size=40
+    )
+    model = f"local-dir:{local_model}"
+    assert main(["validate", "--model", model, "--data-dir", str(root), "--workers", "0", "--json", "-"]) == 0
+    out = capsys.readouterr().out
+    assert f"split 'val' of {root}" in out
+    result = json.loads(out[out.index("{") :])
+    assert (result["split"], result["num_images"]) == ("val", 6)
+    assert validate(model, str(root), split="train", workers=0)["num_images"] == 12
+    shutil.rmtree(root / "val")
+    with pytest.raises(TimmAssembleError, match="holds the splits train but no 'validation' split: pass --split"):
+        validate(model, str(root), workers=0)
+
+
+def test_num_classes_on_trained_weights_needs_reset_classifier(data: Path, local_model: Path) -> None:
+    """A trained 3-class head is not silently replaced by a random one."""
+    with pytest.raises(TimmAssembleError, match="trained for 3 classes.*--reset-classifier"):
+        validate(f"local-dir:{local_model}", str(data), num_classes=4, workers=0)
+    result = validate(f"local-dir:{local_model}", str(data), num_classes=3, workers=0)  # the trained size: fine
+    assert result["num_classes"] == 3

@@ -119,6 +119,7 @@ def test_hub_first_when_the_hub_cache_has_the_repo(cache, monkeypatch, tmp_path)
     assert all(torch.equal(v, saved[k]) for k, v in model.state_dict().items())
 
 
+@pytest.mark.slow
 def test_width_is_part_of_the_cache_key(cache, monkeypatch):
     fake = drive(monkeypatch)
     timm.create_model(R50, pretrained=True, width=8)

@@ -29,7 +29,6 @@ TINY: dict[str, Any] = dict(
     warmup_epochs=0.5,
     lr=0.05,
     weight_decay=1e-5,
-    bn_momentum=0.1,  # a few dozen steps: running statistics must follow fast (the official 0.003 would not)
     seed=3,
 )
 

@@ -260,6 +260,26 @@ def leftover_names(dst: Path, suffix: str = "old") -> list[Path]:
     return sorted(found, key=lambda p: p.lstat().st_mtime)
 
 
+def write_new(target: str | os.PathLike, data: str | bytes) -> bool:
+    """Create `target` with `data` unless it exists (complete or not at all); False when another writer was first.
+
+    For claims several processes race for: the content is written under a temporary name and hard-linked onto
+    `target`, which the file system refuses when `target` exists.
+    """
+    target = Path(target)
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    staged = atomic_write(temp_name(target), payload)
+    try:
+        os.link(staged, target)
+    except FileExistsError:
+        return False
+    except OSError as err:
+        raise write_error(target, err, len(payload)) from err
+    finally:
+        staged.unlink(missing_ok=True)
+    return True
+
+
 def replace_dir(src: Path, dst: Path) -> None:
     """Move the finished folder `src` onto `dst`; the old one is kept under a backup name unique to this call
     until the new one is in place, then removed (nothing else is touched)."""

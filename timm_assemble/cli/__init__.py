@@ -15,7 +15,7 @@ from .args import ArgumentParser, Command
 # module -> the Command(s) it defines, in `--help` order
 _COMMAND_MODULES = (
     "train", "convert", "publish", "download", "weights", "validate", "robustness", "benchmark", "predict", "export",
-    "teacher",
+    "teacher", "study",
 )  # fmt: skip
 
 

@@ -71,6 +71,24 @@ def add_dataclass_arguments(
 
 
 
+class _SpelledFlag(argparse.BooleanOptionalAction):
+    """`--flag` / `--no-flag`, and `--flag WORD` for an older spelling that sets several fields at once
+    (`--amp bf16` = `--amp --amp-dtype bfloat16`): field metadata `spellings` maps WORD to those fields."""
+
+    def __init__(self, option_strings: list[str], dest: str, spellings: dict[str, dict[str, Any]], **kwargs: Any):
+        super().__init__(option_strings, dest, **kwargs)
+        self.nargs, self.spellings = "?", spellings
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:  # noqa: ANN001 (argparse's API)
+        if values is None:
+            super().__call__(parser, namespace, values, option_string)
+        elif option_string.startswith("--no-") or values not in self.spellings:
+            parser.error(f"argument {option_string}: takes no value, or one of {', '.join(self.spellings)}")
+        else:
+            for name, value in self.spellings[values].items():
+                setattr(namespace, name, value)
+
+
 def _type_kwargs(annotation: Any, meta: typing.Mapping[str, Any]) -> dict[str, Any]:
     typ = base_type(annotation)
     origin = typing.get_origin(typ)
@@ -78,6 +96,8 @@ def _type_kwargs(annotation: Any, meta: typing.Mapping[str, Any]) -> dict[str, A
     if "metavar" in meta:
         extra["metavar"] = meta["metavar"]
     if typ is bool:
+        if "spellings" in meta:
+            return dict(action=_SpelledFlag, spellings=meta["spellings"], **extra)
         return dict(action=argparse.BooleanOptionalAction)
     if typ is dict or origin is dict:
         return dict(nargs="*", action=ParseKwargs, metavar=meta.get("metavar", "KEY=VALUE"))

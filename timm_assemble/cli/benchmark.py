@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from ..errors import TimmAssembleError
 from ..evaluation import benchmark as library
 from ..evaluation.modes import MODES, compare_modes, format_modes
-from ..evaluation.options import AMP_DTYPES, default_device
+from ..evaluation.options import amp_dtype_field, amp_field, amp_mode, default_device
 from .args import Command
 from .report import check_outputs, report
 from .validate import JSON_FIELD
@@ -32,7 +32,8 @@ class BenchmarkOptions:
             "in reference_results.json 'as_published')"
         ),
     )
-    amp: str = field(default="none", metadata=dict(help="autocast dtype", choices=sorted(AMP_DTYPES)))
+    amp: bool = amp_field()
+    amp_dtype: str = amp_dtype_field()
     channels_last: bool = field(default=False, metadata=dict(help="channels_last memory format"))
     compile: bool = field(default=False, metadata=dict(help="torch.compile every model first"))
     train: bool = field(default=False, metadata=dict(help="also time a training step (fwd + bwd + SGD)"))
@@ -73,7 +74,8 @@ def run(opts: BenchmarkOptions) -> int:
         raise TimmAssembleError("--as-published runs every model at its own eval size; drop --img-size")
     models = opts.models or list(library.as_published_models() if opts.as_published else OURS + DEFAULT_PEERS)
     result = library.benchmark(
-        models, device=opts.device, batch_size=opts.batch_size, img_size=opts.img_size or 224, amp=opts.amp,
+        models, device=opts.device, batch_size=opts.batch_size, img_size=opts.img_size or 224,
+        amp=amp_mode(opts.amp, opts.amp_dtype),
         channels_last=opts.channels_last, compile=opts.compile, train=opts.train, warmup=opts.warmup,
         repeats=opts.repeats, iters=opts.iters, seed=opts.seed, threads=opts.threads, as_published=opts.as_published,
     )  # fmt: skip

@@ -32,6 +32,14 @@ class RobustnessOptions(EvalOptions):
         default=85,
         metadata=dict(help="JPEG round trip after corrupting, as ImageNet-C's files (0 = none)", bounds="[0, 100]"),
     )
+    geometry: str = field(
+        default="imagenet-c",
+        metadata=dict(
+            choices=list(library.GEOMETRIES),
+            help="on the fly: imagenet-c = resize 256, crop 224, corrupt, then the model's input as for an ImageNet-C "
+            "file (AlexNet-comparable); model-input = corrupt the model's own eval resize/crop",
+        ),
+    )
     json: str | None = JSON_FIELD
     plot: str | None = field(default=None, metadata=dict(help="bar chart of CE per corruption", metavar="OUT.png"))
     max_image_pixels: int | None = PIXELS_FIELD
@@ -47,7 +55,7 @@ def run(opts: RobustnessOptions) -> int:
 
 COMMAND = Command(
     "robustness",
-    "ImageNet-C corruption errors, CE and mCE",
+    "ImageNet-C corruption errors, CE, mCE and relative mCE",
     run,
     RobustnessOptions,
     description=library.__doc__.split("\n\n", 1)[1] if library.__doc__ else None,

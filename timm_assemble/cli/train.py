@@ -38,7 +38,13 @@ def add_config_arguments(parser: argparse.ArgumentParser, mode: str) -> None:
     """One flag per config field (`--lr-base`, `--no-channels-last`, ...); only typed flags override."""
     defaults = TrainConfig(**(FINETUNE_DEFAULTS if mode == "finetune" else {"mode": mode}))
     parser.add_argument("--preset", default=None, help=f"recipe preset ({', '.join(list_presets())})")
-    parser.add_argument("--config", default=None, metavar="FILE", help="TOML config file (e.g. a saved --print-config)")
+    parser.add_argument(
+        "-c",
+        "--config",
+        default=None,
+        metavar="FILE",
+        help="config file: TOML (e.g. a saved --print-config) or the args.yaml of a timm train.py run",
+    )
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     add_dataclass_arguments(parser, TrainConfig, defaults=defaults, only_typed=True)
 

@@ -23,7 +23,10 @@ PIXELS_FIELD = field(
 class ValidateOptions(EvalOptions):
     """`timm-assemble validate` flags."""
 
-    data_dir: str | None = field(default=None, metadata=dict(help="image folder: DIR/<class>/<image>", required=True))
+    data_dir: str | None = field(
+        default=None,
+        metadata=dict(help="image folder DIR/<class>/<image>, or DIR/<split>/<class>/<image>", required=True),
+    )
     json: str | None = JSON_FIELD
     max_image_pixels: int | None = PIXELS_FIELD
 
@@ -39,6 +42,8 @@ def run(opts: ValidateOptions) -> int:
         f"({result['num_images']} images, {size}px, crop {result['data_config']['crop_pct']}, "
         f"{result['label_map']})"
     )
+    if result["split"] is not None:
+        table = f"split '{result['split']}' of {result['data_dir']}\n{table}"
     return report(result, table, opts.json)
 
 

@@ -179,6 +179,27 @@ def _split_dir(root: Path, names: Sequence[str]) -> Path | None:
     return next((root / n for n in names if (root / n).is_dir()), None)
 
 
+def split_folder(root: str | Path, split: str = "validation") -> tuple[Path, str | None]:
+    """The image folder of `split` under `root`, and the split folder's name, as timm's validate.py finds it
+    (`--data-dir ROOT --split NAME`; 'validation' also finds val/, valid/, eval/, ...). A root without split
+    folders is the class folders itself (name None); a root with other splits only is an error, so splits are
+    never pooled into one set of classes."""
+    root = Path(root)
+    synonyms = _VAL_NAMES if split in _VAL_NAMES else _TRAIN_NAMES if split in _TRAIN_NAMES else ()
+    found = _split_dir(root, (split, *synonyms))
+    if found is not None:
+        return found, found.name
+    if not root.is_dir():
+        return root, None  # the caller says it does not exist
+    splits = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name in (*_TRAIN_NAMES, *_VAL_NAMES, "test"))
+    if splits:
+        raise TimmAssembleError(
+            f"data dir {root} holds the splits {', '.join(splits)} but no '{split}' split: pass --split NAME "
+            "(one of them) to evaluate it"
+        )
+    return root, None
+
+
 class ScannedFolderReader(Reader):
     """timm's folder reader interface over `scan_image_folder`'s samples: the one discovery rule for training."""
 
@@ -279,7 +300,7 @@ def build_data_splits(
             raise TimmAssembleError(f"no images found in {data_dir}")
         train_idx, val_idx = stratified_split(_targets(full), val_fraction, seed)
         if not val_idx:
-            raise TimmAssembleError(f"--val-split {val_fraction} leaves no validation images in {data_dir}")
+            raise TimmAssembleError(f"--val-fraction {val_fraction} leaves no validation images in {data_dir}")
         names = _label_names(full) or [str(i) for i in range(max(_targets(full)) + 1)]
         check_enough_classes(names, str(data_dir or dataset))
         return DataSplits(full, full, names, train_idx, val_idx, notes)
@@ -292,7 +313,7 @@ def build_data_splits(
             missing = "train/" if not has_train else "val/"
             raise TimmAssembleError(
                 f"data dir {root} has no {missing} folder; use a train/ + val/ layout, or pass "
-                "--val-split 0.1 to hold out part of a single folder"
+                "--val-fraction 0.1 to hold out part of a single folder"
             )
         train, train_note = _folder_dataset(_split_dir(root, (train_split, *_TRAIN_NAMES)))
         val, val_note = _folder_dataset(_split_dir(root, (val_split_name, *_VAL_NAMES)))

@@ -146,7 +146,7 @@ def make_synthetic_image_folder(
     """Write a deterministic synthetic ImageFolder under `root` and return `root`.
 
     Layout: `root/<split>/<class>/<index>.png` for each split, or `root/<class>/<index>.png`
-    when `splits` is empty (a single folder, e.g. for a `--val-split` test).
+    when `splits` is empty (a single folder, e.g. for a `--val-fraction` test).
     `images_per_class` is one count for every split or a `{split: count}` mapping.
     If `root` already holds a dataset made with the same arguments it is reused as is; if it
     exists with anything else in it, that is an error (nothing is overwritten). The folder is

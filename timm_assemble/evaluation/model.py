@@ -4,6 +4,7 @@ from typing import Any
 
 import torch
 from timm.data import resolve_data_config
+from timm.models import parse_model_name
 
 from ..errors import TimmAssembleError
 from ..loading import create_model
@@ -14,18 +15,30 @@ def create_eval_model(
     pretrained: bool = True,
     num_classes: int | None = None,
     checkpoint: str | None = None,
+    reset_classifier: bool = False,
 ) -> torch.nn.Module:
     """The model to evaluate, in eval mode: a registry name, `local-dir:DIR` or `hf-hub:ID`.
 
-    `checkpoint` (.safetensors, or a .pth/.pt read with weights_only=True) replaces the weights after creation.
+    `checkpoint` (.safetensors, or a .pth/.pt read with weights_only=True) replaces the weights after creation
+    (`num_classes` sizes the model for it). On trained weights, a `num_classes` other than the trained one would
+    put a random classifier on the model: an error unless `reset_classifier` asks for exactly that.
     """
-    kwargs: dict[str, Any] = {} if num_classes is None else dict(num_classes=num_classes)
+    trained = checkpoint is None and (pretrained or parse_model_name(name)[0] is not None)
+    kwargs: dict[str, Any] = {} if num_classes is None or trained else dict(num_classes=num_classes)
     try:
         model = create_model(name, pretrained=pretrained, weights=checkpoint, **kwargs)
     except TimmAssembleError as err:
         if not str(err).startswith("cannot load pretrained") or ":" in name:
             raise
         raise TimmAssembleError(f"{err} (use --no-pretrained for random weights, or --checkpoint FILE)") from err
+    if trained and num_classes is not None and num_classes != model.num_classes:
+        if not reset_classifier:
+            raise TimmAssembleError(
+                f"--num-classes {num_classes}: {name} was trained for {model.num_classes} classes, and a new "
+                f"{num_classes}-class classifier would be random (chance-level scores); pass --reset-classifier to "
+                f"evaluate that anyway, or --checkpoint FILE with {num_classes}-class weights"
+            )
+        model.reset_classifier(num_classes)
     return model.eval()
 
 

@@ -1,23 +1,30 @@
-"""Error under the ImageNet-C corruptions, corruption error (CE) and mCE.
+"""Error under the ImageNet-C corruptions, corruption error (CE), mCE and relative mCE.
 
-CE of a corruption = the model's errors summed over severities / the reference's summed errors
-(Hendrycks & Dietterich, ICLR 2019). The reference is AlexNet on ImageNet (published constants
-below) or, on any other dataset, a `--baseline` model scored on exactly the same corrupted images.
-Images come either from pre-corrupted ImageNet-C folders (`--imagenet-c DIR`, laid out as
-DIR/<corruption>/<severity>/<class>/<image>) or are corrupted on the fly, deterministically per
---seed, after the model's own eval resize/crop and followed by the JPEG quality-85 encoding that
-every ImageNet-C file went through.
+CE of a corruption = the model's errors summed over severities / the reference's summed errors;
+relative CE = the same over (error - clean error) (Hendrycks & Dietterich, ICLR 2019). The reference
+is AlexNet on ImageNet (published constants below) or, on any other dataset, a `--baseline` model
+scored on exactly the same corrupted images. Images come either from pre-corrupted ImageNet-C folders
+(`--imagenet-c DIR`, laid out as DIR/<corruption>/<severity>/<class>/<image>) or are corrupted on the
+fly, deterministically per --seed, and go through the JPEG quality-85 encoding that every ImageNet-C
+file went through. On the fly, `--geometry imagenet-c` (the default) makes the images as ImageNet-C's
+were made: shorter side resized to 256 (bilinear), centre crop 224, corrupt, and the model then sees
+that 224 image as it sees an ImageNet-C file (unchanged at its input size, else resized and
+centre-cropped to it); clean images take the same path without the corruption. AlexNet-normalised
+numbers are only comparable with the paper's this way. `--geometry model-input` corrupts the model's
+own eval resize/crop at its input size instead.
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from ..data.datasets import split_folder
 from ..errors import TimmAssembleError
 from ..fileio import atomic_path
 from .corruptions import ALL_CORRUPTIONS, COMMON_CORRUPTIONS, corrupt, parse_corruptions, parse_severities
@@ -50,6 +57,10 @@ ALEXNET_ERRORS: dict[str, float] = {
     "spatter": 0.7175,
     "saturate": 0.6583,
 }
+# torchvision's AlexNet (the network behind ALEXNET_ERRORS), clean ImageNet val at resize 256 / crop 224:
+# top-1 56.522% (AlexNet_Weights.IMAGENET1K_V1 metrics); the denominator of relative CE
+ALEXNET_CLEAN_ERROR = 0.43478
+GEOMETRIES = ("imagenet-c", "model-input")
 ALEXNET_SOURCE = (
     "AlexNet ImageNet-C errors (Hendrycks & Dietterich 2019): 15 standard corruptions from "
     "google-research/augmix imagenet.py; speckle_noise, gaussian_blur, spatter, saturate from "
@@ -58,11 +69,11 @@ ALEXNET_SOURCE = (
 
 
 class _CorruptedView:
-    """Picklable per-image transform: eval resize/crop -> corruption -> JPEG round trip."""
+    """Picklable per-image transform: geometry -> corruption -> JPEG round trip -> `after` (if any)."""
 
-    def __init__(self, geometry, corruption: str, severity: int, seed: int, keys: list[int], jpeg_quality: int):
+    def __init__(self, geometry, corruption: str, severity: int, seed: int, keys: list[int], jpeg_quality: int, after):
         self.geometry, self.corruption, self.severity = geometry, corruption, severity
-        self.seed, self.keys, self.jpeg_quality = seed, keys, jpeg_quality
+        self.seed, self.keys, self.jpeg_quality, self.after = seed, keys, jpeg_quality, after
         self.corruption_id = ALL_CORRUPTIONS.index(corruption)
 
     def __call__(self, img: Image.Image, index: int) -> Image.Image:
@@ -74,17 +85,27 @@ class _CorruptedView:
             buf.seek(0)
             with Image.open(buf) as decoded:
                 out = decoded.convert("RGB")
-        return out
+        return out if self.after is None else self.after(out, index)
 
 
 class _Geometry:
-    """Picklable wrapper: apply a transform, ignore the index."""
+    """Picklable wrapper: apply a transform (then `after`, if any), ignore the index."""
 
-    def __init__(self, transform):
-        self.transform = transform
+    def __init__(self, transform, after=None):
+        self.transform, self.after = transform, after
 
     def __call__(self, img: Image.Image, index: int) -> Image.Image:
-        return self.transform(img)
+        out = self.transform(img)
+        return out if self.after is None else self.after(out, index)
+
+
+def imagenet_c_crop() -> Callable[[Image.Image], Image.Image]:
+    """ImageNet-C's geometry (make_imagenet_c.py `trn.Resize(256), trn.CenterCrop(224)`): what gets corrupted."""
+    from torchvision import transforms
+
+    return transforms.Compose(
+        [transforms.Resize(256, transforms.InterpolationMode.BILINEAR), transforms.CenterCrop(224)]
+    )
 
 
 class _FitToInput:
@@ -128,6 +149,32 @@ def corruption_errors(
     return ce, "alexnet", ALEXNET_SOURCE
 
 
+def relative_corruption_errors(
+    errors: dict[str, dict[int, float]],
+    clean_error: float | None,
+    reference: str | None,
+    baseline_errors: dict[str, dict[int, float]] | None = None,
+    baseline_clean_error: float | None = None,
+) -> dict[str, float | None]:
+    """Relative CE per corruption: the error added by the corruption over the reference's added error.
+
+    AlexNet's per-severity errors are not published, only their means, so its summed added error is
+    5 x (mean - clean); that needs all five severities, which `corruption_errors` already required.
+    """
+    if clean_error is None or reference is None:
+        return {n: None for n in errors}
+    out: dict[str, float | None] = {}
+    for name, per_sev in errors.items():
+        added = sum(e - clean_error for e in per_sev.values())
+        if reference == "baseline":
+            assert baseline_errors is not None and baseline_clean_error is not None
+            base = sum(e - baseline_clean_error for e in baseline_errors[name].values())
+        else:
+            base = len(per_sev) * (ALEXNET_ERRORS[name] - ALEXNET_CLEAN_ERROR)
+        out[name] = added / base if base > 0 else None
+    return out
+
+
 def robustness(
     model_name: str,
     data_dir: str | None = None,
@@ -138,9 +185,10 @@ def robustness(
     baseline: str | None = None,
     seed: int = 0,
     jpeg_quality: int = 85,
+    geometry: str = "imagenet-c",
     **settings: Any,
 ) -> dict[str, Any]:
-    """Errors per corruption and severity, CE per corruption and mCE (see the module docstring).
+    """Errors per corruption and severity, CE and relative CE per corruption, mCE (see the module docstring).
 
     `settings` are `EvalOptions` fields (weights, data config, batching, device, precision).
     """
@@ -149,48 +197,53 @@ def robustness(
     sevs = parse_severities(severities)
     if data_dir is None and imagenet_c is None:
         raise TimmAssembleError("give --data-dir (corrupt on the fly) or --imagenet-c DIR (pre-corrupted folders)")
+    if geometry not in GEOMETRIES:
+        raise TimmAssembleError(f"--geometry must be one of {', '.join(GEOMETRIES)}, got {geometry!r}")
     if not 0 <= jpeg_quality <= 100:
         raise TimmAssembleError(f"--jpeg-quality must be in 0..100 (0 = no JPEG round trip), got {jpeg_quality}")
     dev = resolve_device(opts.device)
-    model = create_eval_model(model_name, opts.pretrained, opts.num_classes, opts.checkpoint)
+    model = create_eval_model(model_name, opts.pretrained, opts.num_classes, opts.checkpoint, opts.reset_classifier)
     data_config = model_data_config(model, opts.img_size, opts.crop_pct)
-    scorers = [Scorer(model, data_config, dev, opts.amp, opts.channels_last)]
+    scorers = [Scorer(model, data_config, dev, opts.amp_mode, opts.channels_last)]
     if baseline is not None:
-        base_model = create_eval_model(baseline, pretrained=opts.pretrained, num_classes=opts.num_classes)
+        base_model = create_eval_model(baseline, opts.pretrained, opts.num_classes, None, opts.reset_classifier)
         if base_model.num_classes != model.num_classes:
             raise TimmAssembleError(
                 f"baseline {baseline!r} predicts {base_model.num_classes} classes, the model {model.num_classes}"
             )
         # same images for both: the model's geometry, the baseline's own normalisation
         base_config = {**model_data_config(base_model), **{k: data_config[k] for k in ("input_size", "crop_pct")}}
-        scorers.append(Scorer(base_model, base_config, dev, opts.amp, opts.channels_last))
-    geometry = resize_crop(data_config)
+        scorers.append(Scorer(base_model, base_config, dev, opts.amp_mode, opts.channels_last))
+    _, h, w = data_config["input_size"]
+    fit = _FitToInput((h, w), data_config["interpolation"])  # how the model sees a (224 px) ImageNet-C file
+    # what is corrupted, and what the model sees of it afterwards
+    crop, after = (imagenet_c_crop(), fit) if geometry == "imagenet-c" else (resize_crop(data_config), None)
     n_classes = model.num_classes
 
     clean = None
     label_map = None
+    split = None
     if data_dir is not None:
-        index = index_image_folder(data_dir, n_classes)
+        folder, split = split_folder(data_dir, opts.split)
+        index = index_image_folder(folder, n_classes)
         label_map = index.label_map
         keyed = limit_samples(list(enumerate(index.samples)), opts.limit)
         keys, samples = [k for k, _ in keyed], [s for _, s in keyed]
-        loader = make_loader(ImageListDataset(samples, _Geometry(geometry)), opts.batch_size, opts.workers)
+        loader = make_loader(ImageListDataset(samples, _Geometry(crop, after)), opts.batch_size, opts.workers)
         clean = run_scorers(loader, scorers, "clean")
 
     errors: dict[str, dict[int, float]] = {n: {} for n in names}
     base_errors: dict[str, dict[int, float]] | None = {n: {} for n in names} if baseline else None
     num_images: dict[str, dict[int, int]] = {n: {} for n in names}
-    _, h, w = data_config["input_size"]
     for name in names:
         for sev in sevs:
             if imagenet_c is not None:
                 folder = f"{imagenet_c}/{name}/{sev}"
                 idx = index_image_folder(folder, n_classes, what=f"ImageNet-C folder for {name} severity {sev}")
                 label_map = label_map or idx.label_map
-                fit = _FitToInput((h, w), data_config["interpolation"])
                 dataset = ImageListDataset(limit_samples(idx.samples, opts.limit), fit)
             else:
-                view = _CorruptedView(geometry, name, sev, seed, keys, jpeg_quality)
+                view = _CorruptedView(crop, name, sev, seed, keys, jpeg_quality, after)
                 dataset = ImageListDataset(samples, view)
             results = run_scorers(make_loader(dataset, opts.batch_size, opts.workers), scorers, f"{name} s{sev}")
             errors[name][sev] = results[0]["error"]
@@ -199,8 +252,16 @@ def robustness(
                 base_errors[name][sev] = results[1]["error"]
 
     ce, reference, note = corruption_errors(errors, sevs, base_errors, label_map == "imagenet-synsets")
+    relative = relative_corruption_errors(
+        errors,
+        None if clean is None else clean[0]["error"],
+        reference,
+        base_errors,
+        None if clean is None or baseline is None else clean[1]["error"],
+    )
     common = [n for n in names if n in COMMON_CORRUPTIONS] or names
     mce = _mean([ce[n] for n in common]) if all(ce[n] is not None for n in common) else None
+    relative_mce = _mean([relative[n] for n in common]) if all(relative[n] is not None for n in common) else None
     mce_19 = (
         _mean([ce[n] for n in ALL_CORRUPTIONS])
         if set(ALL_CORRUPTIONS) <= set(names) and all(ce[n] is not None for n in ALL_CORRUPTIONS)
@@ -214,7 +275,9 @@ def robustness(
         "model": model_name,
         "baseline": baseline,
         "source": "imagenet-c folders" if imagenet_c else "on-the-fly",
+        "geometry": geometry if imagenet_c is None or data_dir is not None else None,
         "data_dir": data_dir,
+        "split": split,
         "imagenet_c": imagenet_c,
         "seed": seed if imagenet_c is None else None,
         "jpeg_quality": jpeg_quality if imagenet_c is None else None,
@@ -239,6 +302,8 @@ def robustness(
         "mce_over": common if mce is not None else [],
         "mce_is_standard_15": mce is not None and reference == "alexnet" and set(COMMON_CORRUPTIONS) <= set(names),
         "mce_19": pct(mce_19),
+        "relative_ce": {n: pct(v) for n, v in relative.items()},
+        "relative_mce": pct(relative_mce),
     }
     return result
 
@@ -246,18 +311,22 @@ def robustness(
 def format_table(result: dict[str, Any]) -> str:
     """Errors (%) per corruption and severity, mean error and CE, then the summary line."""
     sevs = result["severities"]
-    head = f"{'corruption':<18}" + "".join(f"{'s' + str(s):>7}" for s in sevs) + f"{'mean':>8}{'CE':>8}"
-    lines = [head, "-" * len(head)]
+    head = f"{'corruption':<18}" + "".join(f"{'s' + str(s):>7}" for s in sevs) + f"{'mean':>8}{'CE':>8}{'rel CE':>8}"
+    lines = [f"split '{result['split']}' of {result['data_dir']}"] if result.get("split") else []
+    lines += [head, "-" * len(head)]
     for name in result["corruptions"]:
         errs = "".join(f"{result['error'][name][str(s)]:7.1f}" for s in sevs)
-        ce = result["ce"][name]
-        lines.append(f"{name:<18}{errs}{result['mean_error'][name]:8.1f}{'-' if ce is None else f'{ce:.1f}':>8}")
+        ce, rel = result["ce"][name], result["relative_ce"][name]
+        ce_cols = f"{'-' if ce is None else f'{ce:.1f}':>8}{'-' if rel is None else f'{rel:.1f}':>8}"
+        lines.append(f"{name:<18}{errs}{result['mean_error'][name]:8.1f}{ce_cols}")
     summary = []
     if result["clean_error"] is not None:
         summary.append(f"clean error {result['clean_error']:.2f}%")
     if result["mce"] is not None:
         kind = "standard 15-corruption mCE" if result["mce_is_standard_15"] else f"mCE over {len(result['mce_over'])}"
         summary.append(f"{kind} ({result['ce_reference']}-normalised) {result['mce']:.2f}")
+    if result["relative_mce"] is not None:
+        summary.append(f"relative mCE {result['relative_mce']:.2f}")
     if result["mce_19"] is not None:
         summary.append(f"19-corruption mCE (official assembled-cnn average) {result['mce_19']:.2f}")
     lines.append("; ".join(summary) if summary else result["ce_note"])
@@ -293,4 +362,14 @@ def plot_ce(result: dict[str, Any], path: str) -> None:
         fig.savefig(tmp, dpi=120, format=Path(path).suffix.lstrip(".") or "png")
 
 
-__all__ = ["ALEXNET_ERRORS", "corruption_errors", "format_table", "plot_ce", "robustness"]
+__all__ = [
+    "ALEXNET_CLEAN_ERROR",
+    "ALEXNET_ERRORS",
+    "GEOMETRIES",
+    "corruption_errors",
+    "format_table",
+    "imagenet_c_crop",
+    "plot_ce",
+    "relative_corruption_errors",
+    "robustness",
+]

@@ -3,6 +3,7 @@
 import time
 from typing import Any
 
+from ..data.datasets import split_folder
 from .data import ImageListDataset, index_image_folder, limit_samples, make_loader, resize_crop
 from .model import create_eval_model, model_data_config
 from .options import eval_options, resolve_device
@@ -10,22 +11,25 @@ from .scoring import Scorer, run_scorers
 
 
 def validate(model_name: str, data_dir: str, **settings: Any) -> dict[str, Any]:
-    """Evaluate `model_name` on `data_dir/<class>/<image>`; `settings` are `EvalOptions` fields."""
+    """Evaluate `model_name` on `data_dir/<class>/<image>`, or on `data_dir/<split>/<class>/<image>` when the
+    folder holds splits; `settings` are `EvalOptions` fields."""
     opts = eval_options(model_name, **settings)
+    folder, split = split_folder(data_dir, opts.split)
     dev = resolve_device(opts.device)
-    model = create_eval_model(model_name, opts.pretrained, opts.num_classes, opts.checkpoint)
+    model = create_eval_model(model_name, opts.pretrained, opts.num_classes, opts.checkpoint, opts.reset_classifier)
     data_config = model_data_config(model, opts.img_size, opts.crop_pct)
-    index = index_image_folder(data_dir, model.num_classes)
+    index = index_image_folder(folder, model.num_classes)
     samples = limit_samples(index.samples, opts.limit)
     geometry = resize_crop(data_config)
     loader = make_loader(ImageListDataset(samples, lambda img, _: geometry(img)), opts.batch_size, opts.workers)
-    scorer = Scorer(model, data_config, dev, opts.amp, opts.channels_last)
+    scorer = Scorer(model, data_config, dev, opts.amp_mode, opts.channels_last)
     start = time.perf_counter()
     (metrics,) = run_scorers(loader, [scorer], f"validate {model_name}")
     seconds = time.perf_counter() - start
     return {
         "model": model_name,
         "data_dir": str(data_dir),
+        "split": split,  # None: data_dir holds the class folders itself
         "label_map": index.label_map,
         "num_classes": model.num_classes,
         "num_images": metrics["num_images"],
@@ -34,7 +38,7 @@ def validate(model_name: str, data_dir: str, **settings: Any) -> dict[str, Any]:
         "loss": round(metrics["loss"], 6),
         "data_config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in data_config.items()},
         "device": str(dev),
-        "amp": opts.amp,
+        "amp": opts.amp_mode,
         "seconds": round(seconds, 3),
         "images_per_second": round(metrics["num_images"] / seconds, 2) if seconds > 0 else None,
     }

@@ -11,8 +11,10 @@ two official models. No weights exist for the ladder; its ResNet-D parts are the
 `use_resnet_d` (`timm_assemble.layers.resnet_d`: deep stem, max-pool, and a 2x2 average pool before every
 projection shortcut's 1x1 conv, stage 1's included), not timm's `resnet50d`.
 
-BatchNorm follows the official code too (`nets/hparams_config.py:72-75`, `nets/model_helper.py:26`): decay 0.997,
-i.e. PyTorch `momentum=0.003`, `eps=1e-5` (kwargs `bn_momentum`, `bn_eps`); convolutions start from the
+BatchNorm defaults are PyTorch's and timm's (`momentum=0.1`, `eps=1e-5`, kwargs `bn_momentum`, `bn_eps`): momentum
+is a training-recipe value (inference and the converted weights do not depend on it), so the official decay 0.997
+(PyTorch `momentum=0.003`, `nets/hparams_config.py:72-75`) lives in the recipe presets e0..e12, where the paper's
+600-epoch training needs it; the official eps is 1e-5 too (`nets/model_helper.py:26`). Convolutions start from the
 official fan-in truncated normal (`tf.variance_scaling_initializer()`), the classifier from Glorot-uniform
 with a zero bias (`tf.layers.dense` defaults).
 
@@ -74,9 +76,9 @@ RESNET_STAGE_STRIDES = (1, 2, 2, 2)
 DROP_BLOCK_SIZE = 7
 DROP_BLOCK_GAMMA_SCALES = {2: 0.25, 3: 1.0}
 
-# Official BatchNorm (nets/hparams_config.py:72-75: decay 0.997 -> PyTorch momentum 1 - 0.997; eps 1e-5).
-OFFICIAL_BN_MOMENTUM = 0.003
-OFFICIAL_BN_EPS = 1e-5
+# BatchNorm defaults: PyTorch's / timm's momentum; eps is also the official one (nets/model_helper.py:26).
+BN_MOMENTUM = 0.1
+BN_EPS = 1e-5
 # TF truncated normal: cut at 2 std, the std divided by the std of a unit normal truncated there
 # (tf.variance_scaling_initializer, truncated_normal): the kept values have variance exactly 1 / fan_in.
 _TRUNC_STD_CORRECTION = 0.87962566103423978
@@ -222,7 +224,7 @@ class AssembleResNet(nn.Module):
     the base channel count (64 for the official models). `drop_block_rate` is the final DropBlock drop
     probability: the modules exist only when it is > 0, and a trainer ramps it up with
     `timm_assemble.layers.set_drop_block_keep_prob`. `bn_momentum` / `bn_eps` apply to every BatchNorm
-    (default: the official 0.003 / 1e-5; PyTorch's usual momentum is 0.1).
+    (default: PyTorch's 0.1 / 1e-5; the paper's recipe presets set the official momentum 0.003).
     """
 
     def __init__(
@@ -242,8 +244,8 @@ class AssembleResNet(nn.Module):
         drop_path_rate: float = 0.0,
         drop_block_rate: float = 0.0,
         zero_init_last: bool = True,
-        bn_momentum: float = OFFICIAL_BN_MOMENTUM,
-        bn_eps: float = OFFICIAL_BN_EPS,
+        bn_momentum: float = BN_MOMENTUM,
+        bn_eps: float = BN_EPS,
         act_layer: type[nn.Module] = nn.ReLU,
         norm_layer: type[nn.Module] = nn.BatchNorm2d,
     ) -> None:

@@ -19,6 +19,7 @@ from ..fileio import atomic_write
 from ..weights.card import CardSpec, Metric, render_model_card
 from ..weights.hub_folder import CARD_NAME, CONFIG_NAME, export_hub_folder
 from ..weights.publish import check_repo_id
+from ..weights.records import find_record_for_repo
 from .config import TrainConfig
 from .model_setup import WEIGHT_SUFFIXES
 
@@ -38,12 +39,14 @@ def build_card(
     command: str,
     weights_source: str,
     num_params: int,
-    repo_id: str,
+    repo_id: str | None,
     pretrained: bool,
     base_model: str | None = None,
+    title: str | None = None,
 ) -> str:
+    """The exported model's card; `repo_id` None: not on the Hub yet (`publish --repo-id` renders it for one)."""
     dataset = _dataset_name(cfg)
-    split = f"{cfg.val_split:.0%} held out of the training folder" if cfg.val_split else "validation"
+    split = f"{cfg.val_fraction:.0%} held out of the training folder" if cfg.val_fraction else cfg.val_split
     metrics = [
         Metric(
             name=f"top-{k} accuracy",
@@ -74,11 +77,6 @@ def build_card(
         f"DropBlock {cfg.drop_block_rate}, KD teacher {cfg.teacher or cfg.teacher_weights or 'none'}."
         + (" The backbone was frozen (linear probe)." if cfg.freeze_backbone else "")
         + " The full resolved configuration is the run folder's `config.toml`."
-        + (
-            ""
-            if cfg.push_to_hub or cfg.hub_repo_id
-            else f" Repo id `{repo_id}` is a local stand-in: train with `--push-to-hub ORG/NAME` to name the real one."
-        )
     )
     return render_model_card(
         CardSpec(
@@ -91,6 +89,7 @@ def build_card(
             num_params=num_params,
             training_command=command,
             base_model=base_model,
+            title=title,
         )
     )
 
@@ -119,21 +118,25 @@ def export_best_model(
         overwrite=True,
     )
     config = json.loads((out_dir / CONFIG_NAME).read_text())
-    repo_id = cfg.push_to_hub or cfg.hub_repo_id or f"local/{out_dir.resolve().parent.name}"
+    repo_id = cfg.push_to_hub or cfg.hub_repo_id
     num_params = sum(p.numel() for p in model.parameters())
-    card = build_card(cfg, config, row, command, weights_source, num_params, repo_id, pretrained, base_model)
+    title = None if repo_id else out_dir.resolve().parent.name
+    card = build_card(cfg, config, row, command, weights_source, num_params, repo_id, pretrained, base_model, title)
     atomic_write(out_dir / CARD_NAME, card)
     return out_dir
 
 
 def released_base_model(cfg: TrainConfig, model: nn.Module, pretrained: bool) -> str | None:
     """The Hub repo of the released weights a fine-tune started from (`default`, ARCH.TAG, hf-hub:ID), else None:
-    a weights file or local folder has no public name, and a model trained from scratch has no base."""
+    a weights file or local folder has no public name, a model trained from scratch has no base, and weights of
+    ours whose record is not published yet (loaded from the official source) have no repo to link to."""
     if not pretrained or cfg.pretrained == "none" or cfg.pretrained.startswith("local-dir:"):
         return None
     if cfg.pretrained.endswith(WEIGHT_SUFFIXES) or Path(cfg.pretrained).is_file():
         return None
-    return getattr(model, "pretrained_cfg", {}).get("hf_hub_id") or None
+    repo_id = getattr(model, "pretrained_cfg", {}).get("hf_hub_id") or None
+    record = find_record_for_repo(repo_id) if repo_id else None
+    return None if record is not None and record.status != "published" else repo_id
 
 
 def check_push_target(repo_id: str) -> None:

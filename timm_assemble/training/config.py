@@ -18,12 +18,14 @@ import tomllib
 
 from ..errors import TimmAssembleError
 from ..options import base_type, check_bounds, field_types
+from .timm_args import read_timm_args
 
 PRESET_DIR = Path(__file__).parent / "presets"
 DEMO_PRESET = "demo"
 BASE_KEY = "base"  # a preset's `base = "e10"`: start from that preset's settings
 NO_TEACHER = "none"  # --teacher none: no distillation, whatever the preset says
-PRECISIONS = ("no", "fp16", "bf16", "fp8")
+PRECISIONS = ("no", "fp16", "bf16")  # accelerate's names
+AMP_DTYPES = {"float16": "fp16", "bfloat16": "bf16"}  # timm's --amp-dtype -> accelerate's name
 
 _logger = logging.getLogger(__name__)
 
@@ -43,8 +45,11 @@ class TrainConfig:
         default="", metadata=dict(help="timm dataset name ('' = folder, e.g. torch/cifar10, hfds/NAME)")
     )
     train_split: str = field(default="train", metadata=dict(help="split name of the training data"))
-    val_split_name: str = field(default="validation", metadata=dict(help="split name of the validation data"))
-    val_split: float | None = field(
+    val_split: str = field(
+        default="validation",
+        metadata=dict(help="split name of the validation data (timm's --val-split)", flags=("--val-split-name",)),
+    )
+    val_fraction: float | None = field(
         default=None,
         metadata=dict(bounds="(0, 1)", help="hold out this fraction of one folder as validation (seeded, stratified)"),
     )
@@ -57,7 +62,9 @@ class TrainConfig:
     synthetic_image_size: int = field(
         default=64, metadata=dict(bounds="[8, inf)", help="pixel size of the synthetic images")
     )
-    workers: int = field(default=4, metadata=dict(bounds="[0, inf)", help="data loader worker processes per device"))
+    workers: int = field(
+        default=4, metadata=dict(bounds="[0, inf)", help="data loader worker processes per device", flags=("-j",))
+    )
     strict_data: bool = field(default=False, metadata=dict(help="an unreadable image is an error, not a skip"))
     max_image_pixels: int | None = field(
         default=None,
@@ -79,6 +86,10 @@ class TrainConfig:
     pretrained_optional: bool = field(
         default=False, metadata=dict(help="if the pretrained weights cannot be loaded, train from scratch")
     )
+    initial_checkpoint: str | None = field(
+        default=None,
+        metadata=dict(help="weights file loaded strictly into the built model, classifier included (timm's meaning)"),
+    )
     scratch_model_kwargs: dict[str, Any] = field(
         default_factory=dict, metadata=dict(help="model kwargs used instead when training from scratch as fallback")
     )
@@ -92,6 +103,15 @@ class TrainConfig:
         default=None, metadata=dict(bounds="[1, inf)", help="evaluation input size (default: img_size)")
     )
     crop_pct: float | None = field(default=None, metadata=dict(bounds="(0, 1]", help="evaluation centre-crop fraction"))
+    mean: tuple[float, float, float] | None = field(
+        default=None, metadata=dict(help="input mean per channel, 0..1 pixels (default: the model's data config)")
+    )
+    std: tuple[float, float, float] | None = field(
+        default=None,
+        metadata=dict(
+            bounds="(0, inf)", help="input std per channel, 0..1 pixels; 1/255 = subtract the mean only (official)"
+        ),
+    )
     channels_last: bool = field(default=False, metadata=dict(help="channels_last memory format"))
     compile: bool = field(default=False, metadata=dict(help="torch.compile the model"))
 
@@ -109,7 +129,9 @@ class TrainConfig:
     hflip: float = field(default=0.5, metadata=dict(bounds="[0, 1]", help="horizontal flip probability"))
     color_jitter: float | None = field(default=None, metadata=dict(bounds="[0, inf)", help="colour jitter strength"))
     reprob: float = field(default=0.0, metadata=dict(bounds="[0, 1]", help="random erasing probability"))
-    label_smoothing: float = field(default=0.0, metadata=dict(bounds="[0, 1)", help="label smoothing"))
+    label_smoothing: float = field(
+        default=0.0, metadata=dict(bounds="[0, 1)", help="label smoothing", flags=("--smoothing",))
+    )
     mixup: float = field(default=0.0, metadata=dict(bounds="[0, inf)", help="mixup alpha (0 = off)"))
     mixup_mode: str = field(
         default="batch",
@@ -124,12 +146,18 @@ class TrainConfig:
     mixup_switch_prob: float = field(
         default=0.5, metadata=dict(bounds="[0, 1]", help="probability of cutmix when both are on")
     )
-    drop_rate: float = field(default=0.0, metadata=dict(bounds="[0, 1)", help="dropout before the classifier"))
-    drop_path_rate: float = field(default=0.0, metadata=dict(bounds="[0, 1)", help="stochastic depth rate"))
+    drop_rate: float = field(
+        default=0.0, metadata=dict(bounds="[0, 1)", help="dropout before the classifier", flags=("--drop",))
+    )
+    drop_path_rate: float = field(
+        default=0.0, metadata=dict(bounds="[0, 1)", help="stochastic depth rate", flags=("--drop-path",))
+    )
     drop_block_rate: float = field(
         default=0.0,
         metadata=dict(
-            bounds="[0, 1)", help="final DropBlock drop prob; keep-prob goes 1.0 -> 1-rate linearly per step"
+            bounds="[0, 1)",
+            help="final DropBlock drop prob; keep-prob goes 1.0 -> 1-rate linearly per step",
+            flags=("--drop-block",),
         ),
     )
     drop_block_start: float = field(
@@ -163,7 +191,7 @@ class TrainConfig:
     bn_momentum: float | None = field(
         default=None,
         metadata=dict(
-            help="BatchNorm momentum (PyTorch sense; the official decay 0.997 is 0.003; unset: model's)",
+            help="BatchNorm momentum (PyTorch sense; official decay 0.997 = 0.003; unset: the model's, 0.1 for ours)",
             bounds="(0, 1]",
         ),
     )
@@ -210,25 +238,51 @@ class TrainConfig:
     epochs: int = field(default=90, metadata=dict(bounds="[1, inf)", help="training epochs"))
     warmup_epochs: float = field(default=5.0, metadata=dict(bounds="[0, inf)", help="linear warm-up epochs"))
     warmup_lr: float = field(default=0.0, metadata=dict(bounds="[0, inf)", help="lr at the start of the warm-up"))
+    warmup_prefix: bool = field(
+        default=False,
+        metadata=dict(
+            help="decay over the steps after the warm-up, the warm-up a prefix of `epochs` (official); "
+            "default: timm's, whose decay spans every step, the warm-up included"
+        ),
+    )
     min_lr: float = field(default=0.0, metadata=dict(bounds="[0, inf)", help="lr at the end of the cosine"))
 
     # run
-    batch_size: int = field(default=128, metadata=dict(bounds="[1, inf)", help="batch per device per step"))
+    batch_size: int = field(
+        default=128, metadata=dict(bounds="[1, inf)", help="batch per device per step", flags=("-b",))
+    )
     grad_accum_steps: int = field(default=1, metadata=dict(bounds="[1, inf)", help="gradient accumulation steps"))
+    amp: bool | None = field(
+        default=None,
+        metadata=dict(
+            help="mixed precision (--amp) or full precision (--no-amp); wins over accelerate launch "
+            "(unset: the launcher's, else the preset's)"
+        ),
+    )
+    amp_dtype: str = field(
+        default="float16", metadata=dict(help="dtype of --amp: float16 or bfloat16", choices=tuple(AMP_DTYPES))
+    )
     mixed_precision: str | None = field(
         default=None,
         metadata=dict(
-            help="no | fp16 | bf16; wins over accelerate launch (default: the launcher's, else the preset's)"
+            help="older spelling of the two above: no = --no-amp, fp16 = --amp, bf16 = --amp --amp-dtype bfloat16",
+            choices=PRECISIONS,
         ),
     )
     preset_mixed_precision: str | None = field(
         default=None,
-        metadata=dict(
-            help="the recipe's precision, used when neither --mixed-precision nor the launcher chose one", cli=False
-        ),
+        metadata=dict(help="the recipe's precision, used when neither --amp nor the launcher chose one", cli=False),
     )
     seed: int = field(default=42, metadata=dict(bounds="[0, 4294967295]", help="random seed"))
-    output_dir: str | None = field(default=None, metadata=dict(help="run folder (default: outputs/MODE-MODEL-TIME)"))
+    output_dir: str | None = field(
+        default=None, metadata=dict(help="run folder (default: OUTPUT/EXPERIMENT, i.e. outputs/MODE-MODEL-TIME)")
+    )
+    output: str | None = field(
+        default=None, metadata=dict(help="parent folder of the run folder (timm's --output; unset: outputs)")
+    )
+    experiment: str | None = field(
+        default=None, metadata=dict(help="run folder name under OUTPUT (timm's --experiment; unset: MODE-MODEL-TIME)")
+    )
     resume: str | None = field(
         default=None, metadata=dict(help="'auto' (the output dir's newest complete checkpoint) or a checkpoint path")
     )
@@ -237,7 +291,7 @@ class TrainConfig:
     )
     eval_metric: str = field(default="top1", metadata=dict(help="metric that picks the best checkpoint"))
     hub_repo_id: str | None = field(
-        default=None, metadata=dict(help="ORG/NAME the exported model card names (default: local/<run folder>)")
+        default=None, metadata=dict(help="ORG/NAME the exported model card names (unset: publish --repo-id names it)")
     )
 
     # tracking, progress and publishing
@@ -266,6 +320,11 @@ class TrainConfig:
         end = self.drop_block_end if self.drop_block_end is not None else 1.0 - self.drop_block_rate
         return None if self.drop_block_start == 1.0 and end == 1.0 else (self.drop_block_start, end)
 
+    @property
+    def precision(self) -> str | None:
+        """accelerate's name of the precision asked for with --amp / --no-amp (None: not asked)."""
+        return None if self.amp is None else AMP_DTYPES[self.amp_dtype] if self.amp else "no"
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -282,7 +341,6 @@ FINETUNE_DEFAULTS: dict[str, Any] = dict(
     lr_base=0.01,
     batch_size=64,
     label_smoothing=0.1,
-    bn_momentum=0.1,  # short runs on small data: PyTorch's BN momentum (the official ImageNet 0.003 adapts slowly)
 )
 
 
@@ -338,9 +396,11 @@ def _checked(raw: dict[str, Any], source: str) -> dict[str, Any]:
 
 
 def load_config_file(path: str | Path, source: str | None = None) -> dict[str, Any]:
-    """Settings from a config TOML file (only the keys it sets)."""
+    """Settings from a config TOML file, or from the args.yaml of a timm train.py run (only the keys it sets)."""
     path = Path(path)
     source = source or str(path)
+    if path.suffix in (".yaml", ".yml"):
+        return _checked(read_timm_args(path), f"{source} (timm train.py arguments)")
     return _checked(_read_toml(path, source), source)
 
 
@@ -391,12 +451,29 @@ def resolve_config(
         values.pop("eval_img_size", None)
     values.update(overrides)
     values["mode"] = mode
+    _fold_mixed_precision(values, overrides)
     cfg = TrainConfig(**values)
     check_bounds(cfg)  # flags were checked at parse time; this catches values given through the Python API
     if "warmup_epochs" not in overrides:
         _fit_warmup(cfg)
     validate(cfg)
     return cfg
+
+
+def _fold_mixed_precision(values: dict[str, Any], overrides: dict[str, Any]) -> None:
+    """`mixed_precision` (our older spelling, flags and config files) becomes timm's `amp` + `amp_dtype`."""
+    old = values.pop("mixed_precision", None)
+    if old is None:
+        return
+    if old not in PRECISIONS:
+        raise TimmAssembleError(f"mixed_precision must be no, fp16 or bf16, got {old!r}")
+    amp = old != "no"
+    dtype = {v: k for k, v in AMP_DTYPES.items()}.get(old, values.get("amp_dtype", "float16"))
+    if "mixed_precision" in overrides and (
+        overrides.get("amp", amp) != amp or (amp and overrides.get("amp_dtype", dtype) != dtype)
+    ):
+        raise TimmAssembleError(f"--mixed-precision {old} contradicts --amp / --amp-dtype: give one of them")
+    values.update(amp=amp, amp_dtype=dtype)
 
 
 def _fit_warmup(cfg: TrainConfig) -> None:
@@ -427,10 +504,7 @@ def validate(cfg: TrainConfig) -> None:
             not (cfg.distilling and cfg.mixup > 0 and cfg.mixup_mode != "pair"),
             "KD mixes the teacher probabilities with the labels' per-sample lambda: use mixup_mode 'pair'",
         ),
-        (
-            cfg.mixed_precision in (None, *PRECISIONS),
-            f"mixed_precision must be no, fp16 or bf16, got {cfg.mixed_precision!r}",
-        ),
+        (cfg.amp_dtype in AMP_DTYPES, f"amp_dtype must be float16 or bfloat16, got {cfg.amp_dtype!r}"),
         (
             cfg.preset_mixed_precision in (None, *PRECISIONS),
             f"the preset's mixed_precision must be no, fp16 or bf16, got {cfg.preset_mixed_precision!r}",
@@ -443,11 +517,28 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.eval_metric in ("top1", "top5", "loss"), f"eval_metric must be top1, top5 or loss, got {cfg.eval_metric}"),
         (not (cfg.freeze_backbone and cfg.layer_decay), "freeze_backbone and layer_decay exclude each other"),
         (cfg.resume in (None, "auto") or bool(cfg.resume), "resume must be 'auto' or a checkpoint path"),
+        (
+            not _is_number(cfg.val_split),
+            f"--val-split is the validation split's name, as in timm (got {cfg.val_split}); "
+            f"to hold out a fraction of one folder use --val-fraction {cfg.val_split}",
+        ),
+        (
+            cfg.output_dir is None or (cfg.output is None and cfg.experiment is None),
+            "--output-dir is the whole run folder: give it, or --output / --experiment, not both",
+        ),
         (cfg.mode == "finetune" or not cfg.freeze_backbone, "freeze_backbone needs weights: use finetune.py"),
     ]
     for ok, message in checks:
         if not ok:
             raise TimmAssembleError(message)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _toml_value(value: Any) -> str:

@@ -39,6 +39,7 @@ from ..errors import TimmAssembleError
 from ..evaluation.scoring import topk_correct
 from ..fileio import atomic_write, check_dir_target
 from ..layers import drop_block_keep_prob, set_drop_block_keep_prob
+from ..loading import load_weights
 from ..locks import FolderLock
 from ..weights.publish import plan_publish, publish
 from . import checkpoint as ckpt
@@ -113,7 +114,10 @@ def prepare_data_dir(cfg: TrainConfig, accelerator: Accelerator) -> None:
 
 
 def resolve_output_dir(cfg: TrainConfig, accelerator: Accelerator) -> Path:
-    """The run folder: given, or ./outputs/<mode>-<model>-<time> (one name for all processes)."""
+    """The run folder: given, or OUTPUT/EXPERIMENT as timm names it, by default ./outputs/<mode>-<model>-<time>
+    (one name for all processes)."""
+    if cfg.output_dir is None and cfg.experiment is not None:
+        cfg.output_dir = str(Path(cfg.output or "outputs") / cfg.experiment)
     if cfg.output_dir is None:
         if cfg.resume == "auto":
             raise TimmAssembleError("--resume auto needs --output-dir (the run folder to continue)")
@@ -124,7 +128,7 @@ def resolve_output_dir(cfg: TrainConfig, accelerator: Accelerator) -> Path:
             cfg.output_dir = str(resume.parent.parent)
         else:
             name = f"{cfg.mode}-{cfg.model.replace('/', '_').replace(':', '_')}-{time.strftime('%Y%m%d-%H%M%S')}"
-            holder = [str(Path("outputs") / name)]
+            holder = [str(Path(cfg.output or "outputs") / name)]
             broadcast_object_list(holder)
             cfg.output_dir = holder[0]
     out = Path(cfg.output_dir)
@@ -152,6 +156,7 @@ def build_transforms(cfg: TrainConfig, model: nn.Module) -> tuple[Any, Any, dict
     """Train transform (RandomResizedCrop, flip, AA, erasing) and eval transform, both from the model's
     data config (mean/std/interpolation), with the sizes the config asks for."""
     data_cfg = resolve_data_config(model=model)
+    data_cfg.update({k: tuple(v) for k, v in (("mean", cfg.mean), ("std", cfg.std)) if v is not None})
     img_size = cfg.img_size or data_cfg["input_size"][-1]
     eval_size = cfg.eval_img_size or img_size
     crop_pct = cfg.crop_pct or data_cfg["crop_pct"]
@@ -338,7 +343,7 @@ def _setup_locked(
     start_from = ckpt.select_resume(out, cfg.resume)
 
     splits = build_data_splits(
-        cfg.data_dir, cfg.dataset, cfg.train_split, cfg.val_split_name, cfg.val_split, cfg.dataset_download, cfg.seed
+        cfg.data_dir, cfg.dataset, cfg.train_split, cfg.val_split, cfg.val_fraction, cfg.dataset_download, cfg.seed
     )
     num_classes = splits.num_classes
     built, teacher, frozen = build_models(cfg, num_classes)
@@ -368,16 +373,7 @@ def _setup_locked(
     if teacher is not None:
         teacher = teacher.to(accelerator.device)
     updates_per_epoch = math.ceil(len(train_loader) / cfg.grad_accum_steps)
-    scheduler, _ = create_scheduler_v2(
-        optimizer,
-        sched=cfg.sched,
-        num_epochs=cfg.epochs,
-        warmup_epochs=cfg.warmup_epochs,
-        warmup_lr=cfg.warmup_lr,
-        min_lr=cfg.min_lr,
-        step_on_epochs=False,
-        updates_per_epoch=updates_per_epoch,
-    )
+    scheduler = build_scheduler(cfg, optimizer, updates_per_epoch)
     task = build_task(model, cfg, num_classes, accelerator.device)
     identity = ckpt.run_identity(
         cfg.model, built.arch_kwargs, splits.label_names, cfg.data_dir or cfg.dataset, ema is not None
@@ -389,12 +385,32 @@ def _setup_locked(
     )  # fmt: skip
 
 
+def build_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, updates_per_epoch: int) -> Any:
+    """timm's scheduler, stepped per update. With `warmup_prefix` the decay spans the steps after the warm-up
+    (the official `learning_rate_with_decay`: cosine over total - warm-up steps) and the run still lasts `epochs`."""
+    decay_epochs = cfg.epochs - cfg.warmup_epochs if cfg.warmup_prefix else cfg.epochs
+    scheduler, _ = create_scheduler_v2(
+        optimizer,
+        sched=cfg.sched,
+        num_epochs=decay_epochs,
+        warmup_epochs=cfg.warmup_epochs,
+        warmup_lr=cfg.warmup_lr,
+        warmup_prefix=cfg.warmup_prefix,
+        min_lr=cfg.min_lr,
+        step_on_epochs=False,
+        updates_per_epoch=updates_per_epoch,
+    )
+    return scheduler
+
+
 def build_models(cfg: TrainConfig, num_classes: int) -> tuple[BuiltModel, nn.Module | None, int]:
     """The student (checked against the data), the KD teacher if any, and how many tensors were frozen."""
     if cfg.num_classes is not None and cfg.num_classes != num_classes:
         raise TimmAssembleError(f"--num-classes is {cfg.num_classes} but the data has {num_classes} classes")
     built = build_model(cfg, num_classes)
     model = built.model
+    if cfg.initial_checkpoint:
+        load_weights(model, cfg.initial_checkpoint, what=f"--initial-checkpoint {cfg.initial_checkpoint}")
     if getattr(model, "num_classes", num_classes) != num_classes:
         raise TimmAssembleError(f"the model predicts {model.num_classes} classes but the data has {num_classes}")
     if cfg.drop_block_keep_probs is not None and set_drop_block_keep_prob(model, 1.0) == 0:
@@ -545,8 +561,7 @@ def train_one_epoch(run: Run, epoch: int) -> dict[str, Any]:
             if cfg.drop_block_keep_probs is not None:
                 keep_prob = keep_prob_at(cfg, run.state.step, run.total_steps)
                 set_drop_block_keep_prob(model, keep_prob)
-            with acc.autocast():  # a live KD teacher runs in the run's precision
-                images, targets = run.recipe(images, targets)
+            images, targets = run.recipe(images, targets)  # outside autocast: a live KD teacher in fp32
             if cfg.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             with acc.autocast():

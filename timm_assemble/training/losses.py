@@ -85,7 +85,13 @@ class BatchRecipe:
 
     @torch.no_grad()
     def teacher_probs(self, teacher_input: torch.Tensor) -> torch.Tensor:
-        logits = teacher_input if teacher_input.ndim == 2 else self.teacher(teacher_input)
+        """softmax(teacher logits / T) in fp32. The official logits were computed offline in fp32, so a live
+        teacher runs with autocast off, whatever precision the student trains in."""
+        if teacher_input.ndim == 2:
+            logits = teacher_input
+        else:
+            with torch.autocast(teacher_input.device.type, enabled=False):
+                logits = self.teacher(teacher_input.float())
         return F.softmax(logits.float() / self.kd_temperature, dim=1)
 
     def sample_lambda(self, n: int, device: torch.device) -> torch.Tensor:

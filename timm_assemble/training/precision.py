@@ -2,7 +2,7 @@
 
 `accelerate launch --mixed_precision X` and `accelerate config` reach the script as ACCELERATE_MIXED_PRECISION.
 accelerate writes "no" there when nothing was chosen, so "no" from the launcher cannot be told apart from
-silence: it lets a preset's default apply (pass `--mixed-precision no` to force full precision). fp16 needs
+silence: it lets a preset's default apply (pass `--no-amp` to force full precision). fp16 needs
 a CUDA GPU: asked for explicitly (flag or launcher) without one, it is an error; as a preset's default it
 falls back to full precision and says so. bf16 runs on CPUs too.
 """
@@ -36,10 +36,12 @@ def choose_precision(cfg: TrainConfig, launcher: str | None = None, cuda: bool |
     """`launcher` defaults to ACCELERATE_MIXED_PRECISION, `cuda` to `cuda_in_use()` (arguments for tests)."""
     launcher = os.environ.get(LAUNCHER_ENV) if launcher is None else launcher
     cuda = cuda_in_use() if cuda is None else cuda
-    if cfg.mixed_precision is not None:
-        if cfg.mixed_precision == "fp16" and not cuda:
-            raise TimmAssembleError("--mixed-precision fp16 needs a CUDA GPU and none is in use; use bf16 or no")
-        return Precision(cfg.mixed_precision, "--mixed-precision")
+    if cfg.precision is not None:
+        if cfg.precision == "fp16" and not cuda:
+            raise TimmAssembleError(
+                "--amp (float16) needs a CUDA GPU and none is in use; use --amp --amp-dtype bfloat16 or --no-amp"
+            )
+        return Precision(cfg.precision, "--amp" if cfg.amp else "--no-amp")
     if launcher and launcher != "no":
         if launcher == "fp16" and not cuda:
             raise TimmAssembleError(
@@ -54,10 +56,10 @@ def choose_precision(cfg: TrainConfig, launcher: str | None = None, cuda: bool |
     if preset == "fp16" and not cuda:
         return Precision(
             "no",
-            f"{name}'s default fp16 needs a CUDA GPU, none is in use: full precision (--mixed-precision bf16 "
+            f"{name}'s default fp16 needs a CUDA GPU, none is in use: full precision (--amp --amp-dtype bfloat16 "
             "or accelerate launch --mixed_precision bf16 for bf16)",
         )
-    return Precision(preset, f"{name}'s default; --mixed-precision or accelerate launch --mixed_precision override it")
+    return Precision(preset, f"{name}'s default; --amp / --no-amp or accelerate launch --mixed_precision override it")
 
 
 def cpu_has_native_bf16() -> bool:

@@ -114,7 +114,7 @@ def check_teacher_logits(path: str | Path, ds: Dataset, num_classes: int) -> Pat
     if shape != (len(ds), num_classes):
         raise TimmAssembleError(
             f"{path} holds logits of shape {shape}, but training has {len(ds)} images of "
-            f"{num_classes} classes: recompute them for this data (same --data-dir, --val-split, --seed)"
+            f"{num_classes} classes: recompute them for this data (same --data-dir, --val-fraction, --seed)"
         )
     if meta.get("samples_sha256", "") != samples_digest(ds):
         raise TimmAssembleError(f"{path} was computed for other training images: recompute it for this data")
@@ -173,10 +173,10 @@ class TeacherLogitsConfig:
     data_dir: str | None = field(default=None, metadata=dict(help="ImageFolder root, as given to train.py"))
     dataset: str = field(default="", metadata=dict(help="timm dataset name ('' = folder), as given to train.py"))
     train_split: str = field(default="train", metadata=dict(help="split name of the training data"))
-    val_split: float | None = field(
-        default=None, metadata=dict(help="the --val-split of the training run", bounds="(0, 1)")
+    val_fraction: float | None = field(
+        default=None, metadata=dict(help="the --val-fraction of the training run", bounds="(0, 1)")
     )
-    seed: int = field(default=42, metadata=dict(help="the --seed of the training run (picks a --val-split)"))
+    seed: int = field(default=42, metadata=dict(help="the --seed of the training run (picks a --val-fraction)"))
     batch_size: int = field(default=64, metadata=dict(help="images per teacher forward", bounds="[1, inf)"))
     workers: int = field(default=4, metadata=dict(help="data loader worker processes", bounds="[0, inf)"))
     device: str = field(default_factory=default_device, metadata=dict(help="torch device (cuda when available)"))
@@ -190,7 +190,9 @@ def run(cfg: TeacherLogitsConfig) -> Path:
         raise TimmAssembleError("--teacher is required (the KD teacher's architecture or local-dir:DIR)")
     if out.exists() and not cfg.overwrite:
         raise TimmAssembleError(f"{out} exists; pass --overwrite to replace it")
-    splits = build_data_splits(cfg.data_dir, cfg.dataset, cfg.train_split, "validation", cfg.val_split, False, cfg.seed)
+    splits = build_data_splits(
+        cfg.data_dir, cfg.dataset, cfg.train_split, "validation", cfg.val_fraction, False, cfg.seed
+    )
     teacher = build_teacher(TrainConfig(teacher=cfg.teacher, teacher_weights=cfg.teacher_weights), splits.num_classes)
     train_ds, _ = splits.with_transforms(teacher_transform(teacher), None)
     logits = compute_teacher_logits(teacher, _IndexTargets(train_ds), cfg.batch_size, cfg.workers, cfg.device)

@@ -6,7 +6,9 @@ with a `CardSpec` (metrics with their provenance, how the weights were made) and
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +19,9 @@ PAPER_TITLE = "Compounding the Performance Improvements of Assembled Techniques 
 PAPER_URL = "https://arxiv.org/abs/2001.06268"
 OFFICIAL_CODE_URL = "https://github.com/clovaai/assembled-cnn"
 BASE_TAGS = ("image-classification", "timm", "timm-assemble", "assemble-resnet")
+# Every card we render ends with its own CardSpec as JSON in an HTML comment (invisible on the Hub), so
+# `publish --repo-id X` can render the same card for X instead of uploading one written for another name.
+_SPEC_COMMENT = re.compile(r"<!-- timm-assemble card spec: (\{.*\}) -->\s*\Z", re.DOTALL)
 
 PAPER_BIBTEX = """@misc{lee2020compounding,
   title={Compounding the Performance Improvements of Assembled Techniques in a Convolutional Neural Network},
@@ -161,6 +166,7 @@ def _fmt(values: Sequence[float]) -> str:
 def _usage(spec: CardSpec) -> list[str]:
     lines = [
         "```python",
+        "# pip install timm-assemble",
         "import timm",
         "import timm_assemble  # registers the Assemble-ResNet architectures with timm",
         "import torch",
@@ -233,5 +239,22 @@ def render_model_card(spec: CardSpec) -> str:
         TIMM_BIBTEX,
         "```",
         "",
+        _spec_comment(spec),
+        "",
     ]
     return "\n".join(parts)
+
+
+def _spec_comment(spec: CardSpec) -> str:
+    text = json.dumps(dataclasses.asdict(spec), sort_keys=True).replace(">", "\\u003e")  # no "-->" inside
+    return f"<!-- timm-assemble card spec: {text} -->"
+
+
+def card_spec_from_text(card: str) -> CardSpec | None:
+    """The CardSpec a card of ours was rendered from (None: a card written by hand or by another tool)."""
+    found = _SPEC_COMMENT.search(card)
+    if found is None:
+        return None
+    data = json.loads(found.group(1))
+    data["metrics"] = [Metric(**m) for m in data.get("metrics", ())]
+    return CardSpec(**data)

@@ -9,6 +9,7 @@ the token comes from the usual places (`HF_TOKEN`, `hf auth login`).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from .. import __version__
 from ..errors import TimmAssembleError
 from ..fileio import atomic_write
 from .cache import DEFAULT_WIDTH, PROVENANCE_NAME, file_sha256, read_entry
-from .card import OFFICIAL_CODE_URL, CardSpec, render_model_card
+from .card import OFFICIAL_CODE_URL, CardSpec, card_spec_from_text, render_model_card
 from .hub_folder import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME
 from .records import WeightRecord, find_record_for_repo, parse_record, record_path
 
@@ -230,7 +231,10 @@ def plan_publish(folder: str | Path, repo_id: str, private: bool = False, update
         card_rendered = True
     elif (folder / CARD_NAME).is_file():
         card = (folder / CARD_NAME).read_text(encoding="utf-8")
-        card_rendered = False
+        spec = card_spec_from_text(card)  # a card of ours (training, convert): the same card, for this repo
+        card_rendered = spec is not None
+        if spec is not None:
+            card = render_model_card(dataclasses.replace(spec, repo_id=repo_id, title=None))
     else:
         card = render_model_card(_generic_card_spec(repo_id, config, num_params, folder))
         card_rendered = True

@@ -1,0 +1,151 @@
+"""`timm-assemble study`: rungs, the e0-relative mCE, per-rung claims, and a real 3-rung study that is interrupted
+and resumed (tiny width, 32 px, 1 epoch, synthetic shapes)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import socket
+
+import pytest
+from training_helpers import tiny_data
+
+from timm_assemble.cli import main
+from timm_assemble.errors import TimmAssembleError
+from timm_assemble.fileio import sha256_file, write_new
+from timm_assemble.training import engine
+from timm_assemble.training import study as library
+
+
+def test_rungs_parse_in_ladder_order_and_unknown_ones_are_named():
+    assert library.parse_rungs("e6, e0,e3,e0") == ["e0", "e3", "e6"]
+    assert library.parse_rungs("all") == list(library.LADDER) == [f"e{i}" for i in range(13)]
+    with pytest.raises(TimmAssembleError, match="unknown rung.*e13"):
+        library.parse_rungs("e0,e13")
+
+
+def test_what_each_rung_adds_comes_from_its_preset_without_the_papers_numbers():
+    assert library.what_it_adds("E3: ResNet-50-D + label smoothing + mixup. Paper: 79.10 top-1, 200 epochs.") == (
+        "ResNet-50-D + label smoothing + mixup"
+    )
+    assert [library.distills(r) for r in ("e6", "e7", "e11")] == [False, True, True]
+
+
+def test_kd_rungs_distil_only_with_a_teacher_for_the_users_classes(tmp_path):
+    plain = library.StudyOptions(str(tmp_path), train=dict(data_dir=str(tmp_path), epochs=2))
+    cfg, notes = library.rung_config(plain, "e7")
+    assert cfg.teacher == "none" and "KD off" in notes[0] and cfg.output_dir == str(tmp_path / "e7")
+    given = library.StudyOptions(str(tmp_path), train=dict(teacher_logits="t.safetensors", epochs=2))
+    assert library.rung_config(given, "e7")[0].teacher_logits == "t.safetensors"
+    assert library.rung_config(given, "e6")[0].teacher_logits is None  # KD flags go to the KD rungs only
+    pretrained = library.StudyOptions(str(tmp_path), train=dict(epochs=2), start_from="pretrained")
+    assert library.rung_config(pretrained, "e11")[0].pretrained == "default"
+    cfg, notes = library.rung_config(pretrained, "e0")
+    assert cfg.pretrained == "none" and "trains from scratch" in notes[0]
+
+
+def test_mce_is_relative_to_rung_e0_on_the_same_corrupted_images():
+    e0 = dict(
+        input_size=[3, 32, 32], corruptions=["a", "b"], error={"a": {"3": 40.0}, "b": {"3": 20.0}}, ce_reference=None
+    )
+    better = dict(e0, error={"a": {"3": 20.0}, "b": {"3": 30.0}})  # CE 50% and 150%
+    other_size = dict(better, input_size=[3, 64, 64])
+    rows = [dict(rung="e0", robustness=e0), dict(rung="e3", robustness=better), dict(rung="e6", robustness=other_size)]
+    values, note = library.mce_column(rows)
+    assert values == [100.0, 100.0, None] and "relative to rung e0" in note
+    assert library.mce_column(rows[1:])[0] == [None, None]  # no e0: no reference
+    imagenet = [
+        dict(r, robustness=dict(r["robustness"], ce_reference="alexnet", mce=60.0 + i)) for i, r in enumerate(rows)
+    ]
+    assert library.mce_column(imagenet) == ([60.0, 61.0, 62.0], library.mce_column(imagenet)[1])
+    assert "AlexNet" in library.mce_column(imagenet)[1]
+
+
+def test_a_rung_is_claimed_by_one_live_process_and_a_dead_owners_claim_is_taken_over(tmp_path):
+    assert write_new(tmp_path / "x", "first") and not write_new(tmp_path / "x", "second")
+    assert (tmp_path / "x").read_text() == "first" and [p.name for p in tmp_path.iterdir()] == ["x"]
+    other = dict(pid=os.getppid(), host=socket.gethostname(), started="now")  # alive, not us
+    library.claim_path(tmp_path, "e0").write_text(json.dumps(other))
+    assert library.claim(tmp_path, "e0") is None and f"PID {os.getppid()}" in library.claim_owner(tmp_path, "e0")
+    library.release(tmp_path, "e0")  # not ours: stays
+    assert library.claim_path(tmp_path, "e0").exists()
+    dead = dict(other, pid=2**22 + 12345)  # above Linux's pid_max: no such process
+    library.claim_path(tmp_path, "e0").write_text(json.dumps(dead))
+    assert library.claim(tmp_path, "e0")["pid"] == os.getpid()
+    library.release(tmp_path, "e0")
+    assert not library.claim_path(tmp_path, "e0").exists()
+
+
+def snapshot(folder):
+    """Every file's content hash and modification time."""
+    return {p.relative_to(folder): (sha256_file(p), p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.slow
+def test_a_study_killed_in_its_second_rung_resumes_training_only_what_is_left(tmp_path, monkeypatch, fresh_accelerate):
+    monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
+    data = tiny_data(tmp_path / "data", classes=3, train=16, val=4)
+    study = tmp_path / "study"
+    flags = [
+        "study", "--data-dir", str(data), "--output-dir", str(study), "--epochs", "2", "--img-size", "32",
+        "--model-kwargs", "width=8", "--batch-size", "16", "--workers", "0", "--corruptions", "gaussian_noise",
+        "--severities", "3", "--bench-repeats", "1", "--bench-batch-size", "2",
+    ]  # fmt: skip
+    trained, epochs, kill = [], [], {"e3": 1}  # Ctrl-C in e3's second epoch, after its first checkpoint
+    real_run, real_epoch = engine.run, engine.train_one_epoch
+
+    def run_spy(cfg, command=None):
+        trained.append(cfg.preset)
+        return real_run(cfg, command)
+
+    def epoch_spy(run, epoch):
+        if kill.get(run.cfg.preset) == epoch:
+            raise KeyboardInterrupt
+        epochs.append((run.cfg.preset, epoch))
+        return real_epoch(run, epoch)
+
+    monkeypatch.setattr(engine, "run", run_spy)
+    monkeypatch.setattr(engine, "train_one_epoch", epoch_spy)
+    assert main([*flags, "--rungs", "e0"]) == 0
+    first = snapshot(study / "e0")
+    assert any(p.parts[0] == "checkpoints" for p in first) and (study / "e0" / "model" / "config.json").is_file()
+
+    rungs = ["--rungs", "e0,e3,e6"]
+    assert main([*flags, *rungs]) == 2  # e0 is finished: keeping it needs --resume auto
+    assert main([*flags, *rungs, "--resume", "auto"]) == 130
+    assert trained == ["e0", "e3"] and not library.claim_path(study, "e3").exists()
+    assert not (study / "e3" / library.MARKER).exists() and (study / "e3" / "checkpoints" / "last").is_dir()
+
+    kill.clear()
+    del epochs[:]
+    assert main([*flags, *rungs, "--resume", "auto"]) == 0
+    assert trained == ["e0", "e3", "e3", "e6"]  # e0 kept
+    assert epochs == [("e3", 1), ("e6", 0), ("e6", 1)]  # e3 resumed from its checkpoint, e6 trained
+    assert snapshot(study / "e0") == first
+
+    rows = list(csv.DictReader((study / "study.csv").open()))
+    assert [r["rung"] for r in rows] == ["e0", "e3", "e6"] and rows[0]["mce"] == "100.0"
+    assert all(float(r["img_per_s"]) > 0 and float(r["params_m"]) > 0 and float(r["gmacs"]) > 0 for r in rows)
+    report = json.loads((study / "study.json").read_text())
+    assert report["missing"] == [] and report["rows"][2]["adds"].startswith("ResNet-50-D + SK")
+    assert float(rows[2]["delta_e0"]) == pytest.approx(float(rows[2]["top1"]) - float(rows[0]["top1"]), abs=0.02)
+    markdown = (study / "study.md").read_text()
+    assert markdown.startswith("| rung | what it adds | top-1 | Δ prev | Δ e0 |") and "| e6 |" in markdown
+    assert (study / "study.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--rungs", "e0"], "--output-dir STUDY is required"),
+        (["--model", "resnet50", "--output-dir", "x"], "--model does not apply to a study"),
+        (["--pretrained", "default", "--output-dir", "x"], "use --from pretrained"),
+        (["--rungs", "e0,e42", "--output-dir", "x"], "unknown rung(s) e42"),
+        (["--resume", "ckpt/last", "--output-dir", "x"], "a study resumes with --resume auto"),
+    ],
+)
+def test_bad_study_flags_are_one_line_and_exit_2(flags, message, capsys):
+    assert main(["study", *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
