@@ -458,13 +458,14 @@ def test_sixteen_bit_image_predicts_as_eight_bit(base, tmp_path, capsys):
     assert out.replace("g8.png", "X") == out16.replace("g16.png", "X")
 
 
-def test_unexpected_errors_are_one_line_unless_debugging(capsys, monkeypatch):
+def test_unexpected_errors_are_one_line_unless_debugging(tmp_path, capsys, monkeypatch):
     import timm_assemble.cli.predict as predict
 
     def broken(*args):
         raise RuntimeError("something internal\nwith a second line")
 
-    parser_argv = ["predict", "--model", "x", "y.png"]
+    Image.new("RGB", (8, 8)).save(tmp_path / "y.png")  # images are checked before the model loads
+    parser_argv = ["predict", "--model", "x", str(tmp_path / "y.png")]
     monkeypatch.setattr(predict, "load_model", broken)
     code, _, err = timm_assemble_cli(parser_argv, capsys)
     assert code == 1 and "unexpected error: RuntimeError: something internal (rerun with --debug" in err
