@@ -127,6 +127,7 @@ def test_bad_inputs_give_one_clear_error(capsys) -> None:
             benchmark(["test_resnet"], device="cuda", **TINY)
 
 
+@pytest.mark.slow
 def test_as_published_runs_each_model_at_its_eval_size() -> None:
     names = ["test_resnet.r160_in1k", "test_efficientnet.r160_in1k"]
     result = benchmark(names, as_published=True, batch_size=1, warmup=0, repeats=1, iters=1)

@@ -59,7 +59,9 @@ def _threads():
     torch.set_num_threads(threads)
 
 
-@pytest.mark.parametrize("model_name", MODELS)
+@pytest.mark.parametrize(
+    "model_name", ["assemble_resnet50", pytest.param("assemble_resnet152", marks=pytest.mark.slow)]
+)
 def test_matches_official_outputs(converted, model_name):
     model = timm.create_model(f"local-dir:{converted[model_name]}", pretrained=True).eval()
     x = _reference(model_name, "input")
@@ -254,6 +256,7 @@ def test_output_folder_not_clobbered(tmp_path, converted):
     assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no staging leftovers
 
 
+@pytest.mark.slow
 def test_background_needs_1001_classes(tmp_path):
     tensors = _fixture_tensors("assemble_resnet50")
     tensors["resnet_model/dense/kernel"] = tensors["resnet_model/dense/kernel"][:, 1:]

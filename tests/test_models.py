@@ -188,7 +188,8 @@ TORCHSCRIPT_DEPRECATED = pytest.mark.filterwarnings("ignore:`torch.jit.script` i
 
 
 @TORCHSCRIPT_DEPRECATED
-@pytest.mark.parametrize("name", tiered(MODELS, ("assemble_r50d_se",)))
+@pytest.mark.slow
+@pytest.mark.parametrize("name", MODELS)
 def test_torchscript(name):
     model = _small(name)
     x = torch.randn(SMALL_INPUT)

@@ -119,6 +119,7 @@ def test_library_code_never_imports_the_cli():
     assert {name: deps for name, deps in offenders.items() if deps} == {"timm_assemble.__main__": ["timm_assemble.cli"]}
 
 
+@pytest.mark.slow
 def test_importing_the_models_loads_no_weights_hub_or_training_code():
     code = (
         "import sys, timm_assemble.models; "
@@ -129,6 +130,7 @@ def test_importing_the_models_loads_no_weights_hub_or_training_code():
     assert out.strip() == "[]"
 
 
+@pytest.mark.slow
 def test_python_dash_m_runs_the_cli():
     out = subprocess.run([sys.executable, "-m", "timm_assemble", "--help"], capture_output=True, text=True, check=True)
     assert "usage: python -m timm_assemble" in out.stdout and "finetune" in out.stdout

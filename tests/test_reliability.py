@@ -241,6 +241,7 @@ CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", CASES)
 def test_checkpoint_and_argument_cases(name, base, run, capsys):
     case = CASES[name]
@@ -401,6 +402,7 @@ def test_convert_to_a_read_only_folder(tmp_path, capsys, monkeypatch):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_convert_disk_full_keeps_the_previous_folder(tmp_path, capsys, monkeypatch):
     out = tmp_path / "converted"
     argv = ["convert", "--model", "assemble_resnet50", "--checkpoint", str(CLOVA_R50), "--out", str(out)]
@@ -506,6 +508,7 @@ def test_divergence_stops_with_the_last_good_state_untouched(base, run, capsys):
         assert all(torch.isfinite(t).all() for t in weights.values() if t.is_floating_point()), folder
 
 
+@pytest.mark.slow
 def test_a_kill_during_the_first_save_then_the_same_command_finishes(base, tmp_path, capsys, monkeypatch):
     """The requeued job: same command, --resume auto, after a kill while the first checkpoint was written."""
     out = tmp_path / "run"
@@ -529,6 +532,7 @@ def test_a_kill_during_the_first_save_then_the_same_command_finishes(base, tmp_p
     assert not list((out / "checkpoints").glob(".*"))  # the killed save's temporary folder is gone
 
 
+@pytest.mark.slow
 def test_outputs_never_hold_an_epoch_the_checkpoint_does_not(base, run, capsys):
     """Rows ahead of the checkpoint are dropped; a best checkpoint whose export a kill prevented is exported."""
     shutil.rmtree(run / "model")  # killed between the checkpoint of the best epoch and its export

@@ -97,6 +97,7 @@ def test_preset_precision_is_a_default_not_a_setting():
 # ---------------------------------------------------------------------------------------------- teacher
 
 
+@pytest.mark.slow
 def test_teacher_none_turns_off_the_presets_distillation(data, tmp_path, capsys):
     e11, _ = parse_config("train", ["--preset", "e11"])
     assert e11.distilling
@@ -202,6 +203,7 @@ def test_progress_is_a_bar_on_a_terminal_and_lines_in_a_file(capsys):
     assert len(printed.splitlines()) == 2
 
 
+@pytest.mark.slow
 def test_run_output_off_a_terminal_has_one_line_per_log_interval(tmp_path, capsys):
     data = tiny_data(tmp_path / "data", classes=2, train=24, val=4)  # 48 images: 6 steps of 8
     run(tiny_config(data, tmp_path / "run", epochs=1, batch_size=8, log_interval=2))

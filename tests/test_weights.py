@@ -404,6 +404,7 @@ def test_two_writers_of_one_entry_fetch_once(cache, monkeypatch):
     ],
     ids=["path-outside-the-entry", "bad-sha", "width-a-string", "no-weights-record", "result-a-list"],
 )
+@pytest.mark.slow
 def test_a_tampered_provenance_is_one_line_and_nothing_outside_is_read(cache, monkeypatch, tamper, message):
     drive(monkeypatch)
     timm.create_model(R50, pretrained=True, width=8)
