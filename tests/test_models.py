@@ -189,7 +189,7 @@ TORCHSCRIPT_DEPRECATED = pytest.mark.filterwarnings("ignore:`torch.jit.script` i
 
 @TORCHSCRIPT_DEPRECATED
 @pytest.mark.slow
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", FAST)  # script-ability is per layer type; these two hold every one
 def test_torchscript(name):
     model = _small(name)
     x = torch.randn(SMALL_INPUT)
@@ -198,7 +198,7 @@ def test_torchscript(name):
         torch.testing.assert_close(scripted(x), model(x))
 
 
-@pytest.mark.parametrize("name", tiered(MODELS, ("assemble_r50d_se",)))
+@pytest.mark.parametrize("name", tiered(list(FAST), ("assemble_r50d_se",)))  # every block and layer type
 def test_fx(name):
     from timm.models import create_feature_extractor, get_graph_node_names
 
@@ -213,7 +213,7 @@ def test_fx(name):
 
 @TORCHSCRIPT_DEPRECATED
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["assemble_resnet50", "assemble_r50d_se"])  # every block and layer type
+@pytest.mark.parametrize("name", FAST)
 def test_fx_then_torchscript(name):
     """As timm's test_model_forward_fx_torchscript: the FX graph module scripts (its annotations must resolve).
 
@@ -231,7 +231,7 @@ def test_fx_then_torchscript(name):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", FAST)  # every block and layer type (the others differ in depth and width)
 def test_compile_fullgraph(name):
     """Dynamo captures each model as one graph (no graph breaks) that computes the eager output."""
     torch._dynamo.reset()

@@ -63,7 +63,7 @@ def test_kill_9_after_the_first_checkpoint_then_resume_auto(tmp_path):
     data = tiny_data(tmp_path / "data", classes=2, train=16, val=4, size=64)  # 32 images: 4 steps of 8
     out = tmp_path / "run"
     args = ["train.py", "--preset", "e11", "--teacher", "none", "--epochs", "2", "--warmup-epochs", "1"]
-    args += ["--img-size", "64", "--batch-size", "8", "--data-dir", str(data), "--output", str(out)]
+    args += ["--img-size", "64", "--batch-size", "8", "--data-dir", str(data), "--output-dir", str(out)]
     args += ["--model-kwargs", "width=8", "--workers", "0"]
     proc = _start(args, tmp_path / "first.log")
     _wait_for(tmp_path / "first.log", "saved checkpoint (epoch 1", proc)

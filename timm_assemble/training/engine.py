@@ -120,7 +120,9 @@ def resolve_output_dir(cfg: TrainConfig, accelerator: Accelerator) -> Path:
         cfg.output_dir = str(Path(cfg.output or "outputs") / cfg.experiment)
     if cfg.output_dir is None:
         if cfg.resume == "auto":
-            raise TimmAssembleError("--resume auto needs --output-dir (the run folder to continue)")
+            raise TimmAssembleError(
+                "--resume auto needs the run folder to continue: --output-dir DIR, or --output PARENT --experiment NAME"
+            )
         if cfg.resume:
             resume = Path(cfg.resume)
             if resume.parent.name != "checkpoints":
