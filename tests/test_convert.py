@@ -132,6 +132,7 @@ def _kernel_hw_transposed(target, value, drop_background):
 mapping_transform = mapping.transform
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("wrong", [_swap_sk_halves, _kernel_hw_transposed], ids=["sk_halves", "kernel_hw"])
 def test_wrong_mapping_is_caught(tmp_path, monkeypatch, wrong):
     import timm_assemble.convert as convert_module
@@ -155,6 +156,7 @@ def _fixture_tensors(model: str) -> dict[str, np.ndarray]:
     return {name: reader.read(name) for name in reader}
 
 
+@pytest.mark.slow
 def test_non_model_variables_ignored(tmp_path, capsys):
     tensors = _fixture_tensors("assemble_resnet50")
     extra = {"global_step": np.array(250000, dtype=np.int64)}

@@ -37,8 +37,6 @@ def folder(tmp_path, converted) -> Path:
     return out
 
 
-
-
 def record_sha(monkeypatch, tmp_path, folder: Path) -> str:
     """Record the folder's weights in a patched copy of the weight records, as a maintainer would."""
     sha = sha256_file(folder / "model.safetensors")

@@ -493,6 +493,7 @@ def test_safetensors_write_errors_keep_their_errno(tmp_path):
 # ---------------------------------------------------------------------------------------------- issue 21
 
 
+@pytest.mark.slow
 def test_divergence_stops_with_the_last_good_state_untouched(base, run, capsys):
     """--lr 1e4: one line naming the step and what to try, exit 2; what is saved is finite and agrees."""
     code, _, err = train(train_argv(base["data"], run, "--resume", "auto", "--epochs", "8", "--lr", "1e4"), capsys)

@@ -37,19 +37,23 @@ env = dict(os.environ)
 import timm_assemble
 after = {(m.__name__, k): v for m in modules for k, v in vars(m).items() if callable(v)}
 changed = sorted(f"{m}.{k}" for (m, k), v in before.items() if after.get((m, k)) is not v)
-print(json.dumps(dict(functions=len(before), changed=changed, env=env == dict(os.environ))))
+heavy = ("timm_assemble.weights", "timm_assemble.training", "timm_assemble.cli", "gdown", "accelerate")
+loaded = sorted(m for m in sys.modules if m.startswith(heavy))
+print(json.dumps(dict(functions=len(before), changed=changed, env=env == dict(os.environ), loaded=loaded)))
 """
 
 
 @pytest.mark.slow  # a fresh interpreter imports torch and timm
 def test_import_registers_models_and_changes_nothing_in_timm():
     """Every function of timm's factory, hub and builder modules is the same object after the import; no network
-    (sockets refuse), no environment change."""
+    (sockets refuse), no environment change; none of our weights, training or CLI code, nor gdown or accelerate,
+    is loaded (the models build without them)."""
     result = subprocess.run([sys.executable, "-c", _IMPORT_CHANGES], capture_output=True, text=True, check=True)
     report = json.loads(result.stdout)
     assert report["functions"] > 20
     assert report["changed"] == []
     assert report["env"]
+    assert report["loaded"] == []
 
 
 def test_plain_timm_local_dir_errors_are_timms(tmp_path):

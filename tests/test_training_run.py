@@ -250,8 +250,6 @@ def test_no_device_sync_per_training_step(data, tmp_path, monkeypatch):
 # ---------------------------------------------------------------------------------------------- Hub
 
 
-
-
 def _committed(hub: FakeHub, commit: list[dict]) -> dict[str, bytes]:
     import base64
 

@@ -108,6 +108,7 @@ def test_first_call_fetches_converts_caches_and_reproduces_official_logits(cache
         assert torch.equal(value, model.state_dict()[key]), key
 
 
+@pytest.mark.slow
 def test_hub_first_when_the_hub_cache_has_the_repo(cache, monkeypatch, tmp_path):
     fake = drive(monkeypatch)
     converted = convert_fixture(tmp_path / "converted")

@@ -20,7 +20,6 @@ def field_types(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-
 def base_type(annotation: Any) -> Any:
     """`X` for `X | None` / `Optional[X]`, else the annotation itself."""
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
@@ -30,12 +29,10 @@ def base_type(annotation: Any) -> Any:
     return annotation
 
 
-
 def parse_bounds(spec: str) -> tuple[float, float, bool, bool]:
     """'(0, inf)' -> (0.0, inf, lower closed?, upper closed?)."""
     low, high = (part.strip() for part in spec.strip()[1:-1].split(","))
     return float(low), float(high), spec.strip()[0] == "[", spec.strip()[-1] == "]"
-
 
 
 def bounds_error(value: float, spec: str) -> str | None:
@@ -49,10 +46,8 @@ def bounds_error(value: float, spec: str) -> str | None:
     return f"must be in {spec}, got {value:g}"
 
 
-
 def flag_name(name: str) -> str:
     return "--" + name.replace("_", "-")
-
 
 
 def field_default(f: dataclasses.Field) -> Any:
@@ -62,7 +57,6 @@ def field_default(f: dataclasses.Field) -> Any:
     if f.default_factory is not dataclasses.MISSING:
         return f.default_factory()
     return None
-
 
 
 def check_bounds(obj: Any, source: str | None = None) -> None:

@@ -24,7 +24,6 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-
 def _checked(convert: type, spec: str | None):
     """An argparse `type` that converts and checks the bounds (argparse turns the ValueError into exit 2)."""
 
@@ -40,7 +39,6 @@ def _checked(convert: type, spec: str | None):
 
     parse.__name__ = convert.__name__
     return parse
-
 
 
 def add_dataclass_arguments(
@@ -68,7 +66,6 @@ def add_dataclass_arguments(
             kwargs.update(help=meta["help"], required=True)
         flags = (flag_name(f.name), *meta.get("flags", ()))
         parser.add_argument(*flags, **kwargs, **_type_kwargs(types_by_name[f.name], meta))
-
 
 
 class _SpelledFlag(argparse.BooleanOptionalAction):
@@ -108,7 +105,6 @@ def _type_kwargs(annotation: Any, meta: typing.Mapping[str, Any]) -> dict[str, A
     if "choices" in meta:
         extra["choices"] = meta["choices"]
     return dict(type=_checked(typ if typ in (int, float, Path) else str, meta.get("bounds")), **extra)
-
 
 
 def from_args(cls: type, args: argparse.Namespace, **extra: Any) -> Any:
