@@ -16,6 +16,16 @@ from timm.utils import ParseKwargs
 
 from ..options import base_type, bounds_error, check_bounds, field_default, field_types, flag_name
 
+# `--max-image-pixels`, shared by the commands that decode user images
+PIXELS_FIELD = dataclasses.field(
+    default=None,
+    metadata=dict(
+        help="refuse images declaring more pixels than this, before decoding (default: Pillow's ~89 M)",
+        bounds="[1, inf)",
+        metavar="N",
+    ),
+)
+
 
 class ArgumentParser(argparse.ArgumentParser):
     """argparse whose errors are one line (`prog: error: ... (see prog --help)`, exit 2), not a usage dump."""

@@ -7,8 +7,7 @@ from ..evaluation import benchmark as library
 from ..evaluation.modes import MODES, compare_modes, format_modes
 from ..evaluation.options import amp_dtype_field, amp_field, amp_mode, default_device
 from .args import Command
-from .report import check_outputs, report
-from .validate import JSON_FIELD
+from .report import JSON_FIELD, check_outputs, report
 
 OURS, DEFAULT_PEERS = library.OURS, library.DEFAULT_PEERS
 

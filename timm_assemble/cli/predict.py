@@ -6,8 +6,7 @@ from dataclasses import dataclass, field
 from ..data.images import set_max_image_pixels
 from ..evaluation.options import default_device
 from ..predict import checked_images, format_text, load_model, predict
-from .args import Command
-from .validate import PIXELS_FIELD
+from .args import PIXELS_FIELD, Command
 
 
 @dataclass

@@ -2,9 +2,13 @@
 
 import json
 from collections.abc import Callable
+from dataclasses import field
 from typing import Any
 
 from ..fileio import atomic_write, check_file_target, check_output_not_containing, is_stdout
+
+# the `--json OUT` flag of every reporting command
+JSON_FIELD = field(default=None, metadata=dict(help="write the results as JSON ('-': stdout)", metavar="OUT"))
 
 
 def check_outputs(opts: Any, inputs: tuple[str, ...] = ("data_dir", "checkpoint")) -> None:

@@ -5,9 +5,8 @@ from dataclasses import dataclass, field
 from ..data.images import set_max_image_pixels
 from ..evaluation import robustness as library
 from ..evaluation.options import EvalOptions
-from .args import Command
-from .report import check_outputs, report
-from .validate import JSON_FIELD, PIXELS_FIELD
+from .args import PIXELS_FIELD, Command
+from .report import JSON_FIELD, check_outputs, report
 
 
 @dataclass

@@ -5,18 +5,8 @@ from dataclasses import dataclass, field
 from ..data.images import set_max_image_pixels
 from ..evaluation.options import EvalOptions
 from ..evaluation.validate import validate
-from .args import Command
-from .report import check_outputs, report
-
-JSON_FIELD = field(default=None, metadata=dict(help="write the results as JSON ('-': stdout)", metavar="OUT"))
-PIXELS_FIELD = field(
-    default=None,
-    metadata=dict(
-        help="refuse images declaring more pixels than this, before decoding (default: Pillow's ~89 M)",
-        bounds="[1, inf)",
-        metavar="N",
-    ),
-)
+from .args import PIXELS_FIELD, Command
+from .report import JSON_FIELD, check_outputs, report
 
 
 @dataclass
