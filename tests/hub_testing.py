@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
+import runpy
 import shutil
 from pathlib import Path
 
@@ -48,16 +50,18 @@ def go_offline(monkeypatch: pytest.MonkeyPatch, cache: Path) -> None:
 
 
 def patch_records(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str = NAME, **changes) -> Path:
-    """Copies of the shipped records with `changes` applied to record `name`, used in place of the real ones."""
-    out = tmp_path / "records"
-    out.mkdir()
-    for path in records.RECORDS_DIR.glob("*.json"):
-        data = json.loads(path.read_text())
-        if data["name"] == name:
-            data.update(changes)
-        (out / path.name).write_text(json.dumps(data, indent=2))
-    monkeypatch.setattr(records, "RECORDS_DIR", out)
-    return out
+    """The shipped records with `changes` applied to record `name`, used in place of the real ones; returns the
+    copy of `record_table.py` that record updates are written to."""
+    table = [dataclasses.replace(r, **changes) if r.name == name else r for r in records.load_records().values()]
+    path = tmp_path / "record_table.py"
+    path.write_text(records.render_record_table(table))
+    monkeypatch.setattr(records, "RECORD_TABLE_PATH", path)
+    return path
+
+
+def read_record_table(path: Path) -> dict[str, records.WeightRecord]:
+    """The records a written `record_table.py` holds, by name (the file is run as Python, as the package does)."""
+    return {r.name: r for r in runpy.run_path(str(path))["RECORDS"]}
 
 
 TOKEN = "hf_test_token_not_real"

@@ -4,6 +4,7 @@ integrity checks and the error for missing weights."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import os
 import re
@@ -91,65 +92,37 @@ def test_hub_org_override(monkeypatch):
     assert records.find_record_for_repo(f"someone-else/{NAME}", any_org=True) == record
 
 
+METRIC = dict(name="top-1", type="accuracy", value=80.0, dataset="ImageNet-1k", dataset_type="imagenet-1k")
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"sha256": "ABC"}, "sha256 must be null or 64 lowercase hex"),
-        ({"status": "published"}, "published weight must record the sha256"),
-        ({"status": "done"}, "status must be one of"),
-        ({"status_note": None}, "must say why in 'status_note'"),
-        ({"name": "resnet50.clova_in1k"}, "must be '<architecture>.<tag>'"),
-        ({"hf_hub_id": "no-org"}, "hf_hub_id must be 'org/name'"),
-        ({"colour": "blue"}, "unknown fields"),
+        (dict(sha256="ABC"), "sha256 must be None or 64 lowercase hex"),
+        (dict(status="published"), "published weight must record the sha256"),
+        (dict(status="done"), "status must be one of"),
+        (dict(status_note=None), "must say why in status_note"),
+        (dict(name="resnet50.clova_in1k"), "must be '<architecture>.<tag>'"),
+        (dict(hf_hub_id="no-org"), "hf_hub_id must be 'org/name'"),
+        (dict(metrics=(Metric(**METRIC, split="val", provenance="measured"),)), "must give the command"),
+        (dict(metrics=(Metric(**METRIC, split="val", provenance="paper"),)), "must give its reference"),
+        (dict(metrics=(Metric(**METRIC, split="val", provenance="blog"),)), "provenance must be one of"),
+        (dict(source=dataclasses.replace(records.get_record(NAME).source, sha256_status=None)), "say why in"),
         (
-            {
-                "metrics": [
-                    {
-                        "name": "top-1",
-                        "type": "accuracy",
-                        "value": 80.0,
-                        "dataset": "ImageNet-1k",
-                        "dataset_type": "imagenet-1k",
-                        "split": "validation",
-                        "provenance": "measured",
-                    }
-                ]
-            },
-            "must give the 'command'",
-        ),
-        (
-            {
-                "metrics": [
-                    {
-                        "name": "top-1",
-                        "type": "accuracy",
-                        "value": "high",
-                        "dataset": "ImageNet-1k",
-                        "dataset_type": "imagenet-1k",
-                        "split": "validation",
-                        "provenance": "paper",
-                        "reference": "Table 7",
-                    }
-                ]
-            },
-            "metric value must be a number",
+            dict(source=dataclasses.replace(records.get_record(NAME).source, files_sha256={"model.ckpt.index": "f"})),
+            r"source.files_sha256\['model.ckpt.index'\]",
         ),
     ],
 )
 def test_bad_records_are_rejected(change, message):
-    data = json.loads((records.RECORDS_DIR / f"{NAME}.json").read_text())
-    data.update(change)
-    with pytest.raises(TimmAssembleError, match=message):
-        records.parse_record(data, where="x.json")
+    with pytest.raises(TimmAssembleError, match=f"weight record .*: .*{message}"):
+        dataclasses.replace(records.get_record(NAME), **change)
 
 
-def test_source_sha256_must_be_per_file_hex():
-    data = json.loads((records.RECORDS_DIR / f"{NAME}.json").read_text())
-    data["source"] = dict(data["source"], sha256={"model.ckpt.index": "f" * 63})
-    with pytest.raises(TimmAssembleError, match=r"source.sha256\['model.ckpt.index'\]"):
-        records.parse_record(data)
-    data["source"] = dict(data["source"], sha256={"model.ckpt.index": "f" * 64})
-    assert records.parse_record(data).source["sha256"] == {"model.ckpt.index": "f" * 64}
+def test_record_table_is_in_its_canonical_form():
+    """`publish --update-record` rewrites the file with `render_record_table`: a hand edit must look the same,
+    so that rewrite changes only the fields it updates."""
+    assert records.RECORD_TABLE_PATH.read_text() == records.render_record_table(records.load_records().values())
 
 
 # --- model cards ---------------------------------------------------------------------------------------
@@ -256,11 +229,12 @@ def test_offline_without_weights_is_a_clear_error(tmp_path, monkeypatch):
         f"`timm-assemble weights install {NAME} --checkpoint PREFIX`",
     ):
         assert part in message
-    assert "timm-assemble download" not in message  # nothing to pre-fetch while unpublished
+    assert "hf download" not in message  # nothing to pre-fetch while unpublished
     with pytest.raises(TimmAssembleError, match=f"config.json of Hub repo {REPO_ID}.*weights fetch {NAME}"):
         download_weights(NAME)
     patch_records(monkeypatch, tmp_path, status="published", sha256="a" * 64, size_bytes=1)
-    with pytest.raises(TimmAssembleError, match=f"`timm-assemble download {NAME} --cache-dir CACHE`, then HF_HUB"):
+    prefetch = f"`hf download {REPO_ID} config.json model.safetensors --cache-dir CACHE` where the Hub is reachable"
+    with pytest.raises(TimmAssembleError, match=f"{prefetch}, then set HF_HUB_CACHE=CACHE"):
         timm.create_model(NAME, pretrained=True, width=8)
 
 
@@ -317,9 +291,10 @@ def test_recorded_sha256_is_checked_on_load_and_download(
     model = timm.create_model(NAME, pretrained=True, width=8)
     assert_same(model.state_dict(), weights)
 
-    assert main(["download", NAME]) == 0
-    out = capsys.readouterr().out
+    assert main(["download", NAME]) == 0  # the deprecated alias still works for existing scripts
+    out, err = capsys.readouterr()
     assert f"sha256 ok          {sha}" in out
+    assert f"deprecated: `hf download {REPO_ID} config.json model.safetensors` fetches the same files" in err
     assert f"{offline_cache}/models--{DEFAULT_HUB_ORG}--{NAME}/snapshots" in out
 
 

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 import safetensors.torch
-from hub_testing import NAME, R50_W8_CHECKPOINT, TOKEN, patch_records
+from hub_testing import NAME, R50_W8_CHECKPOINT, TOKEN, patch_records, read_record_table
 from huggingface_hub import ModelCard
 
 from timm_assemble.cli import main
 from timm_assemble.fileio import sha256_file
-from timm_assemble.weights import publish
+from timm_assemble.weights import publish, records
 from timm_assemble.weights.records import DEFAULT_HUB_ORG
 
 REPO_ID = f"{DEFAULT_HUB_ORG}/{NAME}"
@@ -94,9 +94,9 @@ def test_publish_needs_a_recorded_sha256(folder, hub, capsys):
     """The shipped record has no sha256 yet: a dry run says what to record, a real publish refuses."""
     assert main(["publish", str(folder), "--repo-id", REPO_ID, "--dry-run"]) == 0
     sha = sha256_file(folder / "model.safetensors")
-    assert f'add "sha256": "{sha}"' in capsys.readouterr().out
+    assert f'add sha256="{sha}"' in capsys.readouterr().out
     assert main(["publish", str(folder), "--repo-id", REPO_ID]) == 2
-    assert f'has no sha256, so downloads could not be verified: record "sha256": "{sha}"' in capsys.readouterr().err
+    assert f'has no sha256, so downloads could not be verified: record sha256="{sha}"' in capsys.readouterr().err
     assert hub.requests == []
 
 
@@ -171,7 +171,7 @@ def test_publish_checks_the_folder(folder, hub, capsys, breakage, message):
 @pytest.mark.slow
 def test_fetch_then_publish_with_update_record(tmp_path, monkeypatch, hub, capsys):
     """The maintainers' path: a `weights install`/`fetch` cache entry published as is, the record filled in."""
-    records_dir = patch_records(monkeypatch, tmp_path)
+    table = patch_records(monkeypatch, tmp_path)
     monkeypatch.setenv("TIMM_ASSEMBLE_CACHE", str(tmp_path / "cache"))
     assert main(["weights", "install", NAME, "--checkpoint", str(R50_W8_CHECKPOINT)]) == 0
     entry = tmp_path / "cache" / f"{NAME}-w8"
@@ -184,16 +184,17 @@ def test_fetch_then_publish_with_update_record(tmp_path, monkeypatch, hub, capsy
     monkeypatch.setattr(publish, "DEFAULT_WIDTH", 8)  # stand-in for a full-width entry
     assert main(["publish", str(entry), "--repo-id", REPO_ID, "--update-record", "--dry-run"]) == 0
     assert "gets sha256, size_bytes, the source files' sha256 (2 files)" in capsys.readouterr().out
-    assert hub.requests == [] and json.loads((records_dir / f"{NAME}.json").read_text())["sha256"] is None
+    assert hub.requests == [] and read_record_table(table)[NAME].sha256 is None
     assert main(["publish", str(entry), "--repo-id", REPO_ID, "--update-record"]) == 0
-    assert f"updated {records_dir / (NAME + '.json')}" in capsys.readouterr().out
+    assert f"updated {NAME} in {table}" in capsys.readouterr().out
 
-    record = json.loads((records_dir / f"{NAME}.json").read_text())
+    record = read_record_table(table)[NAME]
     sha = sha256_file(entry / "model.safetensors")
     source_sha = {p.name: sha256_file(p) for p in R50_W8_CHECKPOINT.parent.glob("model.ckpt.*")}
-    assert record["status"] == "published" and "status_note" not in record
-    assert record["sha256"] == sha and record["size_bytes"] == (entry / "model.safetensors").stat().st_size
-    assert record["source"]["sha256"] == source_sha and "sha256_status" not in record["source"]
+    assert record.status == "published" and record.status_note is None
+    assert record.sha256 == sha and record.size_bytes == (entry / "model.safetensors").stat().st_size
+    assert record.source.files_sha256 == source_sha and record.source.sha256_status is None
+    assert table.read_text() == records.render_record_table(read_record_table(table).values())  # canonical form
     card = hub.committed_files()["README.md"].decode()
     assert all(f"`{name}`: `{digest}`" in card for name, digest in source_sha.items()) and sha in card
     assert main(["weights", "verify", NAME]) == 0  # the card rendered into the entry leaves it intact

@@ -345,6 +345,25 @@ def test_install_then_offline_pretrained_reproduces_official_logits(tmp_path):
     assert float(run.stdout.strip().splitlines()[-1]) <= TOLERANCE
 
 
+def test_timm_weights_use_the_hub_cache_only_while_the_hub_is_out_of_reach(monkeypatch):
+    """Fine-tuning a timm model: one probe (a HEAD request, no retries) of the file timm fetches first decides;
+    a Hub that answers, even "no such file", is left to timm; our own models resolve by themselves."""
+    from timm_assemble.training import model_setup
+
+    def offline_while_loading(name: str) -> bool:
+        with model_setup._hub_offline_unless_reachable(name, pretrained=True):
+            return hf_constants.HF_HUB_OFFLINE
+
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    block_sockets(monkeypatch)
+    assert offline_while_loading("resnet18.a1_in1k") and not hf_constants.HF_HUB_OFFLINE
+    probed = []
+    monkeypatch.setattr(model_setup, "hub_file_on_hub", lambda *file: probed.append(file) or (False, "no such file"))
+    assert not offline_while_loading("resnet18.a1_in1k") and not offline_while_loading("hf-hub:org/repo@v2")
+    assert not offline_while_loading(R50) and not offline_while_loading("local-dir:/nowhere")
+    assert probed == [("timm/resnet18.a1_in1k", "model.safetensors", None), ("org/repo", "config.json", "v2")]
+
+
 @pytest.mark.slow
 def test_finetune_demo_starts_from_the_official_weights(cache, monkeypatch):
     """The demo's `pretrained=default` goes through the same resolution: the converted official network."""
@@ -352,8 +371,6 @@ def test_finetune_demo_starts_from_the_official_weights(cache, monkeypatch):
     from timm_assemble.training.config import resolve_config
 
     drive(monkeypatch)
-    # a machine with internet whose Hub has no repo (the Hub request itself still meets a blocked socket)
-    monkeypatch.setattr(training_models, "hub_reachable", lambda timeout=3.0: True)
     cfg = resolve_config("finetune", {"model_kwargs": {"width": 8}}, preset="demo")
     assert cfg.pretrained == "default" and cfg.pretrained_optional
     built = training_models.build_model(cfg, 8)

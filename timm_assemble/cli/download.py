@@ -1,4 +1,5 @@
-"""`timm-assemble download ARCH.TAG`: `hf download` of a recorded weight, plus the sha256 check of its record."""
+"""`timm-assemble download ARCH.TAG`, deprecated: `hf download ORG/ARCH.TAG` fetches the same files, and
+`pretrained=True` checks them against the record's sha256 when it loads them. Kept for existing scripts."""
 
 import os
 import sys
@@ -9,7 +10,7 @@ from huggingface_hub import constants as hf_constants
 
 from ..weights.cache import file_sha256
 from ..weights.hub_folder import WEIGHTS_NAME
-from ..weights.resolve import download_weights
+from ..weights.resolve import download_weights, hf_download_command
 from .args import Command
 
 
@@ -29,6 +30,11 @@ class DownloadOptions:
 
 def run(args: DownloadOptions) -> int:
     record, paths, sha256 = download_weights(args.name, cache_dir=args.cache_dir, revision=args.revision)
+    print(
+        f"timm-assemble download is deprecated: `{hf_download_command(record.repo_id)}` fetches the same files, "
+        "and pretrained=True checks their sha256 when it loads them",
+        file=sys.stderr,
+    )
     print(f"{record.name}: {record.repo_id}")
     for filename, path in paths.items():
         print(f"  {filename:<18} {path}")
@@ -50,10 +56,11 @@ def run(args: DownloadOptions) -> int:
 
 COMMAND = Command(
     "download",
-    "pre-fetch published weights into the Hub cache and verify their sha256",
+    "deprecated: use `hf download ORG/ARCH.TAG`; pre-fetches a recorded weight and verifies its sha256",
     run,
     DownloadOptions,
-    description="Download a recorded weight (config.json + model.safetensors) into the Hugging Face Hub "
-    "cache, for machines that will run offline, and check model.safetensors against the sha256 in its "
+    description="Deprecated alias, kept for existing scripts: `hf download ORG/ARCH.TAG config.json "
+    "model.safetensors --cache-dir CACHE` fetches the same files. Downloads a recorded weight into the Hugging "
+    "Face Hub cache, for machines that will run offline, and checks model.safetensors against the sha256 in its "
     "weight record (a mismatch is refused).",
 )

@@ -3,9 +3,9 @@
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..weights import records
 from ..weights.hub_folder import CARD_NAME
-from ..weights.publish import describe_plan, plan_publish, publish
-from ..weights.records import record_path
+from ..weights.publish import RECORD_TABLE, describe_plan, plan_publish, publish
 from .args import Command
 
 
@@ -42,9 +42,9 @@ def run(args: PublishOptions) -> int:
     url = publish(plan)
     print(f"published: {url}")
     if plan.record_update is not None:
-        print(f"updated {record_path(plan.record.name)} (sha256, size, source files, status): commit it")
+        print(f"updated {plan.record.name} in {records.RECORD_TABLE_PATH} (sha256, size, source files, status): commit")
     elif plan.record is not None and plan.record.status != "published":
-        print(f'now set "status": "published" in timm_assemble/weights/records/{plan.record.name}.json')
+        print(f'now set status="published" in the record of {plan.record.name} in {RECORD_TABLE}')
     return 0
 
 

@@ -16,7 +16,7 @@ from timm.models import is_model, model_entrypoint
 
 from ..errors import TimmAssembleError
 from ..loading import WEIGHT_SUFFIXES, create_model, load_weights
-from ..weights.resolve import hub_reachable
+from ..weights.resolve import hub_file_of, hub_file_on_hub
 from .config import TrainConfig
 
 _logger = logging.getLogger(__name__)
@@ -40,7 +40,8 @@ def _hub_offline_unless_reachable(name: str, pretrained: bool) -> Iterator[None]
     Not for our own architectures: their weights resolve fast by themselves (one Hub request without retries,
     then the converted-weights cache and the official source, which must stay reachable).
     """
-    if not pretrained or hf_constants.HF_HUB_OFFLINE or _ours(name) or hub_reachable():
+    hub_file = None if not pretrained or hf_constants.HF_HUB_OFFLINE or _ours(name) else hub_file_of(name)
+    if hub_file is None or hub_file_on_hub(*hub_file)[0] is not None:
         yield
         return
     _logger.info("the Hugging Face Hub is not reachable: looking for pretrained weights in the local cache only")

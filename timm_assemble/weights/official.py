@@ -60,7 +60,7 @@ class DriveFile:
 
 def drive_folder_id(name: str) -> str:
     """The Drive folder id in the weight record's source URL."""
-    url = get_record(name).source.get("url", "")
+    url = get_record(name).source.url
     match = re.search(r"/folders/([-\w]{25,})", url)
     if match is None:
         raise TimmAssembleError(f"the weight record of {name} names no Google Drive folder (source url {url!r})")
@@ -93,7 +93,7 @@ def _drive_refused(what: str, err: BaseException, name: str, url: str) -> TimmAs
 def list_drive_folder(name: str) -> list[DriveFile]:
     """Every file of the official Drive folder (names and ids only; nothing is downloaded)."""
     folder_id = drive_folder_id(name)
-    url = get_record(name).source["url"]
+    url = get_record(name).source.url
     try:
         listed = gdown.download_folder(id=folder_id, skip_download=True, quiet=True, timeout=DRIVE_TIMEOUT)
     except requests.RequestException as err:
@@ -152,7 +152,7 @@ def download_size_mb(architecture: str, width: int) -> float:
 
 def download_checkpoint(name: str, files: Sequence[DriveFile], folder: Path) -> Path:
     """Download `files` into `folder` (resuming partial files); returns the checkpoint prefix."""
-    url = get_record(name).source["url"]
+    url = get_record(name).source.url
     folder.mkdir(parents=True, exist_ok=True)
     for f in files:
         out = folder / PurePosixPath(f.path).name
@@ -220,14 +220,14 @@ def _fetch(name: str, width: int) -> CacheEntry:
     folder = cache_root() / ".downloads" / name
     print(
         f"timm-assemble: fetching the official {record.architecture} checkpoint from Google Drive "
-        f"({record.source['url']}): {', '.join(f.path for f in files)}, about "
+        f"({record.source.url}): {', '.join(f.path for f in files)}, about "
         f"{download_size_mb(record.architecture, width):.0f} MB; it is converted once into {cache_root()}",
         file=sys.stderr,
     )
     prefix = download_checkpoint(name, files, folder)
     source = {
         "kind": "official source",
-        "url": record.source["url"],
+        "url": record.source.url,
         "drive_files": {f.path: f.id for f in files},
     }
     try:

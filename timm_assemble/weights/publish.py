@@ -27,11 +27,12 @@ from .. import __version__
 from ..errors import TimmAssembleError
 from ..fileio import atomic_write
 from .cache import DEFAULT_WIDTH, PROVENANCE_NAME, file_sha256, read_entry
-from .card import OFFICIAL_CODE_URL, CardSpec, card_spec_from_text, render_model_card
+from .card import CardSpec, card_spec_from_text, render_model_card
 from .hub_folder import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME
-from .records import WeightRecord, find_record_for_repo, parse_record, record_path
+from .records import OfficialCheckpoint, WeightRecord, find_record_for_repo, write_record
 
 UPLOAD_FILES = (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME)
+RECORD_TABLE = "timm_assemble/weights/record_table.py"  # where a maintainer edits a record, in messages
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ class PublishPlan:
     card_rendered: bool
     files: tuple[UploadFile, ...]
     commit_message: str
-    record_update: dict[str, Any] | None = None  # the record's JSON to write once the upload succeeded
+    record_update: WeightRecord | None = None  # the record to write into record_table.py once the upload succeeded
 
     @property
     def record_needs_sha256(self) -> bool:
@@ -65,9 +66,9 @@ class PublishPlan:
 
     @property
     def record_fix(self) -> str:
-        """The JSON fields to add to an unpublished record before it can be published."""
+        """The fields to add to an unpublished record before it can be published."""
         size = (self.folder / WEIGHTS_NAME).stat().st_size
-        return f'"sha256": "{self.weights_sha256}", "size_bytes": {size}'
+        return f'sha256="{self.weights_sha256}", size_bytes={size}'
 
 
 def _read_config(folder: Path) -> dict[str, Any]:
@@ -113,8 +114,8 @@ def _check_weights(folder: Path, config: dict[str, Any]) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def updated_record(record: WeightRecord, folder: Path, weights_sha256: str) -> dict[str, Any]:
-    """The record's JSON with the sha256 and size of `folder`'s weights and its source files' sha256.
+def updated_record(record: WeightRecord, folder: Path, weights_sha256: str) -> WeightRecord:
+    """The record with the sha256 and size of `folder`'s weights and its source files' sha256.
 
     `folder` must be a cache entry of this weight (`timm-assemble weights fetch` / `install`) converted at the
     official width: its provenance file is where the source files' sha256 come from.
@@ -130,28 +131,30 @@ def updated_record(record: WeightRecord, folder: Path, weights_sha256: str) -> d
             f"{folder} holds {entry.name} at width {entry.width}; the record {record.name} is the official "
             f"weight (width {DEFAULT_WIDTH}), so it cannot describe this file"
         )
-    data = json.loads(record_path(record.name).read_text(encoding="utf-8"))
-    data["sha256"], data["size_bytes"] = weights_sha256, (folder / WEIGHTS_NAME).stat().st_size
-    data["source"]["sha256"] = {name: f["sha256"] for name, f in entry.provenance["source"]["files"].items()}
-    data["source"].pop("sha256_status", None)
-    return data
+    files_sha256 = {name: f["sha256"] for name, f in entry.provenance["source"]["files"].items()}
+    return dataclasses.replace(
+        record,
+        sha256=weights_sha256,
+        size_bytes=(folder / WEIGHTS_NAME).stat().st_size,
+        source=dataclasses.replace(record.source, files_sha256=files_sha256, sha256_status=None),
+    )
 
 
 def record_card_spec(record: WeightRecord, repo_id: str, config: dict[str, Any], num_params: int) -> CardSpec:
     """The card of one of our recorded weights: paper metrics marked as such, source checkpoint named."""
     source = record.source
-    if source["kind"] == "official checkpoint":
-        files = source.get("sha256")
+    if isinstance(source, OfficialCheckpoint):
+        files = source.files_sha256
         hashes = (
             "\n".join(f"  - `{name}`: `{digest}`" for name, digest in files.items())
             if files
-            else f"  - not recorded: {source.get('sha256_status')}"
+            else f"  - not recorded: {source.sha256_status}"
         )
         provenance = "\n".join(
             [
-                f"- **Source:** official TensorFlow checkpoint {source['name']} ({source['url']})",
+                f"- **Source:** official TensorFlow checkpoint {source.name} ({source.url})",
                 f"- **Source files (sha256):**\n{hashes}",
-                f"- **Code:** {source.get('code', OFFICIAL_CODE_URL)}; license {source.get('license', record.license)}",
+                f"- **Code:** {source.code}; license {source.license}",
                 "- **Conversion:** `timm-assemble convert` maps every checkpoint variable onto this architecture one "
                 "to one (conv kernels HWIO -> OIHW, dense kernel transposed, BN statistics kept).",
                 "- **Metrics:** *paper* marks the authors' reported results for this configuration; numbers measured "
@@ -161,19 +164,19 @@ def record_card_spec(record: WeightRecord, repo_id: str, config: dict[str, Any],
     else:
         provenance = "Trained with timm-assemble; the command is below."
     if record.sha256:
-        provenance += f"\n\n`{WEIGHTS_NAME}` sha256: `{record.sha256}` (checked by `timm-assemble download`)."
+        provenance += f"\n\n`{WEIGHTS_NAME}` sha256: `{record.sha256}` (`pretrained=True` checks it before loading)."
     return CardSpec(
         repo_id=repo_id,
         config=config,
         summary=f"Assemble-ResNet image classifier `{record.name}` for timm (Lee et al., 2020): "
-        f"{record.architecture} with weights from the {source['kind']} described below.",
+        f"{record.architecture} with weights from the {source.kind} described below.",
         provenance=provenance,
         metrics=record.metrics,
         datasets=record.datasets,
         license=record.license,
         timm_name=record.name,
         num_params=num_params,
-        training_command=source.get("command") if source["kind"] == "training run" else None,
+        training_command=None if isinstance(source, OfficialCheckpoint) else source.command,
     )
 
 
@@ -219,8 +222,7 @@ def plan_publish(folder: str | Path, repo_id: str, private: bool = False, update
             raise TimmAssembleError(f"--update-record: no weight record is published as {repo_id}")
         if record.sha256 is not None and record.sha256 != weights_sha256:
             raise TimmAssembleError(f"--update-record: the record {record.name} already has sha256 {record.sha256}")
-        record_update = updated_record(record, folder, weights_sha256)
-        record = parse_record(record_update, where=f"{record.name} (updated)")
+        record = record_update = updated_record(record, folder, weights_sha256)
     if record is not None:
         if record.sha256 is not None and record.sha256 != weights_sha256:
             raise TimmAssembleError(
@@ -271,13 +273,13 @@ def describe_plan(plan: PublishPlan) -> str:
     elif plan.record_needs_sha256:
         record_line = (
             f"record {plan.record.name} has no sha256 yet: publishing needs it; add {plan.record_fix} to "
-            f"timm_assemble/hub/records/{plan.record.name}.json after checking this folder, or publish a "
+            f"its literal in {RECORD_TABLE} after checking this folder, or publish a "
             "`timm-assemble weights fetch` cache entry with --update-record"
         )
     elif plan.record_update is not None:
         record_line = (
-            f"after the upload, timm_assemble/hub/records/{plan.record.name}.json gets sha256, size_bytes, the "
-            f"source files' sha256 ({len(plan.record_update['source']['sha256'])} files) and status published"
+            f"after the upload, its record in {RECORD_TABLE} gets sha256, size_bytes, the source files' "
+            f"sha256 ({len(plan.record_update.source.files_sha256)} files) and status published"
         )
     else:
         record_line = f"sha256 matches record {plan.record.name}"
@@ -304,7 +306,7 @@ def publish(plan: PublishPlan, token: str | None = None) -> str:
     if plan.record_needs_sha256:
         raise TimmAssembleError(
             f"the weight record {plan.record.name} has no sha256, so downloads could not be verified: record "
-            f"{plan.record_fix} in timm_assemble/hub/records/{plan.record.name}.json, then publish again"
+            f"{plan.record_fix} in its literal in {RECORD_TABLE}, then publish again"
         )
     token = token or get_token()
     if token is None:
@@ -324,7 +326,5 @@ def publish(plan: PublishPlan, token: str | None = None) -> str:
         reason = "; ".join(line.strip() for line in str(err).splitlines() if line.strip())
         raise TimmAssembleError(f"upload to {plan.repo_id} failed: {reason}") from err
     if plan.record_update is not None:
-        data = {**plan.record_update, "status": "published"}
-        data.pop("status_note", None)
-        atomic_write(record_path(plan.record.name), json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+        write_record(dataclasses.replace(plan.record_update, status="published", status_note=None))
     return info.commit_url

@@ -1,26 +1,32 @@
-"""The weight records: one JSON file per published `arch.tag` in `timm_assemble/weights/records/`.
+"""The weight records: one `WeightRecord` literal per published `arch.tag`, in `record_table.py`.
 
 They ship inside the package so an installed copy can verify what it downloads; `weights/README.md`
-describes the fields. A record states honestly what we know: fields we cannot know yet (the sha256 of a
-file not yet converted) are null, with the status saying why.
+describes the fields. A record states honestly what we know: what we cannot know yet (the sha256 of a file
+not yet converted) is None, with a note saying why. `publish --update-record` rewrites `record_table.py`
+with `render_record_table`, the one form a test holds the committed file to.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import os
 import re
+import runpy
+import textwrap
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ..errors import TimmAssembleError
+from ..fileio import atomic_write
 from .card import Metric
 
-RECORDS_DIR = Path(__file__).resolve().parent / "records"
+RECORD_TABLE_PATH = Path(__file__).resolve().parent / "record_table.py"
 
 STATUSES = ("not published", "published")
-SOURCE_KINDS = ("official checkpoint", "training run")
 PROVENANCES = ("paper", "measured")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
@@ -38,6 +44,34 @@ def hub_repo_id(name: str) -> str:
     return f"{hub_org()}/{name}"
 
 
+def _check_sha256(value: str | None, where: str, field: str) -> None:
+    if value is not None and not (isinstance(value, str) and _SHA256_RE.match(value)):
+        raise TimmAssembleError(f"weight record {where}: {field} must be None or 64 lowercase hex digits: {value!r}")
+
+
+@dataclass(frozen=True)
+class OfficialCheckpoint:
+    """The authors' TensorFlow checkpoint, which `pretrained=True` converts when the Hub lacks the weight."""
+
+    name: str
+    url: str  # the Google Drive folder `pretrained=True` and `weights fetch` download from
+    code: str
+    license: str
+    files_sha256: dict[str, str] | None = None  # each checkpoint file's sha256, once recorded
+    sha256_status: str | None = None  # why files_sha256 is None
+
+    kind: ClassVar[str] = "official checkpoint"
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    """Weights we trained ourselves: the command that trained them."""
+
+    command: str
+
+    kind: ClassVar[str] = "training run"
+
+
 @dataclass(frozen=True)
 class WeightRecord:
     """One published (or to-be-published) weight; see `weights/README.md` for the meaning of each field."""
@@ -45,14 +79,24 @@ class WeightRecord:
     name: str
     architecture: str
     hf_hub_id: str
-    status: str
-    sha256: str | None
-    size_bytes: int | None
     license: str
-    datasets: tuple[str, ...]
-    source: dict[str, Any]
-    metrics: tuple[Metric, ...]
-    status_note: str | None = None
+    source: OfficialCheckpoint | TrainingRun
+    status: str = "not published"
+    status_note: str | None = None  # why a weight is not published
+    sha256: str | None = None  # of the published model.safetensors
+    size_bytes: int | None = None
+    datasets: tuple[str, ...] = ()
+    metrics: tuple[Metric, ...] = ()
+
+    def __post_init__(self) -> None:
+        """The rules a literal's types cannot state; each broken one is a TimmAssembleError naming the field."""
+        problem = _record_problem(self)
+        if problem:
+            raise TimmAssembleError(f"weight record {self.name}: {problem}")
+        _check_sha256(self.sha256, self.name, "sha256")
+        if isinstance(self.source, OfficialCheckpoint):
+            for file_name, digest in (self.source.files_sha256 or {}).items():
+                _check_sha256(digest, self.name, f"source.files_sha256[{file_name!r}]")
 
     @property
     def tag(self) -> str:
@@ -65,7 +109,7 @@ class WeightRecord:
     @property
     def has_official_source(self) -> bool:
         """Converted from the authors' checkpoint folder, which `pretrained=True` can fetch itself."""
-        return self.source.get("kind") == "official checkpoint" and "/folders/" in str(self.source.get("url", ""))
+        return isinstance(self.source, OfficialCheckpoint) and "/folders/" in self.source.url
 
     @property
     def repo_id(self) -> str:
@@ -73,151 +117,40 @@ class WeightRecord:
         return hub_repo_id(self.repo_name)
 
 
-def _fail(where: str, problem: str) -> TimmAssembleError:
-    return TimmAssembleError(f"weight record {where}: {problem}")
+def _record_problem(record: WeightRecord) -> str | None:
+    if not record.name.startswith(record.architecture + ".") or record.name == record.architecture + ".":
+        return f"name must be '<architecture>.<tag>' with architecture {record.architecture!r}"
+    if record.hf_hub_id.count("/") != 1 or not all(record.hf_hub_id.split("/")):
+        return f"hf_hub_id must be 'org/name', got {record.hf_hub_id!r}"
+    if record.status not in STATUSES:
+        return f"status must be one of {STATUSES}, got {record.status!r}"
+    if record.status == "published" and (record.sha256 is None or record.size_bytes is None):
+        return "a published weight must record the sha256 and size_bytes of its model.safetensors"
+    if record.status != "published" and not record.status_note:
+        return "an unpublished weight must say why in status_note"
+    source = record.source
+    if isinstance(source, OfficialCheckpoint) and source.files_sha256 is None and not source.sha256_status:
+        return "source.files_sha256 is None: say why in source.sha256_status"
+    for metric in record.metrics:
+        if metric.provenance not in PROVENANCES:
+            return f"metric provenance must be one of {PROVENANCES}, got {metric.provenance!r}"
+        if metric.provenance == "measured" and not metric.command:
+            return f"the measured metric {metric.name!r} must give the command that produced it"
+        if metric.provenance == "paper" and not metric.reference:
+            return f"the paper metric {metric.name!r} must give its reference (paper, table, row)"
+    return None
 
 
-def _check_sha256(value: Any, where: str, field: str) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not _SHA256_RE.match(value):
-        raise _fail(where, f"{field} must be null or 64 lowercase hex digits, got {value!r}")
-    return value
+def load_records() -> dict[str, WeightRecord]:
+    """All records by `arch.tag`, from `RECORD_TABLE_PATH` (read at call time, so tests can point elsewhere)."""
+    stat = RECORD_TABLE_PATH.stat()
+    return dict(_run_table(RECORD_TABLE_PATH, stat.st_mtime_ns, stat.st_size))
 
 
-def _require(data: dict[str, Any], key: str, kind: type, where: str) -> Any:
-    value = data.get(key)
-    if not isinstance(value, kind) or (isinstance(value, str) and not value.strip()):
-        raise _fail(where, f"field {key!r} must be a non-empty {kind.__name__}, got {value!r}")
-    return value
-
-
-def _parse_metric(data: Any, where: str) -> Metric:
-    if not isinstance(data, dict):
-        raise _fail(where, f"each metric must be an object, got {data!r}")
-    provenance = data.get("provenance")
-    if provenance not in PROVENANCES:
-        raise _fail(where, f"metric provenance must be one of {PROVENANCES}, got {provenance!r}")
-    if provenance == "measured" and not data.get("command"):
-        raise _fail(where, "a measured metric must give the 'command' that produced it")
-    if provenance == "paper" and not data.get("reference"):
-        raise _fail(where, "a paper metric must give its 'reference' (paper, table, row)")
-    value = data.get("value")
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _fail(where, f"metric value must be a number, got {value!r}")
-    known = {"name", "type", "value", "dataset", "dataset_type", "split", "provenance", "reference", "command", "notes"}
-    unknown = set(data) - known
-    if unknown:
-        raise _fail(where, f"unknown metric fields {sorted(unknown)}")
-    return Metric(
-        name=_require(data, "name", str, where),
-        type=_require(data, "type", str, where),
-        value=float(value),
-        dataset=_require(data, "dataset", str, where),
-        dataset_type=_require(data, "dataset_type", str, where),
-        split=_require(data, "split", str, where),
-        provenance=provenance,
-        reference=data.get("reference"),
-        command=data.get("command"),
-        notes=data.get("notes"),
-    )
-
-
-def parse_record(data: dict[str, Any], where: str = "<record>") -> WeightRecord:
-    """Validate one record's JSON; every inconsistency is a TimmAssembleError naming the field."""
-    if not isinstance(data, dict):
-        raise _fail(where, "must be a JSON object")
-    known = {
-        "name",
-        "architecture",
-        "hf_hub_id",
-        "status",
-        "status_note",
-        "sha256",
-        "size_bytes",
-        "license",
-        "datasets",
-        "source",
-        "metrics",
-    }
-    unknown = set(data) - known
-    if unknown:
-        raise _fail(where, f"unknown fields {sorted(unknown)}")
-    name = _require(data, "name", str, where)
-    architecture = _require(data, "architecture", str, where)
-    if not name.startswith(architecture + ".") or name == architecture + ".":
-        raise _fail(where, f"name {name!r} must be '<architecture>.<tag>' with architecture {architecture!r}")
-    hf_hub_id = _require(data, "hf_hub_id", str, where)
-    if hf_hub_id.count("/") != 1 or not all(hf_hub_id.split("/")):
-        raise _fail(where, f"hf_hub_id must be 'org/name', got {hf_hub_id!r}")
-    status = data.get("status")
-    if status not in STATUSES:
-        raise _fail(where, f"status must be one of {STATUSES}, got {status!r}")
-    sha256 = _check_sha256(data.get("sha256"), where, "sha256")
-    size_bytes = data.get("size_bytes")
-    if size_bytes is not None and (isinstance(size_bytes, bool) or not isinstance(size_bytes, int) or size_bytes <= 0):
-        raise _fail(where, f"size_bytes must be null or a positive integer, got {size_bytes!r}")
-    if status == "published" and (sha256 is None or size_bytes is None):
-        raise _fail(where, "a published weight must record the sha256 and size_bytes of its model.safetensors")
-    if status != "published" and not data.get("status_note"):
-        raise _fail(where, "an unpublished weight must say why in 'status_note'")
-    source = _require(data, "source", dict, where)
-    kind = source.get("kind")
-    if kind not in SOURCE_KINDS:
-        raise _fail(where, f"source.kind must be one of {SOURCE_KINDS}, got {kind!r}")
-    if kind == "official checkpoint":
-        _require(source, "name", str, where)
-        _require(source, "url", str, where)
-        files = source.get("sha256")
-        if files is None:
-            if not source.get("sha256_status"):
-                raise _fail(where, "source.sha256 is null: say why in source.sha256_status")
-        elif not isinstance(files, dict) or not files:
-            raise _fail(where, "source.sha256 must be null or map each checkpoint file name to its sha256")
-        else:
-            for file_name, digest in files.items():
-                _check_sha256(digest, where, f"source.sha256[{file_name!r}]")
-    else:
-        _require(source, "command", str, where)
-    datasets = data.get("datasets", [])
-    if not isinstance(datasets, list) or not all(isinstance(d, str) and d for d in datasets):
-        raise _fail(where, f"datasets must be a list of Hub dataset ids, got {datasets!r}")
-    metrics = data.get("metrics", [])
-    if not isinstance(metrics, list):
-        raise _fail(where, "metrics must be a list")
-    return WeightRecord(
-        name=name,
-        architecture=architecture,
-        hf_hub_id=hf_hub_id,
-        status=status,
-        sha256=sha256,
-        size_bytes=size_bytes,
-        license=_require(data, "license", str, where),
-        datasets=tuple(datasets),
-        source=dict(source),
-        metrics=tuple(_parse_metric(m, where) for m in metrics),
-        status_note=data.get("status_note"),
-    )
-
-
-def load_records(records_dir: str | Path | None = None) -> dict[str, WeightRecord]:
-    """All records by `arch.tag` (from `RECORDS_DIR` by default); the file name must be the record's name."""
-    records = {}
-    for path in sorted(Path(records_dir or RECORDS_DIR).glob("*.json")):
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise _fail(path.name, f"invalid JSON ({err})") from err
-        record = parse_record(data, where=path.name)
-        if path.stem != record.name:
-            raise _fail(path.name, f"file name must be {record.name}.json")
-        records[record.name] = record
-    return records
-
-
-def record_path(name: str) -> Path:
-    """The JSON file of record `name` (in `RECORDS_DIR`, read at call time so tests can point elsewhere)."""
-    return RECORDS_DIR / f"{name}.json"
+@functools.lru_cache(maxsize=4)
+def _run_table(path: Path, mtime_ns: int, size: int) -> tuple[tuple[str, WeightRecord], ...]:
+    """The table file run as Python (not imported: it imports this module's classes), once per version."""
+    return tuple((record.name, record) for record in runpy.run_path(str(path))["RECORDS"])
 
 
 def get_record(name: str) -> WeightRecord:
@@ -239,3 +172,55 @@ def find_record_for_repo(repo_id: str, *, any_org: bool = False) -> WeightRecord
         if repo_id in (record.hf_hub_id, record.repo_id) or (any_org and repo_id.split("/")[-1] == record.repo_name):
             return record
     return None
+
+
+def write_record(record: WeightRecord) -> Path:
+    """Replace the record of the same name in `record_table.py` (atomically); returns the file written."""
+    table = [record if r.name == record.name else r for r in load_records().values()]
+    atomic_write(RECORD_TABLE_PATH, render_record_table(table))
+    return RECORD_TABLE_PATH
+
+
+_TABLE_DOCSTRING = """The weight records, one literal each; `records.py` and `weights/README.md` say what they mean.
+
+`timm-assemble publish --update-record` rewrites this file in this form; edit it by hand the same way
+(`tests/test_hub.py` checks the file is exactly what `render_record_table` makes of its records).
+"""
+
+
+def render_record_table(records: Iterable[WeightRecord]) -> str:
+    """The source of `record_table.py` holding `records`: keyword literals, defaults left out, long text wrapped."""
+    records = list(records)
+    names = sorted({"WeightRecord"} | {type(r.source).__name__ for r in records})
+    imports = "from timm_assemble.weights.card import Metric\n" if any(r.metrics for r in records) else ""
+    imports += f"from timm_assemble.weights.records import {', '.join(names)}\n"
+    body = "".join(f"    {_literal(record, 4)},\n" for record in records)
+    return f'"""{_TABLE_DOCSTRING}"""\n\n{imports}\nRECORDS = (\n{body})\n'
+
+
+def _literal(value: Any, indent: int) -> str:
+    """`value` as Python source at `indent`: dataclasses by keyword, containers one item a line."""
+    if dataclasses.is_dataclass(value):
+        fields = [(f.name, getattr(value, f.name)) for f in dataclasses.fields(value)]
+        defaults = {f.name: f.default for f in dataclasses.fields(value)}
+        items = [f"{name}={_literal(v, indent + 4)}" for name, v in fields if v != defaults[name]]
+        return _block(f"{type(value).__name__}(", items, ")", indent)
+    if isinstance(value, tuple):
+        return _block("(", [_literal(v, indent + 4) for v in value], ")", indent)
+    if isinstance(value, dict):
+        return _block("{", [f"{_literal(k, 0)}: {_literal(v, indent + 4)}" for k, v in value.items()], "}", indent)
+    if isinstance(value, str) and len(value) > 100 - indent:  # keeps `key="..."` lines within 120 columns
+        parts = textwrap.wrap(value, 96 - indent, drop_whitespace=False, break_on_hyphens=False)
+        if "".join(parts) == value:
+            return _block("(", [_literal(p, 0) for p in parts], ")", indent, separator="")
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)  # a valid Python literal, in the project's double quotes
+    return repr(value)
+
+
+def _block(opening: str, items: list[str], closing: str, indent: int, separator: str = ",") -> str:
+    pad = " " * indent
+    one_line = opening + ", ".join(items) + ("," if opening == "(" and len(items) == 1 else "") + closing
+    if separator and len(one_line) <= 60 and "\n" not in one_line:
+        return one_line
+    return opening + "\n" + "".join(f"{pad}    {item}{separator}\n" for item in items) + pad + closing

@@ -16,13 +16,11 @@ Any other Hub weight loads as timm loads it, with the record's sha256 check and 
 from __future__ import annotations
 
 import os
-import socket
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from huggingface_hub import constants as hf_constants
 from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url, try_to_load_from_cache
@@ -34,7 +32,7 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 from safetensors import SafetensorError, safe_open
-from timm.models import resolve_pretrained_cfg
+from timm.models import is_model, parse_model_name, resolve_pretrained_cfg
 
 from ..errors import TimmAssembleError
 from .cache import DEFAULT_WIDTH, cache_root, file_sha256, find_entry, list_entries
@@ -50,16 +48,20 @@ def official_source_enabled() -> bool:
     return os.environ.get(OFFICIAL_SOURCE_ENV, "1").strip() != "0"
 
 
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """One TCP connect to the Hub endpoint: without it, a failing download retries for a minute or more."""
-    if hf_constants.HF_HUB_OFFLINE:
-        return False
-    host = urlparse(hf_constants.ENDPOINT).hostname or "huggingface.co"
+def hub_file_on_hub(repo_id: str, filename: str, revision: str | None = None) -> tuple[bool | None, str]:
+    """The one Hub probe: a HEAD request without retries (hf_hub_download retries a failed connection for ~25 s).
+
+    Returns (True, "on the Hub"), (False, why) when the Hub answers that the file does not exist, or
+    (None, why) when the Hub cannot be reached.
+    """
+    where = f"{filename} of Hub repo {repo_id}"
     try:
-        socket.create_connection((host, 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
+        get_hf_file_metadata(hf_hub_url(repo_id, filename, revision=revision), timeout=hf_constants.HF_HUB_ETAG_TIMEOUT)
+    except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError) as err:
+        return False, f"{where} does not exist ({type(err).__name__})"
+    except Exception as err:  # any network failure: the Hub is out of reach, which only means "try the next source"
+        return None, f"{where} could not be reached ({type(err).__name__}: {' '.join(str(err).split())[:200]})"
+    return True, "on the Hub"
 
 
 def hub_has_file(
@@ -69,18 +71,26 @@ def hub_has_file(
     cached = try_to_load_from_cache(repo_id, filename, cache_dir=cache_dir, revision=revision)
     if isinstance(cached, str):
         return True, f"in the local Hub cache ({cached})"
-    where = f"{filename} of Hub repo {repo_id}"
     if hf_constants.HF_HUB_OFFLINE:
         cache = cache_dir or hf_constants.HF_HUB_CACHE
+        where = f"{filename} of Hub repo {repo_id}"
         return False, f"{where} is not in the local Hub cache ({cache}) and HF_HUB_OFFLINE is set"
-    try:
-        # No retries here (hf_hub_download retries a failed connection for ~25 s before it gives up).
-        get_hf_file_metadata(hf_hub_url(repo_id, filename, revision=revision), timeout=hf_constants.HF_HUB_ETAG_TIMEOUT)
-    except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError) as err:
-        return False, f"{where} does not exist ({type(err).__name__})"
-    except Exception as err:  # any network failure: the Hub is out of reach, which only means "try the next source"
-        return False, f"{where} could not be reached ({type(err).__name__}: {' '.join(str(err).split())[:200]})"
-    return True, "on the Hub"
+    on_hub, reason = hub_file_on_hub(repo_id, filename, revision)
+    return bool(on_hub), reason
+
+
+def hub_file_of(model_name: str) -> tuple[str, str, str | None] | None:
+    """(repo_id, filename, revision) of the first Hub file timm fetches for `model_name` with pretrained
+    weights, or None when it fetches nothing from the Hub (a `local-dir:`, a URL or a file)."""
+    source, target = parse_model_name(model_name)
+    if source == "hf-hub":
+        repo_id, _, revision = target.partition("@")
+        return repo_id, CONFIG_NAME, revision or None
+    if source or not is_model(target.split(".", 1)[0]):
+        return None  # a local-dir:, or a name timm itself will refuse without the Hub
+    cfg = resolve_pretrained_cfg(target).to_dict()
+    hub = _hub_source(cfg)
+    return None if hub is None else (hub[0], cfg.get("hf_hub_filename") or WEIGHTS_NAME, hub[1])
 
 
 def verify_weights_file(path: str | Path, record: WeightRecord) -> str | None:
@@ -92,7 +102,7 @@ def verify_weights_file(path: str | Path, record: WeightRecord) -> str | None:
         raise TimmAssembleError(
             f"integrity check failed for {record.name}: {path} has sha256 {actual}, but the weight record "
             f"expects {record.sha256}. The file is corrupt or is not the published weight; delete it (or run "
-            f"`hf cache delete`) and download again with `timm-assemble download {record.name}`"
+            f"`hf cache delete`) and download again: `{hf_download_command(record.repo_id)}`"
         )
     return actual
 
@@ -121,10 +131,7 @@ def missing_weights_error(
     if record is not None and record.status != "published":
         status = f" Its weight record says: {record.status} ({(record.status_note or '').rstrip('.')})."
     else:
-        prefetch = (
-            f" To pre-fetch for an offline machine: `timm-assemble download {name} --cache-dir CACHE` where the "
-            "Hub is reachable, then set HF_HUB_CACHE=CACHE and HF_HUB_OFFLINE=1."
-        )
+        prefetch = f" To pre-fetch for an offline machine: {hub_prefetch(repo_id)}."
     if record is not None and record.has_official_source:
         how = (
             f"Without the Hub, `timm.create_model('{record.name}', pretrained=True)` converts the official "
@@ -135,6 +142,19 @@ def missing_weights_error(
     return TimmAssembleError(
         f"pretrained weights for {name} are not available: {filename} of Hub repo {repo_id} {reason}.{status} "
         f"{how}{prefetch}"
+    )
+
+
+def hf_download_command(repo_id: str) -> str:
+    """huggingface_hub's own command for the two files timm loads from one of our repos."""
+    return f"hf download {repo_id} {CONFIG_NAME} {WEIGHTS_NAME}"
+
+
+def hub_prefetch(repo_id: str) -> str:
+    """How to carry one of our Hub weights to a machine without the Hub (the one text errors point to)."""
+    return (
+        f"`{hf_download_command(repo_id)} --cache-dir CACHE` where the Hub is reachable, then set "
+        "HF_HUB_CACHE=CACHE and HF_HUB_OFFLINE=1"
     )
 
 
@@ -194,7 +214,7 @@ def _unavailable(name: str, width: int, reasons: list[str]) -> TimmAssembleError
     what = name if width == DEFAULT_WIDTH else f"{name} at width={width}"
     hub = ""
     if get_record(name).status == "published":
-        hub = f"; from the Hub: `timm-assemble download {name} --cache-dir CACHE`, then HF_HUB_CACHE=CACHE here"
+        hub = f"; from the Hub: {hub_prefetch(get_record(name).repo_id)}"
     return TimmAssembleError(
         f"pretrained weights for {what} are not available: " + "; ".join(reasons) + f". {without_hub(name)}{hub}"
     )
