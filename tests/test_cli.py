@@ -30,3 +30,14 @@ def test_user_error_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2
     assert err.startswith("timm-assemble convert: error: ") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "argv", [["benchmark", "--modes", "eager", "bogus"], ["export", "model", "--format", "bogus"]], ids=["list", "one"]
+)
+def test_a_value_outside_the_choices_is_refused_by_the_parser(argv, capsys):
+    """Every value of a list flag is checked against its choices, like a single-value flag, before any work."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "invalid choice: 'bogus'" in err and err.count("\n") == 1

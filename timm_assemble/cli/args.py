@@ -102,6 +102,8 @@ def _type_kwargs(annotation: Any, meta: typing.Mapping[str, Any]) -> dict[str, A
     extra: dict[str, Any] = {}
     if "metavar" in meta:
         extra["metavar"] = meta["metavar"]
+    if "choices" in meta:
+        extra["choices"] = meta["choices"]  # argparse checks each value of a list flag against them too
     if typ is bool:
         if "spellings" in meta:
             return dict(action=_SpelledFlag, spellings=meta["spellings"], **extra)
@@ -112,8 +114,6 @@ def _type_kwargs(annotation: Any, meta: typing.Mapping[str, Any]) -> dict[str, A
         args = [a for a in typing.get_args(typ) if a is not Ellipsis]
         fixed = origin is tuple and Ellipsis not in typing.get_args(typ)
         return dict(nargs=len(args) if fixed else "+", type=_checked(args[0], meta.get("bounds")), **extra)
-    if "choices" in meta:
-        extra["choices"] = meta["choices"]
     return dict(type=_checked(typ if typ in (int, float, Path) else str, meta.get("bounds")), **extra)
 
 
