@@ -305,21 +305,29 @@ def _frost_image(index: int) -> np.ndarray:
 
 def _canny(img: np.ndarray, low: int, high: int) -> np.ndarray:
     """OpenCV's `Canny` (3x3 Sobel with replicated borders, L1 magnitude, its fixed-point direction sectors,
-    8-connected hysteresis) on a uint8 image -> bool edges."""
-    ndi = _ndi()
-    f = img.astype(np.int64)
-    gx, gy = ndi.sobel(f, axis=1, mode="nearest"), ndi.sobel(f, axis=0, mode="nearest")
-    mag = np.abs(gx) + np.abs(gy)
-    pad = np.pad(mag, 1)
+    8-connected hysteresis) on a uint8 image -> bool edges. int32 throughout: |gradient| <= 1020, so the
+    sector tests (|gy| << 15 against |gx| * 13573 and (|gx| << 16) + |gx| * 13573) stay below 2**31."""
+    p = np.pad(img.astype(np.int32), 1, mode="edge")
+    d = p[:, 2:] - p[:, :-2]  # Sobel, separably: [-1, 0, 1] along x, [1, 2, 1] along y (and transposed)
+    gx = d[:-2] + d[2:]
+    gx += d[1:-1] << 1
+    d = p[2:] - p[:-2]
+    gy = d[:, :-2] + d[:, 2:]
+    gy += d[:, 1:-1] << 1
+    ax, ay = np.abs(gx), np.abs(gy)
+    mag = ax + ay
     h, w = mag.shape
+    pad = np.pad(mag, 1)
 
     def neighbour(dy: int, dx: int) -> np.ndarray:
         return pad[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
 
-    ax, ay = np.abs(gx), np.abs(gy) << 15
+    ay <<= 15
     tan22 = ax * 13573  # round(tan(22.5 deg) * 2**15), as OpenCV
     horizontal = ay < tan22
-    vertical = ay > tan22 + (ax << 16)
+    ax <<= 16
+    ax += tan22
+    vertical = ay > ax
     anti = (gx ^ gy) < 0  # gradient along the anti-diagonal
     keep = np.where(
         horizontal,
@@ -335,57 +343,68 @@ def _canny(img: np.ndarray, low: int, high: int) -> np.ndarray:
         ),
     )
     candidates = keep & (mag > low)
-    labels, count = ndi.label(candidates, structure=np.ones((3, 3), dtype=bool))
+    labels, count = _ndi().label(candidates, structure=np.ones((3, 3), dtype=bool))
     if count == 0:
         return candidates
     strong = np.zeros(count + 1, dtype=bool)
-    strong[np.unique(labels[candidates & (mag > high)])] = True
+    strong[labels[candidates & (mag > high)]] = True
     strong[0] = False
     return strong[labels]
 
 
-def _distance_5x5(edges: np.ndarray) -> np.ndarray:
-    """OpenCV's `distanceTransform(DIST_L2, 5)`: distance to the nearest edge pixel by its two-pass 5x5 chamfer
-    (steps 1, 1.4 and 2.1969 in 16.16 fixed point, borders at INT_MAX). The in-row step of each pass,
-    t[j] = min(cand[j], t[j - 1] + a), is a min-scan: t = cummin(cand - j a) + j a. It leaves out the border
-    column's INT_MAX + a, which only ever wins where every distance is beyond INT_MAX: far past the 20 px
-    that spatter keeps."""
-    a, b, c = 65536, round(1.4 * 65536), round(2.1969 * 65536)
+# OpenCV's 5x5 chamfer steps in 16.16 fixed point: (dy, dx) of each line direction and its step cost
+_CHAMFER_5X5 = (
+    ((0, 1), 65536), ((1, 0), 65536),
+    ((1, 1), round(1.4 * 65536)), ((1, -1), round(1.4 * 65536)),
+    ((1, 2), round(2.1969 * 65536)), ((2, 1), round(2.1969 * 65536)),
+    ((1, -2), round(2.1969 * 65536)), ((2, -1), round(2.1969 * 65536)),
+)  # fmt: skip
+
+
+def _distance_5x5(edges: np.ndarray, limit: int) -> np.ndarray:
+    """OpenCV's `distanceTransform(DIST_L2, 5)` clipped at `limit` px: float32 distance to the nearest edge pixel.
+
+    OpenCV's two-pass 5x5 chamfer scan gives every pixel the cheapest path from an edge pixel in steps of
+    its mask (1, 1.4 and 2.1969 in 16.16 fixed point); a cheapest path uses at most two step directions
+    and stays inside the image, so that is a min-plus convolution of the edge map with the eight line
+    distances k * cost along (0, 1), (1, 0), (1, +-1), (1, +-2), (2, +-1), taken one after the other. Each
+    line pass is done by doubling (shifts of 1, 2, 4, ... steps, both signs) up to the step count that
+    `limit` can need: exact integers below `limit`, and at least `limit` where the true distance is.
+    """
     h, w = edges.shape
-    t = np.full((h + 4, w + 4), 2**31 - 1, dtype=np.int64)
-    ramp = np.arange(w, dtype=np.int64) * a
-    back = ramp[::-1].copy()
-    for i in range(h):  # forward: two rows above, then the left neighbour
-        up2, up1 = t[i], t[i + 1]
-        near, diag, far = up1[2:-2] + a, up1 + b, up1 + c
-        np.minimum(near, diag[1:-3], out=near)
-        np.minimum(near, diag[3:-1], out=near)
-        np.minimum(near, far[:-4], out=near)
-        np.minimum(near, far[4:], out=near)
-        np.minimum(near, np.minimum(up2[1:-3], up2[3:-1]) + c, out=near)
-        near[edges[i]] = 0
-        near -= ramp
-        np.minimum.accumulate(near, out=near)
-        t[i + 2, 2:-2] = near + ramp
-    for i in range(h - 1, -1, -1):  # backward: two rows below, then the right neighbour
-        dn1, dn2 = t[i + 3], t[i + 4]
-        near, diag, far = dn1[2:-2] + a, dn1 + b, dn1 + c
-        np.minimum(near, t[i + 2, 2:-2], out=near)
-        np.minimum(near, diag[1:-3], out=near)
-        np.minimum(near, diag[3:-1], out=near)
-        np.minimum(near, far[:-4], out=near)
-        np.minimum(near, far[4:], out=near)
-        np.minimum(near, np.minimum(dn2[1:-3], dn2[3:-1]) + c, out=near)
-        near -= back
-        t[i + 2, 2:-2] = np.minimum.accumulate(near[::-1])[::-1] + back
-    return t[2:-2, 2:-2].astype(np.float32) * np.float32(1.0 / 65536)
+    fixed_limit = limit * 65536
+    plan = [(dy, dx, cost, (fixed_limit // cost).bit_length()) for (dy, dx), cost in _CHAMFER_5X5]
+    m = max((1 << (levels - 1)) * max(abs(dy), abs(dx)) for dy, dx, _, levels in plan)
+    t = np.full((h + 2 * m, w + 2 * m), 2**30, dtype=np.int32)  # beyond any path cost below the limit
+    inner = t[m:-m, m:-m]
+    inner[edges] = 0
+    for dy, dx, cost, levels in plan:
+        for level in range(levels):
+            sy, sx = dy << level, dx << level
+            near = np.minimum(t[m + sy : m + sy + h, m + sx : m + sx + w], t[m - sy : m - sy + h, m - sx : m - sx + w])
+            near += cost << level
+            np.minimum(inner, near, out=inner)
+    return np.minimum(inner.astype(np.float32) * np.float32(1.0 / 65536), np.float32(limit))
 
 
 def _box3(x: np.ndarray) -> np.ndarray:
-    """Sum over each 3x3 neighbourhood in float64, borders reflected as OpenCV's BORDER_REFLECT_101."""
-    p = np.pad(x.astype(np.float64), 1, mode="reflect")
+    """Sum over each 3x3 neighbourhood in x's dtype, borders reflected as OpenCV's BORDER_REFLECT_101."""
+    p = np.pad(x, 1, mode="reflect")
     rows = p[:-2] + p[1:-1] + p[2:]
     return rows[:, :-2] + rows[:, 1:-1] + rows[:, 2:]
+
+
+def _emboss(x: np.ndarray) -> np.ndarray:
+    """spatter's `cv2.filter2D(x, CV_8U, [[-2, -1, 0], [-1, 1, 1], [0, 1, 2]])` on uint8: integer sums, saturated."""
+    p = np.pad(x.astype(np.int32), 1, mode="reflect")  # BORDER_REFLECT_101
+    out = p[2:, 2:] - p[:-2, :-2]
+    out <<= 1
+    out += p[1:-1, 1:-1]
+    out += p[1:-1, 2:]
+    out += p[2:, 1:-1]
+    out -= p[:-2, 1:-1]
+    out -= p[1:-1, :-2]
+    return np.clip(out, 0, 255, out=out)
 
 
 def _equalize_hist(img: np.ndarray) -> np.ndarray:
@@ -644,20 +663,20 @@ def spatter(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarra
         (0.65, 0.3, 1, 0.65, 1.5, True),
         (0.67, 0.4, 1, 0.65, 1.5, True),
     )[severity - 1]
-    ndi = _ndi()
     x = x.astype(np.float32) / 255.0
     liquid = _gaussian(rng.normal(size=x.shape[:2], loc=loc, scale=scale), sigma)
     liquid[liquid < threshold] = 0
     if not mud:
         liquid = (np.clip(liquid, 0, 1) * 255).astype(np.uint8)
-        dist = np.minimum(_distance_5x5(_canny(liquid, 50, 150)), np.float32(20))
-        dist = (_box3(dist) * (1.0 / 9)).astype(np.float32).astype(np.uint8)  # cv2.blur, then truncation
-        dist = _equalize_hist(dist)
-        relief = np.array([[-2, -1, 0], [-1, 1, 1], [0, 1, 2]], dtype=np.float32)
-        dist = np.clip(np.rint(ndi.correlate(dist.astype(np.float32), relief, mode="mirror")), 0, 255)
-        dist = np.rint(_box3(dist) / 9).astype(np.float32)  # cv2.blur of uint8 rounds (sum / 9 never ties)
+        dist = _distance_5x5(_canny(liquid, 50, 150), 20)  # cv2.threshold(THRESH_TRUNC) at 20
+        dist = (_box3(dist.astype(np.float64)) * (1.0 / 9)).astype(np.float32).astype(np.uint8)  # cv2.blur
+        dist = _emboss(_equalize_hist(dist))
+        dist = ((_box3(dist) + 4) // 9).astype(np.float32)  # cv2.blur of uint8 rounds (sum / 9 never ties)
         m = liquid.astype(np.float32) * dist
-        m = m / m.max() * intensity if m.max() > 0 else m
+        peak = m.max()
+        if peak > 0:
+            m /= peak
+            m *= intensity
         colour = np.array([175, 238, 238], dtype=np.float32) / 255.0  # pale turquoise water
         return np.clip(x + m[..., None] * colour, 0, 1) * 255
     m = _gaussian((liquid > threshold).astype(np.float32), intensity)
