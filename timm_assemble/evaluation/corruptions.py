@@ -502,17 +502,21 @@ def defocus_blur(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.n
 
     The reference's `cv2.filter2D` correlates kernels this large through the DFT, with BORDER_REFLECT_101;
     so do we: a float64 FFT over the mirror-padded image (its wrap-around only touches the first k - 1 rows
-    and columns, which are cut), rounded to 1e-12 so that flat regions stay exact.
+    and columns, which are cut), rounded to 1e-12 so that flat regions stay exact. OpenCV runs it on its
+    thread pool; the FFT here takes torch's intra-op thread count (1 in a DataLoader worker).
     """
     import scipy.fft
+    import torch
 
     k, (h, w) = (21 if severity == 5 else 17), x.shape[:2]  # the kernel's size: 17, or 2 * radius + 1 above 8
-    pad = k // 2
-    padded = np.pad(np.moveaxis(x, -1, 0), ((0, 0), (pad, pad), (pad, pad)), mode="reflect") / 255.0
-    shape = tuple(scipy.fft.next_fast_len(n, real=True) for n in padded.shape[1:])
-    spectrum = scipy.fft.rfft2(padded, shape)
+    pad, threads = k // 2, torch.get_num_threads()
+    shape = tuple(scipy.fft.next_fast_len(n + 2 * pad, real=True) for n in (h, w))
+    padded = np.zeros((3, *shape))  # the transform's size, zero beyond the mirror-padded image
+    padded[:, : h + 2 * pad, : w + 2 * pad] = np.pad(np.moveaxis(x, -1, 0), ((0, 0), (pad, pad), (pad, pad)), "reflect")
+    padded /= 255.0
+    spectrum = scipy.fft.rfft2(padded, workers=threads)
     spectrum *= _disk_spectrum(severity, shape)
-    out = scipy.fft.irfft2(spectrum, shape)[:, k - 1 : k - 1 + h, k - 1 : k - 1 + w]
+    out = scipy.fft.irfft2(spectrum, shape, workers=threads)[:, k - 1 : k - 1 + h, k - 1 : k - 1 + w]
     out *= 1e12
     np.rint(out, out=out)
     out /= 1e12
