@@ -26,8 +26,9 @@ bit-identical except motion_blur and snow, within one grey level (ImageMagick's 
   constants (blur radii, elastic displacements) are kept as defined for 224 px, as in the official
   Assemble-ResNet 256 px evaluation set; the fog fractal and frost overlay grow to cover larger images.
 
-Each corruption takes an RGB uint8 HxWx3 array and returns float values in [0, 255]; `corrupt`
-casts to uint8 by truncation, as ImageNet-C's generator does before saving.
+Each corruption takes an RGB uint8 HxWx3 array and returns float values in [0, 255] (uint8 where the
+reference's own result is an 8-bit image); `corrupt` casts to uint8 by truncation, as ImageNet-C's generator
+does before saving.
 """
 
 from __future__ import annotations
@@ -378,10 +379,12 @@ def _distance_5x5(edges: np.ndarray, limit: int) -> np.ndarray:
     t = np.full((h + 2 * m, w + 2 * m), 2**30, dtype=np.int32)  # beyond any path cost below the limit
     inner = t[m:-m, m:-m]
     inner[edges] = 0
+    near = np.empty_like(inner)
     for dy, dx, cost, levels in plan:
         for level in range(levels):
             sy, sx = dy << level, dx << level
-            near = np.minimum(t[m + sy : m + sy + h, m + sx : m + sx + w], t[m - sy : m - sy + h, m - sx : m - sx + w])
+            ahead, behind = t[m + sy : m + sy + h, m + sx : m + sx + w], t[m - sy : m - sy + h, m - sx : m - sx + w]
+            np.minimum(ahead, behind, out=near)
             near += cost << level
             np.minimum(inner, near, out=inner)
     return np.minimum(inner.astype(np.float32) * np.float32(1.0 / 65536), np.float32(limit))
@@ -603,7 +606,12 @@ def contrast(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarr
     c = (0.4, 0.3, 0.2, 0.1, 0.05)[severity - 1]
     x = x / 255.0
     means = x.mean(axis=(0, 1), keepdims=True)
-    return np.clip((x - means) * c + means, 0, 1) * 255
+    x -= means
+    x *= c
+    x += means
+    np.clip(x, 0, 1, out=x)
+    x *= 255
+    return x
 
 
 def saturate(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
@@ -621,14 +629,14 @@ def jpeg_compression(x: np.ndarray, severity: int, rng: np.random.Generator) -> 
     Image.fromarray(x).save(buf, "JPEG", quality=quality)
     buf.seek(0)
     with Image.open(buf) as img:
-        return np.asarray(img.convert("RGB"), dtype=np.float64)
+        return np.asarray(img.convert("RGB"))
 
 
 def pixelate(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     c = (0.6, 0.5, 0.4, 0.3, 0.25)[severity - 1]
     h, w = x.shape[:2]
     img = Image.fromarray(x).resize((int(w * c), int(h * c)), Image.BOX).resize((w, h), Image.BOX)
-    return np.asarray(img, dtype=np.float64)
+    return np.asarray(img)
 
 
 def elastic_transform(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
@@ -682,7 +690,11 @@ def spatter(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarra
             m /= peak
             m *= intensity
         colour = np.array([175, 238, 238], dtype=np.float32) / 255.0  # pale turquoise water
-        return np.clip(x + m[..., None] * colour, 0, 1) * 255
+        out = m[..., None] * colour
+        out += x
+        np.clip(out, 0, 1, out=out)
+        out *= 255
+        return out
     m = _gaussian((liquid > threshold).astype(np.float32), intensity)
     m[m < 0.8] = 0
     colour = np.array([63, 42, 20], dtype=np.float32) / 255.0  # mud brown
@@ -718,4 +730,6 @@ def corrupt(image: np.ndarray | Image.Image, name: str, severity: int, rng: np.r
     if not isinstance(rng, np.random.Generator):
         rng = np.random.default_rng(rng)
     out = _FUNCTIONS[name](image.copy(), severity, rng)
-    return np.uint8(np.clip(out, 0, 255))
+    if out.dtype == np.uint8:  # already 8-bit (pixelate, jpeg_compression)
+        return np.array(out)
+    return np.clip(out, 0, 255, out=out if out.flags.writeable else None).astype(np.uint8)
