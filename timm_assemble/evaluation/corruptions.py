@@ -429,14 +429,19 @@ def _equalize_hist(img: np.ndarray) -> np.ndarray:
 
 def gaussian_noise(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     c = (0.08, 0.12, 0.18, 0.26, 0.38)[severity - 1]
-    x = x / 255.0
-    return np.clip(x + rng.normal(size=x.shape, scale=c), 0, 1) * 255
+    out = rng.normal(size=x.shape, scale=c)
+    out += x / 255.0
+    np.clip(out, 0, 1, out=out)
+    out *= 255
+    return out
 
 
 def shot_noise(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     c = (60, 25, 12, 5, 3)[severity - 1]
-    x = x / 255.0
-    return np.clip(rng.poisson(x * c) / c, 0, 1) * 255
+    out = rng.poisson(x / 255.0 * c) / c
+    np.clip(out, 0, 1, out=out)
+    out *= 255
+    return out
 
 
 def impulse_noise(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
@@ -453,7 +458,12 @@ def impulse_noise(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.
 def speckle_noise(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     c = (0.15, 0.2, 0.35, 0.45, 0.6)[severity - 1]
     x = x / 255.0
-    return np.clip(x + x * rng.normal(size=x.shape, scale=c), 0, 1) * 255
+    out = rng.normal(size=x.shape, scale=c)
+    out *= x
+    out += x
+    np.clip(out, 0, 1, out=out)
+    out *= 255
+    return out
 
 
 def gaussian_blur(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
@@ -629,7 +639,7 @@ def jpeg_compression(x: np.ndarray, severity: int, rng: np.random.Generator) -> 
     Image.fromarray(x).save(buf, "JPEG", quality=quality)
     buf.seek(0)
     with Image.open(buf) as img:
-        return np.asarray(img.convert("RGB"))
+        return np.asarray(img if img.mode == "RGB" else img.convert("RGB"))
 
 
 def pixelate(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
@@ -731,5 +741,5 @@ def corrupt(image: np.ndarray | Image.Image, name: str, severity: int, rng: np.r
         rng = np.random.default_rng(rng)
     out = _FUNCTIONS[name](image.copy(), severity, rng)
     if out.dtype == np.uint8:  # already 8-bit (pixelate, jpeg_compression)
-        return np.array(out)
-    return np.clip(out, 0, 255, out=out if out.flags.writeable else None).astype(np.uint8)
+        return np.array(out, order="C")
+    return np.clip(out, 0, 255, out=out if out.flags.writeable else None).astype(np.uint8, order="C")
