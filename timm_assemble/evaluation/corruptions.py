@@ -527,15 +527,16 @@ def defocus_blur(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.n
     padded = np.zeros((3, *shape))  # the transform's size, zero beyond the mirror-padded image
     padded[:, : h + 2 * pad, : w + 2 * pad] = np.pad(np.moveaxis(x, -1, 0), ((0, 0), (pad, pad), (pad, pad)), "reflect")
     padded /= 255.0
-    spectrum = scipy.fft.rfft2(padded, workers=threads)
+    spectrum = scipy.fft.rfft2(padded, workers=threads, overwrite_x=True)
     spectrum *= _disk_spectrum(severity, shape)
-    out = scipy.fft.irfft2(spectrum, shape, workers=threads)[:, k - 1 : k - 1 + h, k - 1 : k - 1 + w]
-    out *= 1e12
+    full = scipy.fft.irfft2(spectrum, shape, workers=threads, overwrite_x=True)
+    out = np.empty((h, w, 3))  # channels last from here: contiguous for the rest and for corrupt()'s cast
+    np.multiply(np.moveaxis(full[:, k - 1 : k - 1 + h, k - 1 : k - 1 + w], 0, -1), 1e12, out=out)
     np.rint(out, out=out)
     out /= 1e12
     np.clip(out, 0, 1, out=out)
     out *= 255
-    return np.moveaxis(out, 0, -1)
+    return out
 
 
 def motion_blur(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
