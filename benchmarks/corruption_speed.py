@@ -11,7 +11,8 @@ The baseline module is loaded from its file path (importlib), so any old checkou
 call with this checkout (new, old, new, old, ...), so machine load hits both alike. The reference needs its
 own environment (numpy < 2, scikit-image 0.20, OpenCV, Wand): this script re-runs itself under
 `--reference-python`, where `benchmarks/imagenet_c_reference.py` loads the reference functions unmodified,
-times them on the same images (passed as a .npy file) and seeds, and prints its numbers as JSON. Images are
+times them on the same images (passed as a .npy file) and seeds, and prints its numbers as JSON: after this
+checkout's run, not interleaved with it, so a change in machine load between the two skews that column. Images are
 natural-looking (smoothed noise with edges, fixed seed). Each cell is the median over repeats of the mean
 over images and severities 1-5. Run it on an otherwise idle machine.
 """
