@@ -1,30 +1,43 @@
-"""Seconds per image per severity of every ImageNet-C corruption, this checkout against a baseline copy.
+"""Seconds per image per severity of every ImageNet-C corruption: this checkout against an old copy and/or against
+hendrycks' `make_imagenet_c.py` itself.
 
-    python benchmarks/corruption_speed.py --baseline-src /path/to/old/timm_assemble/evaluation/corruptions.py
-        [--corruptions common] [--images 3] [--repeats 3] [--size 224]
+    python benchmarks/corruption_speed.py --corruptions all [--images 3] [--repeats 3] [--size 224]
+        [--baseline-src OLD/timm_assemble/evaluation/corruptions.py]
+        [--reference-src /tmp/mic.py --reference-python /work/refvenv/bin/python]
 
+(/tmp/mic.py: `git -C /work/.mirror/hendrycks+robustness/repo show HEAD:ImageNet-C/create_c/make_imagenet_c.py`.)
 The baseline module is loaded from its file path (importlib), so any old checkout works as long as its
-`corrupt(image, name, severity, seed)` has today's signature. Both run in this one process, interleaved
-call by call (new, old, new, old, ...) on the same natural-looking images (smoothed noise with edges,
-fixed seed) and seeds, so machine load hits both alike. Each cell is the median over repeats of the mean
+`corrupt(image, name, severity, seed)` has today's signature; it runs in this process, interleaved call by
+call with this checkout (new, old, new, old, ...), so machine load hits both alike. The reference needs its
+own environment (numpy < 2, scikit-image 0.20, OpenCV, Wand): this script re-runs itself under
+`--reference-python`, where `benchmarks/imagenet_c_reference.py` loads the reference functions unmodified,
+times them on the same images (passed as a .npy file) and seeds, and prints its numbers as JSON: after this
+checkout's run, not interleaved with it, so a change in machine load between the two skews that column. Images are
+natural-looking (smoothed noise with edges, fixed seed). Each cell is the median over repeats of the mean
 over images and severities 1-5. Run it on an otherwise idle machine.
 """
 
 import argparse
-import importlib.util
+import json
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 
-from timm_assemble.evaluation import corruptions
+Corrupt = Callable[[np.ndarray, str, int, int], np.ndarray]
 
 
-def load_baseline(path: Path) -> ModuleType:
-    """The old corruptions module, imported by file path inside this package (its relative imports resolve)."""
+def load_baseline(path: Path) -> Corrupt:
+    """The old corruptions module's `corrupt`, imported by file path inside this package (relative imports resolve)."""
+    import importlib.util
+
+    from timm_assemble.evaluation import corruptions
+
     spec = importlib.util.spec_from_file_location("timm_assemble.evaluation._baseline_corruptions", path)
     if spec is None or spec.loader is None:
         sys.exit(f"error: cannot import {path}")
@@ -32,10 +45,10 @@ def load_baseline(path: Path) -> ModuleType:
     spec.loader.exec_module(module)
     if not hasattr(module, "_FROST_DIR") or not module._FROST_DIR.is_dir():
         module._FROST_DIR = corruptions._FROST_DIR  # an old copy outside a checkout: use our frost photographs
-    return module
+    return module.corrupt
 
 
-def test_images(count: int, size: int) -> list[np.ndarray]:
+def test_images(count: int, size: int) -> np.ndarray:
     """Smooth colour fields with hard edges: not flat, not white noise (both are unfair to some corruptions)."""
     import scipy.ndimage as ndi
 
@@ -46,53 +59,96 @@ def test_images(count: int, size: int) -> list[np.ndarray]:
         field = (field - field.min()) / (field.max() - field.min())
         field[size // 3 : size // 2, :, 0] = 1.0
         images.append((field * 255).astype(np.uint8))
-    return images
+    return np.stack(images)
 
 
-def time_call(module: ModuleType, image: np.ndarray, name: str, severity: int, seed: int) -> float:
-    start = time.perf_counter()
-    module.corrupt(image, name, severity, seed)
-    return time.perf_counter() - start
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--baseline-src", type=Path, required=True, help="an old corruptions.py")
-    parser.add_argument("--corruptions", default="common", help="names or groups (default: the 15 common)")
-    parser.add_argument("--images", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--size", type=int, default=224)
-    args = parser.parse_args()
-    if not args.baseline_src.is_file():
-        sys.exit(f"error: --baseline-src {args.baseline_src} is not a file")
-    baseline = load_baseline(args.baseline_src)
-    names = corruptions.parse_corruptions(args.corruptions)
-    images = test_images(args.images, args.size)
-    for module in (corruptions, baseline):  # warm caches (frost photographs, lazy imports)
+def seconds(corrupts: list[Corrupt], names: list[str], images: np.ndarray, repeats: int) -> list[dict[str, float]]:
+    """Per implementation, corruption -> seconds per image per severity; implementations interleaved call by call."""
+    for corrupt in corrupts:  # warm caches (frost photographs, lazy imports)
         for name in names:
-            module.corrupt(images[0], name, 1, 0)
+            corrupt(images[0], name, 1, 0)
+    out: list[dict[str, float]] = [{} for _ in corrupts]
+    for name in names:
+        runs: list[list[float]] = [[] for _ in corrupts]
+        for _ in range(repeats):
+            spent = [0.0] * len(corrupts)
+            for i, image in enumerate(images):
+                for severity in range(1, 6):
+                    for k, corrupt in enumerate(corrupts):
+                        start = time.perf_counter()
+                        corrupt(image, name, severity, 100 * i + severity)
+                        spent[k] += time.perf_counter() - start
+            for k in range(len(corrupts)):
+                runs[k].append(spent[k] / (len(images) * 5))
+        for k in range(len(corrupts)):
+            out[k][name] = statistics.median(runs[k])
+    return out
+
+
+def reference_seconds(args: argparse.Namespace, names: list[str], images: np.ndarray) -> dict[str, float]:
+    """The reference's numbers, from this script re-run under --reference-python on the same images."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "images.npy"
+        np.save(path, images)
+        command = [str(args.reference_python), __file__, "--reference-worker", str(path)]
+        command += ["--reference-src", str(args.reference_src), "--corruptions", ",".join(names)]
+        command += ["--repeats", str(args.repeats)]
+        done = subprocess.run(command, stdout=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        sys.exit(f"error: the reference run failed (exit {done.returncode}): {' '.join(command)}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def print_table(names: list[str], ours: dict, baseline: dict | None, reference: dict | None, args) -> None:
+    """Markdown table: one row per corruption and the total; ratios > 1 mean this checkout is faster."""
     print(
         f"seconds per image per severity, {args.size} px, median of {args.repeats} repeats over "
         f"{args.images} images x severities 1-5\n"
     )
-    print("| corruption | this checkout | baseline | speed-up |")
-    print("|---|---|---|---|")
-    totals = [0.0, 0.0]
-    for name in names:
-        runs: list[list[float]] = [[], []]
-        for _ in range(args.repeats):
-            spent = [0.0, 0.0]
-            for i, image in enumerate(images):
-                for severity in range(1, 6):
-                    for k, module in enumerate((corruptions, baseline)):
-                        spent[k] += time_call(module, image, name, severity, 100 * i + severity)
-            for k in (0, 1):
-                runs[k].append(spent[k] / (len(images) * 5))
-        new, old = statistics.median(runs[0]), statistics.median(runs[1])
-        totals[0] += new
-        totals[1] += old
-        print(f"| {name} | {new:.4f} | {old:.4f} | {old / new:.2f}x |")
-    print(f"| **total** | **{totals[0]:.3f}** | **{totals[1]:.3f}** | **{totals[1] / totals[0]:.2f}x** |")
+    header = ["corruption", "this checkout"]
+    header += ["baseline", "baseline / this"] if baseline else []
+    header += ["reference", "reference / this"] if reference else []
+    print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
+    columns = [{**d, "total": sum(d[n] for n in names)} if d else None for d in (ours, baseline, reference)]
+    for name in [*names, "total"]:
+        cells = [name, f"{columns[0][name]:.4f}"]
+        for other in columns[1:]:
+            cells += [f"{other[name]:.4f}", f"{other[name] / columns[0][name]:.2f}x"] if other else []
+        print("| " + " | ".join(cells if name != "total" else [f"**{c}**" for c in cells]) + " |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--baseline-src", type=Path, help="an old corruptions.py")
+    parser.add_argument("--reference-src", type=Path, help="hendrycks' make_imagenet_c.py")
+    parser.add_argument("--reference-python", type=Path, default=Path(sys.executable), help="its interpreter")
+    parser.add_argument("--corruptions", default="common", help="names or groups (default: the 15 common)")
+    parser.add_argument("--images", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--reference-worker", type=Path, help=argparse.SUPPRESS)  # internal: the reference half
+    args = parser.parse_args()
+    for option in ("baseline_src", "reference_src"):
+        path = getattr(args, option)
+        if path is not None and not path.is_file():
+            sys.exit(f"error: --{option.replace('_', '-')} {path} is not a file")
+    if args.reference_worker:
+        from imagenet_c_reference import load  # this script's folder is on sys.path
+
+        corrupt, images = load(args.reference_src.resolve()), np.load(args.reference_worker)
+        print(json.dumps(seconds([corrupt], args.corruptions.split(","), images, args.repeats)[0]))
+        return
+    if args.baseline_src is None and args.reference_src is None:
+        sys.exit("error: give --baseline-src and/or --reference-src")
+    if args.reference_src and args.size != 224:
+        sys.exit("error: the reference works on 224 px images only (--size 224)")
+    from timm_assemble.evaluation import corruptions
+
+    names, images = corruptions.parse_corruptions(args.corruptions), test_images(args.images, args.size)
+    baseline = [load_baseline(args.baseline_src)] if args.baseline_src else []
+    timed = seconds([corruptions.corrupt, *baseline], names, images, args.repeats)
+    reference = reference_seconds(args, names, images) if args.reference_src else None
+    print_table(names, timed[0], timed[1] if baseline else None, reference, args)
 
 
 if __name__ == "__main__":

@@ -124,3 +124,31 @@ def test_bad_inputs_raise_clear_errors(image: np.ndarray) -> None:
         C.corrupt(image[:20], "fog", 1, 0)
     with pytest.raises(TimmAssembleError, match="RGB uint8"):
         C.corrupt(image.astype(np.float32), "fog", 1, 0)
+
+
+def two_pass_chamfer_5x5(edges: np.ndarray) -> np.ndarray:
+    """OpenCV's distanceTransform(DIST_L2, 5) as OpenCV computes it: a forward and a backward raster scan of
+    the 5x5 chamfer mask in 16.16 fixed point, borders unreachable; pixel by pixel (slow, for small maps)."""
+    a, b, c = 65536, round(1.4 * 65536), round(2.1969 * 65536)
+    forward = ((-2, -1, c), (-2, 1, c), (-1, -2, c), (-1, -1, b), (-1, 0, a), (-1, 1, b), (-1, 2, c), (0, -1, a))
+    h, w = edges.shape
+    t = np.where(edges, 0, 2**40).astype(np.int64)
+    for sign, rows, cols in ((1, range(h), range(w)), (-1, range(h - 1, -1, -1), range(w - 1, -1, -1))):
+        for i in rows:
+            for j in cols:
+                for dy, dx, cost in forward:
+                    y, x = i + sign * dy, j + sign * dx
+                    if 0 <= y < h and 0 <= x < w and t[y, x] + cost < t[i, j]:
+                        t[i, j] = t[y, x] + cost
+    return t.astype(np.float32) * np.float32(1 / 65536)
+
+
+@pytest.mark.parametrize("density", [0.0, 0.0005, 0.004, 0.03, 0.2])
+def test_spatter_distance_transform_equals_the_two_pass_scan(density: float) -> None:
+    rng = np.random.default_rng(int(density * 1e4))
+    edges = rng.random((37, 61)) < density
+    if density == 0.0:
+        edges[5, 50] = True  # a lone edge pixel: long straight and knight-move paths
+    exact = two_pass_chamfer_5x5(edges)
+    for limit in (4, 20):
+        assert np.array_equal(C._distance_5x5(edges, limit), np.minimum(exact, np.float32(limit)))

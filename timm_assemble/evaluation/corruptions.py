@@ -26,8 +26,9 @@ bit-identical except motion_blur and snow, within one grey level (ImageMagick's 
   constants (blur radii, elastic displacements) are kept as defined for 224 px, as in the official
   Assemble-ResNet 256 px evaluation set; the fog fractal and frost overlay grow to cover larger images.
 
-Each corruption takes an RGB uint8 HxWx3 array and returns float values in [0, 255]; `corrupt`
-casts to uint8 by truncation, as ImageNet-C's generator does before saving.
+Each corruption takes an RGB uint8 HxWx3 array and returns float values in [0, 255] (uint8 where the
+reference's own result is an 8-bit image); `corrupt` casts to uint8 by truncation, as ImageNet-C's generator
+does before saving.
 """
 
 from __future__ import annotations
@@ -305,21 +306,29 @@ def _frost_image(index: int) -> np.ndarray:
 
 def _canny(img: np.ndarray, low: int, high: int) -> np.ndarray:
     """OpenCV's `Canny` (3x3 Sobel with replicated borders, L1 magnitude, its fixed-point direction sectors,
-    8-connected hysteresis) on a uint8 image -> bool edges."""
-    ndi = _ndi()
-    f = img.astype(np.int64)
-    gx, gy = ndi.sobel(f, axis=1, mode="nearest"), ndi.sobel(f, axis=0, mode="nearest")
-    mag = np.abs(gx) + np.abs(gy)
-    pad = np.pad(mag, 1)
+    8-connected hysteresis) on a uint8 image -> bool edges. int32 throughout: |gradient| <= 1020, so the
+    sector tests (|gy| << 15 against |gx| * 13573 and (|gx| << 16) + |gx| * 13573) stay below 2**31."""
+    p = np.pad(img.astype(np.int32), 1, mode="edge")
+    d = p[:, 2:] - p[:, :-2]  # Sobel, separably: [-1, 0, 1] along x, [1, 2, 1] along y (and transposed)
+    gx = d[:-2] + d[2:]
+    gx += d[1:-1] << 1
+    d = p[2:] - p[:-2]
+    gy = d[:, :-2] + d[:, 2:]
+    gy += d[:, 1:-1] << 1
+    ax, ay = np.abs(gx), np.abs(gy)
+    mag = ax + ay
     h, w = mag.shape
+    pad = np.pad(mag, 1)
 
     def neighbour(dy: int, dx: int) -> np.ndarray:
         return pad[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
 
-    ax, ay = np.abs(gx), np.abs(gy) << 15
+    ay <<= 15
     tan22 = ax * 13573  # round(tan(22.5 deg) * 2**15), as OpenCV
     horizontal = ay < tan22
-    vertical = ay > tan22 + (ax << 16)
+    ax <<= 16
+    ax += tan22
+    vertical = ay > ax
     anti = (gx ^ gy) < 0  # gradient along the anti-diagonal
     keep = np.where(
         horizontal,
@@ -335,57 +344,70 @@ def _canny(img: np.ndarray, low: int, high: int) -> np.ndarray:
         ),
     )
     candidates = keep & (mag > low)
-    labels, count = ndi.label(candidates, structure=np.ones((3, 3), dtype=bool))
+    labels, count = _ndi().label(candidates, structure=np.ones((3, 3), dtype=bool))
     if count == 0:
         return candidates
     strong = np.zeros(count + 1, dtype=bool)
-    strong[np.unique(labels[candidates & (mag > high)])] = True
+    strong[labels[candidates & (mag > high)]] = True
     strong[0] = False
     return strong[labels]
 
 
-def _distance_5x5(edges: np.ndarray) -> np.ndarray:
-    """OpenCV's `distanceTransform(DIST_L2, 5)`: distance to the nearest edge pixel by its two-pass 5x5 chamfer
-    (steps 1, 1.4 and 2.1969 in 16.16 fixed point, borders at INT_MAX). The in-row step of each pass,
-    t[j] = min(cand[j], t[j - 1] + a), is a min-scan: t = cummin(cand - j a) + j a. It leaves out the border
-    column's INT_MAX + a, which only ever wins where every distance is beyond INT_MAX: far past the 20 px
-    that spatter keeps."""
-    a, b, c = 65536, round(1.4 * 65536), round(2.1969 * 65536)
+# OpenCV's 5x5 chamfer steps in 16.16 fixed point: (dy, dx) of each line direction and its step cost
+_CHAMFER_5X5 = (
+    ((0, 1), 65536), ((1, 0), 65536),
+    ((1, 1), round(1.4 * 65536)), ((1, -1), round(1.4 * 65536)),
+    ((1, 2), round(2.1969 * 65536)), ((2, 1), round(2.1969 * 65536)),
+    ((1, -2), round(2.1969 * 65536)), ((2, -1), round(2.1969 * 65536)),
+)  # fmt: skip
+
+
+def _distance_5x5(edges: np.ndarray, limit: int) -> np.ndarray:
+    """OpenCV's `distanceTransform(DIST_L2, 5)` clipped at `limit` px: float32 distance to the nearest edge pixel.
+
+    OpenCV's two-pass 5x5 chamfer scan gives every pixel the cheapest path from an edge pixel in steps of
+    its mask (1, 1.4 and 2.1969 in 16.16 fixed point); a cheapest path uses at most two step directions
+    and stays inside the image, so that is a min-plus convolution of the edge map with the eight line
+    distances k * cost along (0, 1), (1, 0), (1, +-1), (1, +-2), (2, +-1), taken one after the other. Each
+    line pass is done by doubling (shifts of 1, 2, 4, ... steps, both signs) up to the step count that
+    `limit` can need: exact integers below `limit`, and at least `limit` where the true distance is.
+    """
     h, w = edges.shape
-    t = np.full((h + 4, w + 4), 2**31 - 1, dtype=np.int64)
-    ramp = np.arange(w, dtype=np.int64) * a
-    back = ramp[::-1].copy()
-    for i in range(h):  # forward: two rows above, then the left neighbour
-        up2, up1 = t[i], t[i + 1]
-        near, diag, far = up1[2:-2] + a, up1 + b, up1 + c
-        np.minimum(near, diag[1:-3], out=near)
-        np.minimum(near, diag[3:-1], out=near)
-        np.minimum(near, far[:-4], out=near)
-        np.minimum(near, far[4:], out=near)
-        np.minimum(near, np.minimum(up2[1:-3], up2[3:-1]) + c, out=near)
-        near[edges[i]] = 0
-        near -= ramp
-        np.minimum.accumulate(near, out=near)
-        t[i + 2, 2:-2] = near + ramp
-    for i in range(h - 1, -1, -1):  # backward: two rows below, then the right neighbour
-        dn1, dn2 = t[i + 3], t[i + 4]
-        near, diag, far = dn1[2:-2] + a, dn1 + b, dn1 + c
-        np.minimum(near, t[i + 2, 2:-2], out=near)
-        np.minimum(near, diag[1:-3], out=near)
-        np.minimum(near, diag[3:-1], out=near)
-        np.minimum(near, far[:-4], out=near)
-        np.minimum(near, far[4:], out=near)
-        np.minimum(near, np.minimum(dn2[1:-3], dn2[3:-1]) + c, out=near)
-        near -= back
-        t[i + 2, 2:-2] = np.minimum.accumulate(near[::-1])[::-1] + back
-    return t[2:-2, 2:-2].astype(np.float32) * np.float32(1.0 / 65536)
+    fixed_limit = limit * 65536
+    plan = [(dy, dx, cost, (fixed_limit // cost).bit_length()) for (dy, dx), cost in _CHAMFER_5X5]
+    m = max((1 << (levels - 1)) * max(abs(dy), abs(dx)) for dy, dx, _, levels in plan)
+    t = np.full((h + 2 * m, w + 2 * m), 2**30, dtype=np.int32)  # beyond any path cost below the limit
+    inner = t[m:-m, m:-m]
+    inner[edges] = 0
+    near = np.empty_like(inner)
+    for dy, dx, cost, levels in plan:
+        for level in range(levels):
+            sy, sx = dy << level, dx << level
+            ahead, behind = t[m + sy : m + sy + h, m + sx : m + sx + w], t[m - sy : m - sy + h, m - sx : m - sx + w]
+            np.minimum(ahead, behind, out=near)
+            near += cost << level
+            np.minimum(inner, near, out=inner)
+    return np.minimum(inner.astype(np.float32) * np.float32(1.0 / 65536), np.float32(limit))
 
 
 def _box3(x: np.ndarray) -> np.ndarray:
-    """Sum over each 3x3 neighbourhood in float64, borders reflected as OpenCV's BORDER_REFLECT_101."""
-    p = np.pad(x.astype(np.float64), 1, mode="reflect")
+    """Sum over each 3x3 neighbourhood in x's dtype, borders reflected as OpenCV's BORDER_REFLECT_101."""
+    p = np.pad(x, 1, mode="reflect")
     rows = p[:-2] + p[1:-1] + p[2:]
     return rows[:, :-2] + rows[:, 1:-1] + rows[:, 2:]
+
+
+def _emboss(x: np.ndarray) -> np.ndarray:
+    """spatter's `cv2.filter2D(x, CV_8U, [[-2, -1, 0], [-1, 1, 1], [0, 1, 2]])` on uint8: integer sums, saturated."""
+    p = np.pad(x.astype(np.int32), 1, mode="reflect")  # BORDER_REFLECT_101
+    out = p[2:, 2:] - p[:-2, :-2]
+    out <<= 1
+    out += p[1:-1, 1:-1]
+    out += p[1:-1, 2:]
+    out += p[2:, 1:-1]
+    out -= p[:-2, 1:-1]
+    out -= p[1:-1, :-2]
+    return np.clip(out, 0, 255, out=out)
 
 
 def _equalize_hist(img: np.ndarray) -> np.ndarray:
@@ -407,14 +429,19 @@ def _equalize_hist(img: np.ndarray) -> np.ndarray:
 
 def gaussian_noise(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     c = (0.08, 0.12, 0.18, 0.26, 0.38)[severity - 1]
-    x = x / 255.0
-    return np.clip(x + rng.normal(size=x.shape, scale=c), 0, 1) * 255
+    out = rng.normal(size=x.shape, scale=c)
+    out += x / 255.0
+    np.clip(out, 0, 1, out=out)
+    out *= 255
+    return out
 
 
 def shot_noise(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     c = (60, 25, 12, 5, 3)[severity - 1]
-    x = x / 255.0
-    return np.clip(rng.poisson(x * c) / c, 0, 1) * 255
+    out = rng.poisson(x / 255.0 * c) / c
+    np.clip(out, 0, 1, out=out)
+    out *= 255
+    return out
 
 
 def impulse_noise(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
@@ -431,7 +458,12 @@ def impulse_noise(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.
 def speckle_noise(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     c = (0.15, 0.2, 0.35, 0.45, 0.6)[severity - 1]
     x = x / 255.0
-    return np.clip(x + x * rng.normal(size=x.shape, scale=c), 0, 1) * 255
+    out = rng.normal(size=x.shape, scale=c)
+    out *= x
+    out += x
+    np.clip(out, 0, 1, out=out)
+    out *= 255
+    return out
 
 
 def gaussian_blur(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
@@ -483,23 +515,28 @@ def defocus_blur(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.n
 
     The reference's `cv2.filter2D` correlates kernels this large through the DFT, with BORDER_REFLECT_101;
     so do we: a float64 FFT over the mirror-padded image (its wrap-around only touches the first k - 1 rows
-    and columns, which are cut), rounded to 1e-12 so that flat regions stay exact.
+    and columns, which are cut), rounded to 1e-12 so that flat regions stay exact. OpenCV runs it on its
+    thread pool; the FFT here takes torch's intra-op thread count (1 in a DataLoader worker).
     """
     import scipy.fft
+    import torch
 
     k, (h, w) = (21 if severity == 5 else 17), x.shape[:2]  # the kernel's size: 17, or 2 * radius + 1 above 8
-    pad = k // 2
-    padded = np.pad(np.moveaxis(x, -1, 0), ((0, 0), (pad, pad), (pad, pad)), mode="reflect") / 255.0
-    shape = tuple(scipy.fft.next_fast_len(n, real=True) for n in padded.shape[1:])
-    spectrum = scipy.fft.rfft2(padded, shape)
+    pad, threads = k // 2, torch.get_num_threads()
+    shape = tuple(scipy.fft.next_fast_len(n + 2 * pad, real=True) for n in (h, w))
+    padded = np.zeros((3, *shape))  # the transform's size, zero beyond the mirror-padded image
+    padded[:, : h + 2 * pad, : w + 2 * pad] = np.pad(np.moveaxis(x, -1, 0), ((0, 0), (pad, pad), (pad, pad)), "reflect")
+    padded /= 255.0
+    spectrum = scipy.fft.rfft2(padded, workers=threads, overwrite_x=True)
     spectrum *= _disk_spectrum(severity, shape)
-    out = scipy.fft.irfft2(spectrum, shape)[:, k - 1 : k - 1 + h, k - 1 : k - 1 + w]
-    out *= 1e12
+    full = scipy.fft.irfft2(spectrum, shape, workers=threads, overwrite_x=True)
+    out = np.empty((h, w, 3))  # channels last from here: contiguous for the rest and for corrupt()'s cast
+    np.multiply(np.moveaxis(full[:, k - 1 : k - 1 + h, k - 1 : k - 1 + w], 0, -1), 1e12, out=out)
     np.rint(out, out=out)
     out /= 1e12
     np.clip(out, 0, 1, out=out)
     out *= 255
-    return np.moveaxis(out, 0, -1)
+    return out
 
 
 def motion_blur(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
@@ -580,7 +617,12 @@ def contrast(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarr
     c = (0.4, 0.3, 0.2, 0.1, 0.05)[severity - 1]
     x = x / 255.0
     means = x.mean(axis=(0, 1), keepdims=True)
-    return np.clip((x - means) * c + means, 0, 1) * 255
+    x -= means
+    x *= c
+    x += means
+    np.clip(x, 0, 1, out=x)
+    x *= 255
+    return x
 
 
 def saturate(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
@@ -598,14 +640,14 @@ def jpeg_compression(x: np.ndarray, severity: int, rng: np.random.Generator) -> 
     Image.fromarray(x).save(buf, "JPEG", quality=quality)
     buf.seek(0)
     with Image.open(buf) as img:
-        return np.asarray(img.convert("RGB"), dtype=np.float64)
+        return np.asarray(img if img.mode == "RGB" else img.convert("RGB"))
 
 
 def pixelate(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     c = (0.6, 0.5, 0.4, 0.3, 0.25)[severity - 1]
     h, w = x.shape[:2]
     img = Image.fromarray(x).resize((int(w * c), int(h * c)), Image.BOX).resize((w, h), Image.BOX)
-    return np.asarray(img, dtype=np.float64)
+    return np.asarray(img)
 
 
 def elastic_transform(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
@@ -644,22 +686,26 @@ def spatter(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarra
         (0.65, 0.3, 1, 0.65, 1.5, True),
         (0.67, 0.4, 1, 0.65, 1.5, True),
     )[severity - 1]
-    ndi = _ndi()
     x = x.astype(np.float32) / 255.0
     liquid = _gaussian(rng.normal(size=x.shape[:2], loc=loc, scale=scale), sigma)
     liquid[liquid < threshold] = 0
     if not mud:
         liquid = (np.clip(liquid, 0, 1) * 255).astype(np.uint8)
-        dist = np.minimum(_distance_5x5(_canny(liquid, 50, 150)), np.float32(20))
-        dist = (_box3(dist) * (1.0 / 9)).astype(np.float32).astype(np.uint8)  # cv2.blur, then truncation
-        dist = _equalize_hist(dist)
-        relief = np.array([[-2, -1, 0], [-1, 1, 1], [0, 1, 2]], dtype=np.float32)
-        dist = np.clip(np.rint(ndi.correlate(dist.astype(np.float32), relief, mode="mirror")), 0, 255)
-        dist = np.rint(_box3(dist) / 9).astype(np.float32)  # cv2.blur of uint8 rounds (sum / 9 never ties)
+        dist = _distance_5x5(_canny(liquid, 50, 150), 20)  # cv2.threshold(THRESH_TRUNC) at 20
+        dist = (_box3(dist.astype(np.float64)) * (1.0 / 9)).astype(np.float32).astype(np.uint8)  # cv2.blur
+        dist = _emboss(_equalize_hist(dist))
+        dist = ((_box3(dist) + 4) // 9).astype(np.float32)  # cv2.blur of uint8 rounds (sum / 9 never ties)
         m = liquid.astype(np.float32) * dist
-        m = m / m.max() * intensity if m.max() > 0 else m
+        peak = m.max()
+        if peak > 0:
+            m /= peak
+            m *= intensity
         colour = np.array([175, 238, 238], dtype=np.float32) / 255.0  # pale turquoise water
-        return np.clip(x + m[..., None] * colour, 0, 1) * 255
+        out = m[..., None] * colour
+        out += x
+        np.clip(out, 0, 1, out=out)
+        out *= 255
+        return out
     m = _gaussian((liquid > threshold).astype(np.float32), intensity)
     m[m < 0.8] = 0
     colour = np.array([63, 42, 20], dtype=np.float32) / 255.0  # mud brown
@@ -695,4 +741,6 @@ def corrupt(image: np.ndarray | Image.Image, name: str, severity: int, rng: np.r
     if not isinstance(rng, np.random.Generator):
         rng = np.random.default_rng(rng)
     out = _FUNCTIONS[name](image.copy(), severity, rng)
-    return np.uint8(np.clip(out, 0, 255))
+    if out.dtype == np.uint8:  # already 8-bit (pixelate, jpeg_compression)
+        return np.array(out, order="C")
+    return np.clip(out, 0, 255, out=out if out.flags.writeable else None).astype(np.uint8, order="C")
