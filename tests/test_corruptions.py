@@ -80,6 +80,14 @@ def test_gaussian_blur_preserves_a_flat_image() -> None:
         assert np.abs(C.corrupt(flat, name, 3, 0).astype(int) - 100).max() <= 1, name
 
 
+@pytest.mark.parametrize(("severity", "seed"), [(1, 1), (1, 6), (2, 3), (2, 6)])
+def test_elastic_transform_reflects_any_number_of_times_at_the_border(severity: int, seed: int) -> None:
+    """On a small image the affine shift can exceed the image: taps reflect again (OpenCV's BORDER_REFLECT_101,
+    period 2n-2), never index past it, and a flat image stays flat."""
+    out = C.corrupt(np.full((40, 40, 3), 128, np.uint8), "elastic_transform", severity, seed)
+    assert out.shape == (40, 40, 3) and out.min() >= 127 and out.max() <= 128
+
+
 def test_frost_overlays_ship_unmodified() -> None:
     expected = {
         "frost1.png": "aae1c580d67a272e25f02d3ae24181af0c69712c",

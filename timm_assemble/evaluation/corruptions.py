@@ -256,8 +256,10 @@ def _warp_affine(image: np.ndarray, forward: np.ndarray) -> np.ndarray:
     sx, sy = ((fixed_x + 16) >> 5).ravel(), ((fixed_y + 16) >> 5).ravel()  # 1/32 px
     fx, fy = (sx & 31).astype(np.float32) / np.float32(32), (sy & 31).astype(np.float32) / np.float32(32)
 
-    def reflect(i: np.ndarray, n: int) -> np.ndarray:
-        i = np.abs(i)
+    def reflect(i: np.ndarray, n: int) -> np.ndarray:  # OpenCV's borderInterpolate, any number of bounces
+        if n == 1:
+            return np.zeros_like(i)
+        i = np.abs(i) % (2 * n - 2)
         return np.where(i >= n, 2 * n - 2 - i, i)
 
     x0, x1 = reflect(sx >> 5, w), reflect((sx >> 5) + 1, w)
