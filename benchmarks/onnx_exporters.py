@@ -28,6 +28,7 @@ import onnxruntime as ort
 import timm
 import torch
 import torch.nn as nn
+from timm.utils import ParseKwargs
 
 import timm_assemble  # noqa: F401
 from timm_assemble.deploy.export import _export_onnx
@@ -128,14 +129,10 @@ def compare(name: str, kwargs: dict, args: argparse.Namespace, workdir: Path) ->
           + ", ".join(f"{op} {rows['legacy']['ops'][op]} -> {rows['dynamo']['ops'][op]}" for op in differ))  # fmt: skip
 
 
-def parse_kwargs(items: list[str]) -> dict:
-    return {k: int(v) if v.lstrip("-").isdigit() else v for k, v in (item.split("=", 1) for item in items)}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["assemble_resnet50", "assemble_r50_bl_sk", "assemble_r50d_sk"])
-    parser.add_argument("--model-kwargs", nargs="*", default=[], help="KEY=VALUE, e.g. width=8 for a quick look")
+    parser.add_argument("--model-kwargs", nargs="*", default={}, action=ParseKwargs, help="e.g. width=8 (quick)")
     parser.add_argument("--img-size", type=int, default=224)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--opset", type=int, default=18)
@@ -144,7 +141,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="timm-assemble-onnx-") as workdir:
         for name in args.models:
-            compare(name, parse_kwargs(args.model_kwargs), args, Path(workdir))
+            compare(name, args.model_kwargs, args, Path(workdir))
 
 
 if __name__ == "__main__":

@@ -177,6 +177,17 @@ def test_onnx_opset_below_the_exporters_is_one_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_model_torch_export_cannot_capture_is_one_error(tmp_path: Path) -> None:
+    class DataDependent(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x * 2 if x.sum() > 0 else x
+
+    with pytest.raises(TimmAssembleError, match="torch's ONNX exporter cannot export DataDependent: .*torchscript"):
+        export_model(DataDependent(), tmp_path / "m.onnx", "onnx", img_size=32, fold=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
 def test_onnx_opset_the_exporter_cannot_write_is_one_error(tmp_path: Path) -> None:
     """torch keeps its own opset when onnx has no converter to the one asked for; the file would lie."""
     with pytest.raises(TimmAssembleError, match="cannot write opset 30"):

@@ -42,10 +42,16 @@ def _export_onnx(model: nn.Module, example: torch.Tensor, path: Path, opset: int
         import onnxscript  # noqa: F401  (torch's exporter needs it and onnx; imported here for a clear error)
     except ImportError as err:
         raise TimmAssembleError(f"--format onnx needs the onnxscript package: {_INSTALL_DEPLOY}") from err
-    program = torch.onnx.export(
-        model, (example,), dynamo=True, opset_version=opset, input_names=["input"], output_names=["output"],
-        dynamic_shapes=({0: "batch", 2: "height", 3: "width"},), optimize=True, verbose=False,
-    )  # fmt: skip
+    try:
+        program = torch.onnx.export(
+            model, (example,), dynamo=True, opset_version=opset, input_names=["input"], output_names=["output"],
+            dynamic_shapes=({0: "batch", 2: "height", 3: "width"},), optimize=True, verbose=False,
+        )  # fmt: skip
+    except torch.onnx.errors.OnnxExporterError as err:  # its own message is a how-to; the cause says what failed
+        cause = (str(err.__cause__ or err).strip().splitlines() or ["?"])[0]
+        raise TimmAssembleError(
+            f"torch's ONNX exporter cannot export {type(model).__name__}: {cause}; use --format torchscript"
+        ) from err
     written = program.model.opset_imports.get("")
     if written != opset:  # torch converts down or up only where onnx has adapters, else keeps its own
         raise TimmAssembleError(f"torch's ONNX exporter cannot write opset {opset} for this model (it wrote {written})")
