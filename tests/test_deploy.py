@@ -176,6 +176,27 @@ def test_onnx_opset_below_the_exporters_is_one_error(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def test_export_that_fails_to_run_writes_nothing(tmp_path: Path, monkeypatch) -> None:
+    def frozen(path: Path):
+        def run(x: torch.Tensor) -> torch.Tensor:
+            raise RuntimeError(f"size {tuple(x.shape)} frozen in\nmore")
+
+        return run
+
+    monkeypatch.setitem(deploy_export._LOADERS, "torchscript", frozen)
+    with pytest.raises(TimmAssembleError, match=r"fails at input 2x3x32x32: size \(2, 3, 32, 32\) frozen in; nothing"):
+        export_model(timm.create_model("test_resnet"), tmp_path / "m.pt", "torchscript", img_size=32)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_onnx_of_a_small_channels_last_model_runs_at_other_sizes(tmp_path: Path) -> None:
+    """At 32 px a stride-32 network ends at 1x1; traced there, torch wrote later maps' sizes as 1 (issue 22)."""
+    model = _trained_looking(timm.create_model("test_efficientnet")).to(memory_format=torch.channels_last)
+    rows = export_model(model, tmp_path / "m.onnx", "onnx", img_size=32)
+    assert [r["shape"] for r in rows] == [(2, 3, 32, 32), (1, 3, 64, 64)] and all(r["export"] <= 1e-4 for r in rows)
+
+
 @pytest.mark.slow
 def test_model_torch_export_cannot_capture_is_one_error(tmp_path: Path) -> None:
     class DataDependent(nn.Module):
