@@ -3,7 +3,7 @@
 from dataclasses import dataclass, field
 
 from ..deploy import export as library
-from ..deploy.export import FORMATS, PARITY_TOLERANCE, export_model
+from ..deploy.export import FORMATS, ONNX_MIN_OPSET, PARITY_TOLERANCE, export_model
 from ..errors import TimmAssembleError
 from ..evaluation.model import create_eval_model, model_data_config
 from .args import Command
@@ -21,7 +21,9 @@ class ExportConfig:
         default=None, metadata=dict(help="example and parity input size (default: the model's)", bounds="[16, inf)")
     )
     fold: bool = field(default=True, metadata=dict(help="fold BatchNorm into the convs first (deploy copy)"))
-    opset: int = field(default=17, metadata=dict(help="ONNX opset version", bounds="[13, inf)"))
+    opset: int = field(
+        default=ONNX_MIN_OPSET, metadata=dict(help="ONNX opset version", bounds=f"[{ONNX_MIN_OPSET}, inf)")
+    )
     overwrite: bool = field(default=False, metadata=dict(help="replace an existing file at --out"))
 
 

@@ -24,44 +24,40 @@ from .fold import deploy_model, relative_error
 FORMATS = ("onnx", "torchscript", "exported-program")
 PARITY_TOLERANCE = 1e-4  # largest |difference| relative to the largest |logit| of the eager model
 _INSTALL_DEPLOY = "pip install 'timm-assemble[deploy]'"
+ONNX_MIN_OPSET = 18  # the lowest opset torch's exporter writes; it cannot convert lower for our models
+_ONNX_MIN_TORCH = "2.7"  # string names in dynamic_shapes name the dims in the graph (batch, height, width)
 
 
 def _export_onnx(model: nn.Module, example: torch.Tensor, path: Path, opset: int) -> None:
-    try:
-        import onnx  # noqa: F401  (the TorchScript-based exporter needs it)
-    except ImportError as err:
-        raise TimmAssembleError(f"--format onnx needs the onnx package: {_INSTALL_DEPLOY}") from err
-    with warnings.catch_warnings():  # the legacy exporter's deprecation and tracer notes are not the user's concern
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            model, (example,), str(path), dynamo=False, opset_version=opset,
-            input_names=["input"], output_names=["output"],
-            dynamic_axes={"input": {0: "batch", 2: "height", 3: "width"}, "output": {0: "batch"}},
-        )  # fmt: skip
-    _annotate_symbolic_sizes(path)
+    """torch's `torch.export`-based exporter, with every intermediate tensor's symbolic size in the file.
 
-
-def _annotate_symbolic_sizes(path: Path) -> None:
-    """Write the symbolic size of every intermediate tensor (e.g. `floor(height/8)`) into the ONNX file.
-
-    ONNX Runtime fuses a residual add into the conv that feeds it only when it can prove that both inputs have
-    the same size. With a dynamic height and width its own inference loses the sizes after any op it cannot
-    run in its blocked NCHWc layout (Assemble-ResNet's SK attention): the add then runs on its own, reshaped,
-    after every such block. With the sizes written out it fuses, as in resnet50. Runtimes that do not need
-    the sizes ignore them (standard `value_info`). A graph the inference cannot follow is left as exported:
-    the sizes only speed it up.
+    The sizes (`value_info`, e.g. `((height - 1)//4) + 1`) are what lets ONNX Runtime fuse a residual add
+    into the conv that feeds it after SK attention (whose broadcast multiply it cannot run in its blocked
+    NCHWc layout, losing its own sizes there). `benchmarks/onnx_exporters.py` compares it with the
+    TorchScript-based exporter it replaces: the same fused graph after ONNX Runtime's optimiser.
     """
-    import onnx
-
+    if torch.__version__ < _ONNX_MIN_TORCH:
+        raise TimmAssembleError(f"--format onnx needs torch >= {_ONNX_MIN_TORCH}; this is {torch.__version__}")
     try:
-        from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+        import onnxscript  # noqa: F401  (torch's exporter needs it and onnx; imported here for a clear error)
     except ImportError as err:
-        raise TimmAssembleError(f"--format onnx needs onnxruntime: {_INSTALL_DEPLOY}") from err
+        raise TimmAssembleError(f"--format onnx needs the onnxscript package: {_INSTALL_DEPLOY}") from err
     try:
-        annotated = SymbolicShapeInference.infer_shapes(onnx.load(str(path)), auto_merge=True)
-    except Exception:  # the inference raises many types on ops it does not know; the plain file is still right
-        return
-    onnx.save(annotated, str(path))
+        program = torch.onnx.export(
+            model, (example,), dynamo=True, opset_version=opset, input_names=["input"], output_names=["output"],
+            dynamic_shapes=({0: "batch", 2: "height", 3: "width"},), optimize=True, verbose=False,
+        )  # fmt: skip
+    except torch.onnx.errors.OnnxExporterError as err:  # its own message is a how-to; the cause says what failed
+        cause = (str(err.__cause__ or err).strip().splitlines() or ["?"])[0]
+        raise TimmAssembleError(
+            f"torch's ONNX exporter cannot export {type(model).__name__}: {cause}; use --format torchscript"
+        ) from err
+    written = program.model.opset_imports.get("")
+    if written != opset:  # torch converts down or up only where onnx has adapters, else keeps its own
+        raise TimmAssembleError(f"torch's ONNX exporter cannot write opset {opset} for this model (it wrote {written})")
+    for node in program.model.graph.all_nodes():  # its debug notes: FX code and stack traces with this machine's
+        node.metadata_props.clear()  # paths, 0.6 MB on Assemble-ResNet-50 at any width
+    program.save(str(path), external_data=False)
 
 
 def _load_onnx(path: Path) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -74,9 +70,14 @@ def _load_onnx(path: Path) -> Callable[[torch.Tensor], torch.Tensor]:
     return lambda x: torch.from_numpy(session.run(None, {name: x.numpy()})[0])
 
 
+# torch deprecates all of torch.jit (script, trace, save, load) in favour of torch.export; `--format
+# exported-program` is the successor, TorchScript files still load in C++ and older deployments.
+_TORCHSCRIPT_DEPRECATED = r"`torch\.jit\.\w+` is deprecated"
+
+
 def _export_torchscript(model: nn.Module, example: torch.Tensor, path: Path, opset: int) -> None:
-    with warnings.catch_warnings():  # torch deprecates TorchScript in favour of torch.export; it still works
-        warnings.simplefilter("ignore", FutureWarning)
+    with warnings.catch_warnings():  # the user asked for TorchScript: torch's notice of its deprecation is noise
+        warnings.filterwarnings("ignore", _TORCHSCRIPT_DEPRECATED, FutureWarning)
         try:
             scripted = torch.jit.script(model)
         except Exception as err:  # TorchScript raises its own error types for unsupported Python
@@ -89,7 +90,7 @@ def _export_torchscript(model: nn.Module, example: torch.Tensor, path: Path, ops
 
 def _load_torchscript(path: Path) -> Callable[[torch.Tensor], torch.Tensor]:
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
+        warnings.filterwarnings("ignore", _TORCHSCRIPT_DEPRECATED, FutureWarning)
         return torch.jit.load(str(path)).eval()
 
 
@@ -109,6 +110,11 @@ _WRITERS = {"onnx": _export_onnx, "torchscript": _export_torchscript, "exported-
 _LOADERS = {"onnx": _load_onnx, "torchscript": _load_torchscript, "exported-program": _load_program}
 
 
+# torch.export treats sizes of 1 as special: an example at 32 px ends a stride-32 network at 1x1, and torch then
+# wrote that 1 as the size of later maps (timm's test_efficientnet in channels_last), wrong at any larger input.
+_MIN_TRACE_SIZE = 64
+
+
 def parity_inputs(img_size: int, seed: int = 0) -> list[torch.Tensor]:
     """Two inputs that differ in batch and image size, so a frozen shape in the export shows."""
     gen = torch.Generator().manual_seed(seed)
@@ -116,10 +122,19 @@ def parity_inputs(img_size: int, seed: int = 0) -> list[torch.Tensor]:
     return [torch.randn(2, 3, img_size, img_size, generator=gen), torch.randn(1, 3, other, other, generator=gen)]
 
 
+def _run(exported: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, path: Path) -> torch.Tensor:
+    try:
+        return exported(x)
+    except Exception as err:  # each runtime has its own error types for a size the file cannot take
+        shape = "x".join(map(str, x.shape))
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise TimmAssembleError(f"the export fails at input {shape}: {first}; nothing written to {path}") from err
+
+
 @torch.no_grad()
 def export_model(
     model: nn.Module, path: str | Path, format: str = "onnx", img_size: int = 224, fold: bool = True,
-    opset: int = 17, overwrite: bool = False,
+    opset: int = ONNX_MIN_OPSET, overwrite: bool = False,
 ) -> list[dict[str, float]]:  # fmt: skip
     """Write `model` (eval mode) to `path` in `format`; returns the parity rows (input shape, relative error).
 
@@ -128,6 +143,8 @@ def export_model(
     """
     if format not in FORMATS:
         raise TimmAssembleError(f"--format must be one of {', '.join(FORMATS)}, got {format!r}")
+    if format == "onnx" and opset < ONNX_MIN_OPSET:
+        raise TimmAssembleError(f"--opset must be >= {ONNX_MIN_OPSET} (torch's exporter writes no lower); got {opset}")
     path = Path(path)
     if path.exists() and not overwrite:
         raise TimmAssembleError(f"{path} already exists; pass --overwrite to replace it")
@@ -136,12 +153,12 @@ def export_model(
     inputs = parity_inputs(img_size)
     rows = []
     with atomic_path(path) as tmp:
-        _WRITERS[format](runnable, inputs[0], tmp, opset)
+        _WRITERS[format](runnable, parity_inputs(max(img_size, _MIN_TRACE_SIZE))[0], tmp, opset)
         exported = _LOADERS[format](tmp)
         for x in inputs:
             reference = model(x)
             rows.append(dict(shape=tuple(x.shape), deploy=relative_error(runnable(x), reference),
-                             export=relative_error(exported(x), reference)))  # fmt: skip
+                             export=relative_error(_run(exported, x, path), reference)))  # fmt: skip
         worst = max(max(r["deploy"], r["export"]) for r in rows)
         if worst > PARITY_TOLERANCE:
             raise TimmAssembleError(

@@ -7,6 +7,7 @@ with a `CardSpec` (metrics with their provenance, how the weights were made) and
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -187,7 +188,22 @@ def _usage(spec: CardSpec) -> list[str]:
         "Needs the `timm-assemble` package; `import timm_assemble` must run before `timm.create_model`",
         "(timm has no plugin discovery, and this repo's `config.json` names an Assemble-ResNet architecture).",
     ]
+    links = package_links()
+    if links:
+        lines += ["", "`timm-assemble` links: " + " · ".join(f"[{label}]({url})" for label, url in links)]
     return lines
+
+
+def package_links() -> list[tuple[str, str]]:
+    """(label, URL) of the installed package's `[project.urls]`: a card links what the package declares.
+
+    Empty when the package runs from a checkout without being installed.
+    """
+    try:
+        entries = importlib.metadata.metadata("timm-assemble").get_all("Project-URL") or []
+    except importlib.metadata.PackageNotFoundError:
+        return []
+    return [tuple(part.strip() for part in entry.split(",", 1)) for entry in entries if "," in entry]
 
 
 def _results(spec: CardSpec) -> list[str]:
