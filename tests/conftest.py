@@ -5,6 +5,7 @@ The helper functions stay importable from `hub_testing` and `training_helpers` f
 with other arguments.
 """
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,16 @@ import huggingface_hub.constants as hf_constants
 import pytest
 from hub_testing import CLOVA_TF, TOKEN, FakeHub, convert_fixture, go_offline
 from training_helpers import one_thread, reset_accelerate
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One thread per pytest-xdist worker (and its subprocesses): two workers on two cores, not four threads
+    spinning against each other. A test that needs a thread count sets it, as the reference comparisons do."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        os.environ["OMP_NUM_THREADS"] = "1"
+        torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

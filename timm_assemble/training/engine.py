@@ -688,7 +688,7 @@ def _compare_configs(saved: Path, cfg: TrainConfig) -> list[str]:
     """Settings that differ from the run being resumed (informational: the user may extend epochs)."""
     if not saved.is_file():
         return []
-    import tomllib
+    from .config import tomllib  # the one TOML parser (tomli on Python 3.10)
 
     old = tomllib.loads(saved.read_text())
     new = tomllib.loads(format_config(cfg))
