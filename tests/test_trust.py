@@ -214,6 +214,25 @@ def test_a_waiting_lock_gets_it_when_the_owner_finishes(tmp_path):
     owner.join(30)
 
 
+def test_locks_taken_in_turn_leave_no_folder_behind(tmp_path):
+    """Lock folders under a scratch root (the weights cache's `.locks/NAME`) go again with their last owner,
+    however acquire and release interleave (a waiter may create its lock file in a folder its predecessor
+    is about to remove: that removal then fails, and the waiter removes the folder when it releases)."""
+    import threading
+
+    def take_in_turn() -> None:
+        for _ in range(40):
+            with folder_lock(tmp_path / ".locks" / "entry", timeout=30, scratch_root=tmp_path):
+                pass
+
+    threads = [threading.Thread(target=take_in_turn) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert list(tmp_path.iterdir()) == []
+
+
 # ---------------------------------------------------------------------------------------------- data discovery
 
 

@@ -47,10 +47,15 @@ def owner_alive(owner: dict[str, Any]) -> bool:
 class FolderLock:
     """`acquire()` or raise one line naming the owner; `release()` (idempotent) on any exit of the owner."""
 
-    def __init__(self, folder: str | os.PathLike, what: str = "folder", hint: str = "") -> None:
+    def __init__(
+        self, folder: str | os.PathLike, what: str = "folder", hint: str = "", scratch_root: Path | None = None
+    ) -> None:
+        """`scratch_root`: the folders between it and `folder` exist only for locks; every owner removes the
+        empty ones on release, so the last one leaves none (owners that raced for them included)."""
         self.folder = Path(folder)
         self.path = self.folder / LOCK_NAME
         self.what, self.hint = what, hint
+        self.scratch_root = scratch_root
         self._fd: int | None = None
         self._created: list[Path] = []  # folders this lock made (innermost first), removed again if left empty
 
@@ -131,7 +136,10 @@ class FolderLock:
             os.unlink(self.path)
         os.close(self._fd)
         self._fd = None
-        for folder in self._created:  # only when nothing was left in a folder the lock created
+        scratch = self._created
+        if self.scratch_root is not None:
+            scratch = [p for p in (self.folder, *self.folder.parents) if self.scratch_root in p.parents]
+        for folder in scratch:  # only when nothing was left in it
             try:
                 folder.rmdir()
             except OSError:
@@ -144,10 +152,14 @@ class FolderLock:
 
 @contextlib.contextmanager
 def folder_lock(
-    folder: str | os.PathLike, what: str = "folder", hint: str = "", timeout: float = 0.0
+    folder: str | os.PathLike,
+    what: str = "folder",
+    hint: str = "",
+    timeout: float = 0.0,
+    scratch_root: Path | None = None,
 ) -> Iterator[FolderLock]:
-    """Hold `folder`'s lock for the `with` block."""
-    lock = FolderLock(folder, what, hint).acquire(timeout)
+    """Hold `folder`'s lock for the `with` block (`scratch_root`: see `FolderLock`)."""
+    lock = FolderLock(folder, what, hint, scratch_root).acquire(timeout)
     try:
         yield lock
     finally:

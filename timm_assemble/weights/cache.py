@@ -120,7 +120,9 @@ def read_entry(path: Path) -> CacheEntry:
 
 def entry_lock(name: str, timeout: float = ENTRY_WAIT_S) -> contextlib.AbstractContextManager:
     """One writer per official weight at a time (download folder and entries); the others wait for it."""
-    return folder_lock(cache_root() / ".locks" / name, "cache entry", "it is being written by that process", timeout)
+    root = cache_root()
+    hint = "it is being written by that process"
+    return folder_lock(root / ".locks" / name, "cache entry", hint, timeout, scratch_root=root)
 
 
 def verify_entry(entry: CacheEntry) -> list[str]:
