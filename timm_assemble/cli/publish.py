@@ -5,7 +5,7 @@ from pathlib import Path
 
 from ..weights import records
 from ..weights.hub_folder import CARD_NAME
-from ..weights.publish import RECORD_TABLE, describe_plan, plan_publish, publish
+from ..weights.publish import describe_plan, plan_publish, publish
 from .args import Command
 
 
@@ -44,7 +44,7 @@ def run(args: PublishOptions) -> int:
     if plan.record_update is not None:
         print(f"updated {plan.record.name} in {records.RECORD_TABLE_PATH} (sha256, size, source files, status): commit")
     elif plan.record is not None and plan.record.status != "published":
-        print(f'now set status="published" in the record of {plan.record.name} in {RECORD_TABLE}')
+        print(f'now set status="published" in the record of {plan.record.name} in {records.RECORD_TABLE_PATH}')
     return 0
 
 

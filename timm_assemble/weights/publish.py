@@ -26,13 +26,13 @@ from safetensors import SafetensorError
 from .. import __version__
 from ..errors import TimmAssembleError
 from ..fileio import atomic_write
+from . import records
 from .cache import DEFAULT_WIDTH, PROVENANCE_NAME, file_sha256, read_entry
 from .card import CardSpec, card_spec_from_text, render_model_card
 from .hub_folder import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME
 from .records import OfficialCheckpoint, WeightRecord, find_record_for_repo, write_record
 
 UPLOAD_FILES = (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME)
-RECORD_TABLE = "timm_assemble/weights/record_table.py"  # where a maintainer edits a record, in messages
 
 
 @dataclass(frozen=True)
@@ -273,12 +273,12 @@ def describe_plan(plan: PublishPlan) -> str:
     elif plan.record_needs_sha256:
         record_line = (
             f"record {plan.record.name} has no sha256 yet: publishing needs it; add {plan.record_fix} to "
-            f"its literal in {RECORD_TABLE} after checking this folder, or publish a "
+            f"its literal in {records.RECORD_TABLE_PATH} after checking this folder, or publish a "
             "`timm-assemble weights fetch` cache entry with --update-record"
         )
     elif plan.record_update is not None:
         record_line = (
-            f"after the upload, its record in {RECORD_TABLE} gets sha256, size_bytes, the source files' "
+            f"after the upload, its record in {records.RECORD_TABLE_PATH} gets sha256, size_bytes, the source files' "
             f"sha256 ({len(plan.record_update.source.files_sha256)} files) and status published"
         )
     else:
@@ -306,7 +306,7 @@ def publish(plan: PublishPlan, token: str | None = None) -> str:
     if plan.record_needs_sha256:
         raise TimmAssembleError(
             f"the weight record {plan.record.name} has no sha256, so downloads could not be verified: record "
-            f"{plan.record_fix} in its literal in {RECORD_TABLE}, then publish again"
+            f"{plan.record_fix} in its literal in {records.RECORD_TABLE_PATH}, then publish again"
         )
     token = token or get_token()
     if token is None:
