@@ -361,6 +361,8 @@ def test_timm_weights_use_the_hub_cache_only_while_the_hub_is_out_of_reach(monke
     monkeypatch.setattr(model_setup, "hub_file_on_hub", lambda *file: probed.append(file) or (False, "no such file"))
     assert not offline_while_loading("resnet18.a1_in1k") and not offline_while_loading("hf-hub:org/repo@v2")
     assert not offline_while_loading(R50) and not offline_while_loading("local-dir:/nowhere")
+    for malformed in ("timm/resnet18.a1_in1k", "resnet18.no_such_tag", "hf_hub:"):  # left to the loader's error
+        assert not offline_while_loading(malformed)
     assert probed == [("timm/resnet18.a1_in1k", "model.safetensors", None), ("org/repo", "config.json", "v2")]
 
 

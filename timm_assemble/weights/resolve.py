@@ -82,13 +82,16 @@ def hub_has_file(
 def hub_file_of(model_name: str) -> tuple[str, str, str | None] | None:
     """(repo_id, filename, revision) of the first Hub file timm fetches for `model_name` with pretrained
     weights, or None when it fetches nothing from the Hub (a `local-dir:`, a URL or a file)."""
-    source, target = parse_model_name(model_name)
-    if source == "hf-hub":
-        repo_id, _, revision = target.partition("@")
-        return repo_id, CONFIG_NAME, revision or None
-    if source or not is_model(target.split(".", 1)[0]):
-        return None  # a local-dir:, or a name timm itself will refuse without the Hub
-    cfg = resolve_pretrained_cfg(target).to_dict()
+    try:
+        source, target = parse_model_name(model_name)
+        if source == "hf-hub":
+            repo_id, _, revision = target.partition("@")
+            return repo_id, CONFIG_NAME, revision or None
+        if source or not is_model(target.split(".", 1)[0]):
+            return None  # a local-dir:, or a name timm itself will refuse without the Hub
+        cfg = resolve_pretrained_cfg(target).to_dict()
+    except (ValueError, RuntimeError):  # a malformed name or an unknown tag: left to the loader, which says so
+        return None
     hub = _hub_source(cfg)
     return None if hub is None else (hub[0], cfg.get("hf_hub_filename") or WEIGHTS_NAME, hub[1])
 
