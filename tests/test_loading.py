@@ -51,3 +51,10 @@ def test_weights_that_do_not_fit_are_one_clear_error(tmp_path):
         load_weights(_model(), tmp_path / "missing.safetensors")
     with pytest.raises(TimmAssembleError, match=r"unknown model 'assemble_r5O' \(did you mean"):
         create_model("assemble_r5O")
+    # a tag the architecture does not have: one line listing its tags, with or without pretrained weights
+    # (timm raises a bare RuntimeError while it resolves the cfg, even for a model built from scratch)
+    for pretrained in (False, True):
+        with pytest.raises(TimmAssembleError, match="unknown pretrained tag in 'assemble_resnet50.nope'; .*clova"):
+            create_model("assemble_resnet50.nope", pretrained=pretrained)
+    with pytest.raises(TimmAssembleError, match="unknown pretrained tag in 'assemble_r50.clova_in1k'; .* has none"):
+        create_model("assemble_r50.clova_in1k")

@@ -24,7 +24,7 @@ WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 
 
 def check_model_name(name: str) -> None:
-    """Reject an unregistered architecture (with close matches) or a `local-dir:` folder without config.json."""
+    """Reject an unregistered architecture (with close matches) or tag, or a `local-dir:` folder without config.json."""
     try:
         source, ident = parse_model_name(name)
     except ValueError as err:
@@ -35,6 +35,11 @@ def check_model_name(name: str) -> None:
             close = difflib.get_close_matches(arch, timm.list_models(), n=3)
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
             raise TimmAssembleError(f"unknown model '{name}'{hint}")
+        if "." in ident and not timm.list_pretrained(ident):  # timm's own error is a RuntimeError, even unpretrained
+            tags = [n.split(".", 1)[1] for n in timm.list_pretrained(f"{arch}.*")]
+            raise TimmAssembleError(
+                f"unknown pretrained tag in '{name}'; {arch} has " + (", ".join(tags) if tags else "none")
+            )
     elif source == "local-dir":
         check_local_config(Path(ident))
     elif source == "hf-hub":
