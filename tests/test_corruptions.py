@@ -158,5 +158,68 @@ def test_spatter_distance_transform_equals_the_two_pass_scan(density: float) -> 
     if density == 0.0:
         edges[5, 50] = True  # a lone edge pixel: long straight and knight-move paths
     exact = two_pass_chamfer_5x5(edges)
-    for limit in (4, 20):
+    for limit in (2, 4, 20):  # 2: no knight move fits under the limit
         assert np.array_equal(C._distance_5x5(edges, limit), np.minimum(exact, np.float32(limit)))
+
+
+def pixelwise_canny(img: np.ndarray, low: int, high: int) -> np.ndarray:
+    """OpenCV's Canny (L1 gradient) as OpenCV computes it, pixel by pixel (slow, for small images): 3x3 Sobel
+    with replicated borders, non-maximum suppression in its fixed-point sectors, then hysteresis from every
+    strong pixel through 8-connected weak ones with a stack."""
+    h, w = img.shape
+    p = np.pad(img.astype(np.int64), 1, mode="edge")
+    mag = np.zeros((h + 2, w + 2), dtype=np.int64)
+    gxs, gys = np.zeros((h, w), dtype=np.int64), np.zeros((h, w), dtype=np.int64)
+    for i in range(h):
+        for j in range(w):
+            win = p[i : i + 3, j : j + 3]
+            gxs[i, j] = (win[:, 2] - win[:, 0]) @ [1, 2, 1]
+            gys[i, j] = (win[2] - win[0]) @ [1, 2, 1]
+            mag[i + 1, j + 1] = abs(gxs[i, j]) + abs(gys[i, j])
+    state = np.zeros((h, w), dtype=np.int8)  # 0 no edge, 1 weak, 2 strong
+    for i in range(h):
+        for j in range(w):
+            m, gx, gy = mag[i + 1, j + 1], gxs[i, j], gys[i, j]
+            if m <= low:
+                continue
+            ax, ay = abs(gx) * 13573, abs(gy) << 15
+            if ay < ax:
+                keep = m > mag[i + 1, j] and m >= mag[i + 1, j + 2]
+            elif ay > (abs(gx) << 16) + ax:
+                keep = m > mag[i, j + 1] and m >= mag[i + 2, j + 1]
+            else:
+                s = -1 if (gx < 0) != (gy < 0) else 1
+                keep = m > mag[i, j + 1 - s] and m > mag[i + 2, j + 1 + s]
+            if keep:
+                state[i, j] = 2 if m > high else 1
+    edges = state == 2
+    stack = [tuple(ij) for ij in np.argwhere(edges)]
+    while stack:
+        i, j = stack.pop()
+        for y in range(max(i - 1, 0), min(i + 2, h)):
+            for x in range(max(j - 1, 0), min(j + 2, w)):
+                if state[y, x] == 1 and not edges[y, x]:
+                    edges[y, x] = True
+                    stack.append((y, x))
+    return edges
+
+
+@pytest.mark.parametrize("pattern", ["noise", "blobs", "weak_spiral"])
+def test_spatter_canny_equals_the_pixelwise_definition(pattern: str) -> None:
+    rng = np.random.default_rng(len(pattern))
+    if pattern == "noise":
+        img = rng.integers(0, 256, (23, 31)).astype(np.uint8)
+    elif pattern == "blobs":  # the liquid layer spatter feeds it: smoothed, thresholded noise
+        liquid = C._gaussian(rng.normal(0.65, 0.3, (40, 44)), 2)
+        img = (np.clip(np.where(liquid < 0.68, 0, liquid), 0, 1) * 255).astype(np.uint8)
+    else:  # one strong edge feeding a long chain of weak ones: hysteresis must follow it to the end
+        img = np.zeros((21, 21), dtype=np.uint8)
+        y, x, dy, dx = 10, 10, 0, 1
+        for length in range(1, 40):
+            for _ in range(length // 2 + 1):
+                img[y, x] = 20
+                y, x = min(max(y + 2 * dy, 1), 19), min(max(x + 2 * dx, 1), 19)
+            dy, dx = dx, -dy
+        img[0, 0] = 255
+    for low, high in ((50, 150), (10, 40), (0, 255)):
+        assert np.array_equal(C._canny(img, low, high), pixelwise_canny(img, low, high))

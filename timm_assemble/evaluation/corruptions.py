@@ -308,51 +308,54 @@ def _frost_image(index: int) -> np.ndarray:
 
 def _canny(img: np.ndarray, low: int, high: int) -> np.ndarray:
     """OpenCV's `Canny` (3x3 Sobel with replicated borders, L1 magnitude, its fixed-point direction sectors,
-    8-connected hysteresis) on a uint8 image -> bool edges. int32 throughout: |gradient| <= 1020, so the
-    sector tests (|gy| << 15 against |gx| * 13573 and (|gx| << 16) + |gx| * 13573) stay below 2**31."""
-    p = np.pad(img.astype(np.int32), 1, mode="edge")
+    8-connected hysteresis) on a uint8 image -> bool edges.
+
+    Gradients fit int16 (|g| <= 1020); the sector tests (|gy| << 15 against |gx| * 13573 and
+    (|gx| << 16) + |gx| * 13573) run in int32 on the pixels above `low` only, the only ones that can be
+    edges. Hysteresis grows the strong edges into touching weak ones until none is added.
+    """
+    h, w = img.shape
+    row = w + 2
+    p = _pad1(img, np.int16, reflect=False)
     d = p[:, 2:] - p[:, :-2]  # Sobel, separably: [-1, 0, 1] along x, [1, 2, 1] along y (and transposed)
     gx = d[:-2] + d[2:]
     gx += d[1:-1] << 1
     d = p[2:] - p[:-2]
     gy = d[:, :-2] + d[:, 2:]
     gy += d[:, 1:-1] << 1
+    mag = np.zeros((h + 2, row), dtype=np.int16)  # zero border: never above `low`, never a larger neighbour
+    inner = mag[1:-1, 1:-1]
+    np.abs(gx, out=inner)
+    inner += np.abs(gy)
+    mag = mag.ravel()
+    at = np.flatnonzero(mag > low)  # flat indices into the padded map
+    at_inner = at - (at // row) * 2 - (row - 1)  # the same pixels in gx, gy
+    gx, gy = gx.ravel()[at_inner].astype(np.int32), gy.ravel()[at_inner].astype(np.int32)
     ax, ay = np.abs(gx), np.abs(gy)
-    mag = ax + ay
-    h, w = mag.shape
-    pad = np.pad(mag, 1)
-
-    def neighbour(dy: int, dx: int) -> np.ndarray:
-        return pad[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
-
     ay <<= 15
     tan22 = ax * 13573  # round(tan(22.5 deg) * 2**15), as OpenCV
     horizontal = ay < tan22
-    ax <<= 16
-    ax += tan22
-    vertical = ay > ax
+    vertical = ay > (ax << 16) + tan22
     anti = (gx ^ gy) < 0  # gradient along the anti-diagonal
-    keep = np.where(
-        horizontal,
-        (mag > neighbour(0, -1)) & (mag >= neighbour(0, 1)),
-        np.where(
-            vertical,
-            (mag > neighbour(-1, 0)) & (mag >= neighbour(1, 0)),
-            np.where(
-                anti,
-                (mag > neighbour(-1, 1)) & (mag > neighbour(1, -1)),
-                (mag > neighbour(-1, -1)) & (mag > neighbour(1, 1)),
-            ),
-        ),
-    )
-    candidates = keep & (mag > low)
-    labels, count = _ndi().label(candidates, structure=np.ones((3, 3), dtype=bool))
-    if count == 0:
-        return candidates
-    strong = np.zeros(count + 1, dtype=bool)
-    strong[labels[candidates & (mag > high)]] = True
-    strong[0] = False
-    return strong[labels]
+    # neighbours across the gradient: (0, +-1), (+-1, 0), (-+1, +-1) or (+-1, +-1)
+    step = np.where(horizontal, 1, np.where(vertical, row, np.where(anti, row - 1, row + 1)))
+    m = mag[at]
+    after = mag[at + step]
+    axial = horizontal | vertical  # OpenCV keeps ties with the right / lower neighbour on these only
+    keep = np.flatnonzero((m > mag[at - step]) & ((m > after) | (axial & (m == after))))
+    at, m = at[keep], m[keep]
+    edges = np.zeros(mag.size, dtype=bool)
+    strong = m > high
+    edges[at[strong]] = True
+    weak = at[~strong]
+    around = np.array([-row - 1, -row, 1 - row, -1, 1, row - 1, row, row + 1])
+    while weak.size:
+        linked = edges[weak[:, None] + around].any(axis=1)
+        if not linked.any():
+            break
+        edges[weak[linked]] = True
+        weak = weak[~linked]
+    return edges.reshape(h + 2, row)[1:-1, 1:-1]
 
 
 # OpenCV's 5x5 chamfer steps in 16.16 fixed point: (dy, dx) of each line direction and its step cost
@@ -373,35 +376,59 @@ def _distance_5x5(edges: np.ndarray, limit: int) -> np.ndarray:
     distances k * cost along (0, 1), (1, 0), (1, +-1), (1, +-2), (2, +-1), taken one after the other. Each
     line pass is done by doubling (shifts of 1, 2, 4, ... steps, both signs) up to the step count that
     `limit` can need: exact integers below `limit`, and at least `limit` where the true distance is.
+    The passes shift whole padded rows as one flat array: side padding of `limit` columns or more makes
+    any path that wraps from one row's end into the next cost more than `limit`.
     """
     h, w = edges.shape
     fixed_limit = limit * 65536
     plan = [(dy, dx, cost, (fixed_limit // cost).bit_length()) for (dy, dx), cost in _CHAMFER_5X5]
-    m = max((1 << (levels - 1)) * max(abs(dy), abs(dx)) for dy, dx, _, levels in plan)
-    t = np.full((h + 2 * m, w + 2 * m), 2**30, dtype=np.int32)  # beyond any path cost below the limit
-    inner = t[m:-m, m:-m]
-    inner[edges] = 0
-    near = np.empty_like(inner)
+    plan = [step for step in plan if step[3]]  # a step costlier than `limit` never helps
+    reach = max((1 << (levels - 1)) * max(abs(dy), abs(dx)) for dy, dx, _, levels in plan)
+    side = max(reach, (limit + 1) // 2)
+    row = w + 2 * side
+    t = np.full((h + 2 * reach + 2, row), 2**30, dtype=np.int32)  # beyond any path cost below the limit
+    top = reach + 1  # one spare row above and below: a shift of `reach` rows and columns stays in the array
+    t[top : top + h, side : side + w][edges] = 0
+    flat = t.ravel()
+    start, size = top * row, h * row
+    band = flat[start : start + size]  # the image rows, side padding included
+    near = np.empty_like(band)
     for dy, dx, cost, levels in plan:
         for level in range(levels):
-            sy, sx = dy << level, dx << level
-            ahead, behind = t[m + sy : m + sy + h, m + sx : m + sx + w], t[m - sy : m - sy + h, m - sx : m - sx + w]
-            np.minimum(ahead, behind, out=near)
+            shift = (dy * row + dx) << level
+            np.minimum(flat[start + shift : start + shift + size], flat[start - shift : start - shift + size], out=near)
             near += cost << level
-            np.minimum(inner, near, out=inner)
+            np.minimum(band, near, out=band)
+    inner = t[top : top + h, side : side + w]
     return np.minimum(inner.astype(np.float32) * np.float32(1.0 / 65536), np.float32(limit))
 
 
-def _box3(x: np.ndarray) -> np.ndarray:
-    """Sum over each 3x3 neighbourhood in x's dtype, borders reflected as OpenCV's BORDER_REFLECT_101."""
-    p = np.pad(x, 1, mode="reflect")
-    rows = p[:-2] + p[1:-1] + p[2:]
-    return rows[:, :-2] + rows[:, 1:-1] + rows[:, 2:]
+def _pad1(x: np.ndarray, dtype: type, reflect: bool) -> np.ndarray:
+    """2-D `x` as `dtype` with a one-pixel border, mirrored without the edge pixel (OpenCV's BORDER_REFLECT_101)
+    or replicated (BORDER_REPLICATE). np.pad's general machinery costs more than the 3x3 filters it pads for."""
+    h, w = x.shape
+    p = np.empty((h + 2, w + 2), dtype=dtype)
+    p[1:-1, 1:-1] = x
+    src = 2 if reflect else 1
+    p[0, 1:-1], p[-1, 1:-1] = p[src, 1:-1], p[-1 - src, 1:-1]
+    p[:, 0], p[:, -1] = p[:, src], p[:, -1 - src]
+    return p
+
+
+def _box3(x: np.ndarray, dtype: type) -> np.ndarray:
+    """Sum over each 3x3 neighbourhood in `dtype`, borders as OpenCV's BORDER_REFLECT_101."""
+    p = _pad1(x, dtype, reflect=True)
+    rows = p[:-2] + p[1:-1]
+    rows += p[2:]
+    out = rows[:, :-2] + rows[:, 1:-1]
+    out += rows[:, 2:]
+    return out
 
 
 def _emboss(x: np.ndarray) -> np.ndarray:
-    """spatter's `cv2.filter2D(x, CV_8U, [[-2, -1, 0], [-1, 1, 1], [0, 1, 2]])` on uint8: integer sums, saturated."""
-    p = np.pad(x.astype(np.int32), 1, mode="reflect")  # BORDER_REFLECT_101
+    """spatter's `cv2.filter2D(x, CV_8U, [[-2, -1, 0], [-1, 1, 1], [0, 1, 2]])` on uint8: integer sums (within
+    -1020..1275, so int16), saturated."""
+    p = _pad1(x, np.int16, reflect=True)
     out = p[2:, 2:] - p[:-2, :-2]
     out <<= 1
     out += p[1:-1, 1:-1]
@@ -694,16 +721,18 @@ def spatter(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarra
     if not mud:
         liquid = (np.clip(liquid, 0, 1) * 255).astype(np.uint8)
         dist = _distance_5x5(_canny(liquid, 50, 150), 20)  # cv2.threshold(THRESH_TRUNC) at 20
-        dist = (_box3(dist.astype(np.float64)) * (1.0 / 9)).astype(np.float32).astype(np.uint8)  # cv2.blur
+        dist = (_box3(dist, np.float64) * (1.0 / 9)).astype(np.float32).astype(np.uint8)  # cv2.blur
         dist = _emboss(_equalize_hist(dist))
-        dist = ((_box3(dist) + 4) // 9).astype(np.float32)  # cv2.blur of uint8 rounds (sum / 9 never ties)
+        dist = ((_box3(dist, np.int16) + 4) // 9).astype(np.float32)  # cv2.blur of uint8 rounds (sum / 9 never ties)
         m = liquid.astype(np.float32) * dist
         peak = m.max()
         if peak > 0:
             m /= peak
             m *= intensity
         colour = np.array([175, 238, 238], dtype=np.float32) / 255.0  # pale turquoise water
-        out = m[..., None] * colour
+        out = np.empty_like(x)
+        for channel, value in enumerate(colour):  # a channel at a time: numpy broadcasts over 3 channels slowly
+            np.multiply(m, value, out=out[..., channel])
         out += x
         np.clip(out, 0, 1, out=out)
         out *= 255
@@ -711,7 +740,14 @@ def spatter(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarra
     m = _gaussian((liquid > threshold).astype(np.float32), intensity)
     m[m < 0.8] = 0
     colour = np.array([63, 42, 20], dtype=np.float32) / 255.0  # mud brown
-    return np.clip(x * (1 - m[..., None]) + m[..., None] * colour, 0, 1) * 255
+    clear = 1 - m
+    out = np.empty_like(x)
+    for channel, value in enumerate(colour):
+        np.multiply(x[..., channel], clear, out=out[..., channel])
+        out[..., channel] += m * value
+    np.clip(out, 0, 1, out=out)
+    out *= 255
+    return out
 
 
 _FUNCTIONS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]] = {
