@@ -7,18 +7,16 @@ hendrycks' `make_imagenet_c.py` itself.
 
 (/tmp/mic.py: `git -C /work/.mirror/hendrycks+robustness/repo show HEAD:ImageNet-C/create_c/make_imagenet_c.py`.)
 The baseline module is loaded from its file path (importlib), so any old checkout works as long as its
-`corrupt(image, name, severity, seed)` has today's signature; it runs in this process, interleaved call by
-call with this checkout (new, old, new, old, ...), so machine load hits both alike. The reference needs its
-own environment (numpy < 2, scikit-image 0.20, OpenCV, Wand): this script re-runs itself under
-`--reference-python`, where `benchmarks/imagenet_c_reference.py` loads the reference functions unmodified,
-times them on the same images (passed as a .npy file) and seeds, and prints its numbers as JSON: after this
-checkout's run, not interleaved with it, so a change in machine load between the two skews that column. Images are
-natural-looking (smoothed noise with edges, fixed seed). Each cell is the median over repeats of the mean
-over images and severities 1-5. Run it on an otherwise idle machine.
+`corrupt(image, name, severity, seed)` has today's signature. The reference needs its own environment (numpy < 2,
+scikit-image 0.20, OpenCV, Wand): this script re-runs itself under `--reference-python` as a worker process, where
+`benchmarks/imagenet_c_reference.py` loads the reference functions unmodified and the same images (a .npy file);
+it times each call it is sent and answers with the seconds. All implementations run interleaved call by call
+(this checkout, baseline, reference, this checkout, ...) on the same images and seeds, so machine load hits them
+alike. Images are natural-looking (smoothed noise with edges, fixed seed). Each cell is the median over repeats
+of the mean over images and severities 1-5. Run it on an otherwise idle machine.
 """
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys
@@ -62,41 +60,72 @@ def test_images(count: int, size: int) -> np.ndarray:
     return np.stack(images)
 
 
-def seconds(corrupts: list[Corrupt], names: list[str], images: np.ndarray, repeats: int) -> list[dict[str, float]]:
+Timer = Callable[[int, str, int, int], float]  # (image index, corruption, severity, seed) -> seconds
+
+
+def in_process(corrupt: Corrupt, images: np.ndarray) -> Timer:
+    def timer(index: int, name: str, severity: int, seed: int) -> float:
+        start = time.perf_counter()
+        corrupt(images[index], name, severity, seed)
+        return time.perf_counter() - start
+
+    return timer
+
+
+class ReferenceWorker:
+    """The reference in its own environment: a child process (this script, `--reference-worker`, under
+    `--reference-python`) that runs and times each call it is sent, so its calls interleave with ours."""
+
+    def __init__(self, args: argparse.Namespace, images_path: Path) -> None:
+        command = [str(args.reference_python), __file__, "--reference-worker", str(images_path)]
+        command += ["--reference-src", str(args.reference_src)]
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def __call__(self, index: int, name: str, severity: int, seed: int) -> float:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(f"{index} {name} {severity} {seed}\n")
+        self.process.stdin.flush()
+        answer = self.process.stdout.readline()
+        if not answer:
+            sys.exit(f"error: the reference worker stopped (exit {self.process.wait()}) at {name} severity {severity}")
+        return float(answer)
+
+    def close(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        self.process.wait()
+
+
+def serve_reference(args: argparse.Namespace) -> None:
+    """Worker side: time the reference on each `index name severity seed` line of stdin, answer on stdout."""
+    from imagenet_c_reference import load  # this script's folder is on sys.path
+
+    answers, sys.stdout = sys.stdout, sys.stderr  # whatever the reference prints stays off the answers
+    timer = in_process(load(args.reference_src.resolve()), np.load(args.reference_worker))
+    for line in sys.stdin:
+        index, name, severity, seed = line.split()
+        print(timer(int(index), name, int(severity), int(seed)), file=answers, flush=True)
+
+
+def seconds(timers: list[Timer], names: list[str], count: int, repeats: int) -> list[dict[str, float]]:
     """Per implementation, corruption -> seconds per image per severity; implementations interleaved call by call."""
-    for corrupt in corrupts:  # warm caches (frost photographs, lazy imports)
+    for timer in timers:  # warm caches (frost photographs, lazy imports)
         for name in names:
-            corrupt(images[0], name, 1, 0)
-    out: list[dict[str, float]] = [{} for _ in corrupts]
+            timer(0, name, 1, 0)
+    out: list[dict[str, float]] = [{} for _ in timers]
     for name in names:
-        runs: list[list[float]] = [[] for _ in corrupts]
+        runs: list[list[float]] = [[] for _ in timers]
         for _ in range(repeats):
-            spent = [0.0] * len(corrupts)
-            for i, image in enumerate(images):
+            spent = [0.0] * len(timers)
+            for index in range(count):
                 for severity in range(1, 6):
-                    for k, corrupt in enumerate(corrupts):
-                        start = time.perf_counter()
-                        corrupt(image, name, severity, 100 * i + severity)
-                        spent[k] += time.perf_counter() - start
-            for k in range(len(corrupts)):
-                runs[k].append(spent[k] / (len(images) * 5))
-        for k in range(len(corrupts)):
+                    for k, timer in enumerate(timers):
+                        spent[k] += timer(index, name, severity, 100 * index + severity)
+            for k in range(len(timers)):
+                runs[k].append(spent[k] / (count * 5))
+        for k in range(len(timers)):
             out[k][name] = statistics.median(runs[k])
     return out
-
-
-def reference_seconds(args: argparse.Namespace, names: list[str], images: np.ndarray) -> dict[str, float]:
-    """The reference's numbers, from this script re-run under --reference-python on the same images."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "images.npy"
-        np.save(path, images)
-        command = [str(args.reference_python), __file__, "--reference-worker", str(path)]
-        command += ["--reference-src", str(args.reference_src), "--corruptions", ",".join(names)]
-        command += ["--repeats", str(args.repeats)]
-        done = subprocess.run(command, stdout=subprocess.PIPE, text=True)
-    if done.returncode != 0:
-        sys.exit(f"error: the reference run failed (exit {done.returncode}): {' '.join(command)}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def print_table(names: list[str], ours: dict, baseline: dict | None, reference: dict | None, args) -> None:
@@ -133,10 +162,7 @@ def main() -> None:
         if path is not None and not path.is_file():
             sys.exit(f"error: --{option.replace('_', '-')} {path} is not a file")
     if args.reference_worker:
-        from imagenet_c_reference import load  # this script's folder is on sys.path
-
-        corrupt, images = load(args.reference_src.resolve()), np.load(args.reference_worker)
-        print(json.dumps(seconds([corrupt], args.corruptions.split(","), images, args.repeats)[0]))
+        serve_reference(args)
         return
     if args.baseline_src is None and args.reference_src is None:
         sys.exit("error: give --baseline-src and/or --reference-src")
@@ -145,11 +171,21 @@ def main() -> None:
     from timm_assemble.evaluation import corruptions
 
     names, images = corruptions.parse_corruptions(args.corruptions), test_images(args.images, args.size)
-    baseline = [load_baseline(args.baseline_src)] if args.baseline_src else []
-    timed = seconds([corruptions.corrupt, *baseline], names, images, args.repeats)
-    reference = reference_seconds(args, names, images) if args.reference_src else None
-    print_table(names, timed[0], timed[1] if baseline else None, reference, args)
-
+    timers = [in_process(corruptions.corrupt, images)]
+    timers += [in_process(load_baseline(args.baseline_src), images)] if args.baseline_src else []
+    with tempfile.TemporaryDirectory() as tmp:
+        reference = None
+        if args.reference_src:
+            np.save(Path(tmp) / "images.npy", images)
+            reference = ReferenceWorker(args, Path(tmp) / "images.npy")
+            timers.append(reference)
+        try:
+            timed = seconds(timers, names, len(images), args.repeats)
+        finally:
+            if reference is not None:
+                reference.close()
+    baseline = timed[1] if args.baseline_src else None
+    print_table(names, timed[0], baseline, timed[-1] if reference else None, args)
 
 if __name__ == "__main__":
     main()
