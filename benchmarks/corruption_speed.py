@@ -10,13 +10,15 @@ The baseline module is loaded from its file path (importlib), so any old checkou
 `corrupt(image, name, severity, seed)` has today's signature. The reference needs its own environment (numpy < 2,
 scikit-image 0.20, OpenCV, Wand): this script re-runs itself under `--reference-python` as a worker process, where
 `benchmarks/imagenet_c_reference.py` loads the reference functions unmodified and the same images (a .npy file);
-it times each call it is sent and answers with the seconds. All implementations run interleaved call by call
-(this checkout, baseline, reference, this checkout, ...) on the same images and seeds, so machine load hits them
-alike. Images are natural-looking (smoothed noise with edges, fixed seed). Each cell is the median over repeats
-of the mean over images and severities 1-5. Run it on an otherwise idle machine.
+it times each call it is sent and answers with the seconds. All implementations run on the same images and
+seeds, interleaved block by block (one block: one implementation, one corruption, all images and severities; the
+blocks of a repeat in a fresh random order), so machine load hits them alike while each runs warm, as in a real run.
+Images are natural-looking (smoothed noise with edges, fixed seed). Each cell is the median over repeats of the mean
+over images and severities 1-5. Run it on an otherwise idle machine.
 """
 
 import argparse
+import random
 import statistics
 import subprocess
 import sys
@@ -108,21 +110,22 @@ def serve_reference(args: argparse.Namespace) -> None:
 
 
 def seconds(timers: list[Timer], names: list[str], count: int, repeats: int) -> list[dict[str, float]]:
-    """Per implementation, corruption -> seconds per image per severity; implementations interleaved call by call."""
+    """Per implementation, corruption -> seconds per image per severity. Each repeat runs every implementation on
+    all images and severities in one block (warm, as in a real run), the blocks in a fresh random order."""
     for timer in timers:  # warm caches (frost photographs, lazy imports)
         for name in names:
             timer(0, name, 1, 0)
     out: list[dict[str, float]] = [{} for _ in timers]
+    order, turns = random.Random(0), list(range(len(timers)))
     for name in names:
         runs: list[list[float]] = [[] for _ in timers]
         for _ in range(repeats):
-            spent = [0.0] * len(timers)
-            for index in range(count):
-                for severity in range(1, 6):
-                    for k, timer in enumerate(timers):
-                        spent[k] += timer(index, name, severity, 100 * index + severity)
-            for k in range(len(timers)):
-                runs[k].append(spent[k] / (count * 5))
+            order.shuffle(turns)
+            for k in turns:
+                spent = sum(
+                    timers[k](i, name, severity, 100 * i + severity) for i in range(count) for severity in range(1, 6)
+                )
+                runs[k].append(spent / (count * 5))
         for k in range(len(timers)):
             out[k][name] = statistics.median(runs[k])
     return out
@@ -186,6 +189,7 @@ def main() -> None:
                 reference.close()
     baseline = timed[1] if args.baseline_src else None
     print_table(names, timed[0], baseline, timed[-1] if reference else None, args)
+
 
 if __name__ == "__main__":
     main()

@@ -553,27 +553,33 @@ def defocus_blur(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.n
     The reference's `cv2.filter2D` correlates kernels this large through the DFT, with BORDER_REFLECT_101;
     so do we: a float64 FFT over the mirror-padded image (its wrap-around only touches the first k - 1 rows
     and columns, which are cut), rounded to 1e-12 so that flat regions stay exact. OpenCV runs it on its
-    thread pool; the FFT here takes torch's intra-op thread count (1 in a DataLoader worker).
+    thread pool; torch's FFT here (3-4x faster than scipy's inverse) on torch's intra-op threads (1 in a
+    DataLoader worker).
     """
     import scipy.fft
     import torch
 
     k, (h, w) = (21 if severity == 5 else 17), x.shape[:2]  # the kernel's size: 17, or 2 * radius + 1 above 8
-    pad, threads = k // 2, torch.get_num_threads()
+    pad = k // 2
     shape = tuple(scipy.fft.next_fast_len(n + 2 * pad, real=True) for n in (h, w))
-    padded = np.zeros((3, *shape))  # the transform's size, zero beyond the mirror-padded image
-    padded[:, : h + 2 * pad, : w + 2 * pad] = np.pad(np.moveaxis(x, -1, 0), ((0, 0), (pad, pad), (pad, pad)), "reflect")
-    padded /= 255.0
-    spectrum = scipy.fft.rfft2(padded, workers=threads, overwrite_x=True)
-    spectrum *= _disk_spectrum(severity, shape)
-    full = scipy.fft.irfft2(spectrum, shape, workers=threads, overwrite_x=True)
-    out = np.empty((h, w, 3))  # channels last from here: contiguous for the rest and for corrupt()'s cast
-    np.multiply(np.moveaxis(full[:, k - 1 : k - 1 + h, k - 1 : k - 1 + w], 0, -1), 1e12, out=out)
+    padded = np.empty((3, *shape))  # the transform's size, zero beyond the mirror-padded image
+    rows, cols = h + 2 * pad, w + 2 * pad
+    padded[:, rows:] = 0
+    padded[:, :rows, cols:] = 0
+    image = padded[:, :rows, :cols]
+    image[:, pad : pad + h, pad : pad + w] = np.moveaxis(x, -1, 0)
+    image[:, :pad], image[:, pad + h :] = image[:, 2 * pad : pad : -1], image[:, pad + h - 2 : h - 2 : -1]
+    image[:, :, :pad], image[:, :, pad + w :] = image[:, :, 2 * pad : pad : -1], image[:, :, pad + w - 2 : w - 2 : -1]
+    image /= 255.0
+    spectrum = torch.fft.rfft2(torch.from_numpy(padded))
+    spectrum *= torch.from_numpy(_disk_spectrum(severity, shape))
+    full = torch.fft.irfft2(spectrum, shape).numpy()
+    out = np.multiply(full[:, k - 1 : k - 1 + h, k - 1 : k - 1 + w], 1e12)
     np.rint(out, out=out)
     out /= 1e12
     np.clip(out, 0, 1, out=out)
     out *= 255
-    return out
+    return np.moveaxis(out, 0, -1)  # corrupt()'s cast to uint8 makes it channels-last and contiguous
 
 
 def motion_blur(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
