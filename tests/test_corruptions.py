@@ -33,6 +33,19 @@ def test_every_corruption_is_deterministic_and_changes_the_image(name: str, imag
     assert not np.array_equal(C.corrupt(image, name, 5, 7), image)
 
 
+@pytest.mark.parametrize("layout", ["mirrored", "bgr_view", "crop", "fortran"])
+def test_any_memory_layout_gives_the_same_corruption(layout: str, image: np.ndarray) -> None:
+    """corrupt() hands the corruption a read-only view of the caller's array, strides and all."""
+    view = {
+        "mirrored": image[:, ::-1],
+        "bgr_view": image[..., ::-1],
+        "crop": image[2:38, 3:45],
+        "fortran": np.asfortranarray(image),
+    }[layout]
+    for name in C.ALL_CORRUPTIONS:
+        assert np.array_equal(C.corrupt(view, name, 3, 5), C.corrupt(np.ascontiguousarray(view), name, 3, 5)), name
+
+
 def test_random_corruptions_depend_on_the_seed_and_no_other_does(image: np.ndarray) -> None:
     for name in C.RANDOM_CORRUPTIONS:
         assert not np.array_equal(C.corrupt(image, name, 3, 1), C.corrupt(image, name, 3, 2)), name
