@@ -568,6 +568,7 @@ def defocus_blur(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.n
     padded[:, :rows, cols:] = 0
     image = padded[:, :rows, :cols]
     image[:, pad : pad + h, pad : pad + w] = np.moveaxis(x, -1, 0)
+    # BORDER_REFLECT_101, rows then columns: padded row pad - i is image row i, row pad + h - 1 + i is row h - 1 - i
     image[:, :pad], image[:, pad + h :] = image[:, 2 * pad : pad : -1], image[:, pad + h - 2 : h - 2 : -1]
     image[:, :, :pad], image[:, :, pad + w :] = image[:, :, 2 * pad : pad : -1], image[:, :, pad + w - 2 : w - 2 : -1]
     image /= 255.0
