@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import TimmAssembleError
-from .fileio import write_error
+from .fileio import check_dir_target, write_error
 
 LOCK_NAME = ".timm-assemble.lock"
 
@@ -75,6 +75,9 @@ class FolderLock:
             try:
                 fd = self._open()
             except FileNotFoundError:  # the folder went away between mkdir and open: its owner left
+                continue
+            except FileExistsError:  # mkdir found the folder, then its owner removed it: retry; or a file is there
+                check_dir_target(self.folder)  # one line when something other than a folder is in the way
                 continue
             except OSError as err:  # read-only, full, not a folder: the user's to fix, said in one line
                 raise write_error(self.path, err) from err
