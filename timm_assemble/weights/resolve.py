@@ -215,9 +215,8 @@ def _official_width_elsewhere(name: str, width: int) -> int | None:
 
 def _unavailable(name: str, width: int, reasons: list[str]) -> TimmAssembleError:
     what = name if width == DEFAULT_WIDTH else f"{name} at width={width}"
-    hub = ""
-    if get_record(name).status == "published":
-        hub = f"; from the Hub: {hub_prefetch(get_record(name).repo_id)}"
+    record = get_record(name)
+    hub = f"; from the Hub: {hub_prefetch(record.repo_id)}" if record.status == "published" else ""
     return TimmAssembleError(
         f"pretrained weights for {what} are not available: " + "; ".join(reasons) + f". {without_hub(name)}{hub}"
     )
