@@ -411,15 +411,26 @@ def _distance_5x5(edges: np.ndarray, limit: int) -> np.ndarray:
     return np.minimum(inner.astype(np.float32) * np.float32(1.0 / 65536), np.float32(limit))
 
 
+def _fill_border(p: np.ndarray, pad: int, reflect: bool) -> None:
+    """Fill the `pad`-wide border of `p`'s last two axes from its interior, in place: mirrored without the edge
+    pixel (OpenCV's BORDER_REFLECT_101; the interior must be wider than `pad`) or replicated (BORDER_REPLICATE).
+    Rows first, then columns over the full height, so the corners come out as OpenCV's and np.pad's."""
+    for axis in (-2, -1):
+        q = np.moveaxis(p, axis, 0)
+        n = q.shape[0]
+        if reflect:
+            q[:pad], q[n - pad :] = q[2 * pad : pad : -1], q[n - pad - 2 : n - 2 * pad - 2 : -1]
+        else:
+            q[:pad], q[n - pad :] = q[pad], q[n - pad - 1]
+
+
 def _pad1(x: np.ndarray, dtype: type, reflect: bool) -> np.ndarray:
-    """2-D `x` as `dtype` with a one-pixel border, mirrored without the edge pixel (OpenCV's BORDER_REFLECT_101)
-    or replicated (BORDER_REPLICATE). np.pad's general machinery costs more than the 3x3 filters it pads for."""
+    """2-D `x` as `dtype` with a one-pixel border (see `_fill_border`). np.pad's general machinery costs more
+    than the 3x3 filters it pads for."""
     h, w = x.shape
     p = np.empty((h + 2, w + 2), dtype=dtype)
     p[1:-1, 1:-1] = x
-    src = 2 if reflect else 1
-    p[0, 1:-1], p[-1, 1:-1] = p[src, 1:-1], p[-1 - src, 1:-1]
-    p[:, 0], p[:, -1] = p[:, src], p[:, -1 - src]
+    _fill_border(p, 1, reflect)
     return p
 
 
@@ -568,9 +579,7 @@ def defocus_blur(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.n
     padded[:, :rows, cols:] = 0
     image = padded[:, :rows, :cols]
     image[:, pad : pad + h, pad : pad + w] = np.moveaxis(x, -1, 0)
-    # BORDER_REFLECT_101, rows then columns: padded row pad - i is image row i, row pad + h - 1 + i is row h - 1 - i
-    image[:, :pad], image[:, pad + h :] = image[:, 2 * pad : pad : -1], image[:, pad + h - 2 : h - 2 : -1]
-    image[:, :, :pad], image[:, :, pad + w :] = image[:, :, 2 * pad : pad : -1], image[:, :, pad + w - 2 : w - 2 : -1]
+    _fill_border(image, pad, reflect=True)
     image /= 255.0
     spectrum = torch.fft.rfft2(torch.from_numpy(padded))
     spectrum *= torch.from_numpy(_disk_spectrum(severity, shape))
