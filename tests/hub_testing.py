@@ -1,4 +1,5 @@
-"""Helpers for the Hub tests: a converted fixture model, an offline Hub cache, and patched weight records."""
+"""Helpers for the Hub tests: a converted fixture model, an offline Hub cache, patched weight records, and
+concurrent callers of the weights cache."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import hashlib
 import json
 import runpy
 import shutil
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx2
@@ -63,6 +66,25 @@ def read_record_table(path: Path) -> dict[str, records.WeightRecord]:
     """The records a written `record_table.py` holds, by name (the file is run as Python, as the package does)."""
     return {r.name: r for r in runpy.run_path(str(path))["RECORDS"]}
 
+
+
+def errors_in_threads(target: Callable[[], object], count: int, timeout: float = 120) -> list[BaseException]:
+    """Run `target` in `count` threads at once; returns what they raised (a thread's exception is otherwise only
+    a pytest warning, which no assertion sees)."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            target()
+        except BaseException as err:  # reported to the caller
+            errors.append(err)
+
+    threads = [threading.Thread(target=run) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+    return errors
 
 TOKEN = "hf_test_token_not_real"
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hub_testing import errors_in_threads
 from PIL import Image
 from tf_bundle_writer import write_bundle
 
@@ -230,24 +231,13 @@ def test_locks_taken_in_turn_leave_no_folder_behind(tmp_path):
     """Lock folders under a scratch root (the weights cache's `.locks/NAME`) go again with their last owner,
     however acquire and release interleave (a waiter may create its lock file in a folder its predecessor
     is about to remove: that removal then fails, and the waiter removes the folder when it releases)."""
-    import threading
-
-    errors: list[BaseException] = []
 
     def take_in_turn() -> None:
-        try:
-            for _ in range(40):
-                with folder_lock(tmp_path / ".locks" / "entry", timeout=30, scratch_root=tmp_path):
-                    pass
-        except BaseException as err:  # a thread's exception is only a warning: the test must see it
-            errors.append(err)
+        for _ in range(40):
+            with folder_lock(tmp_path / ".locks" / "entry", timeout=30, scratch_root=tmp_path):
+                pass
 
-    threads = [threading.Thread(target=take_in_turn) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert errors == []
+    assert errors_in_threads(take_in_turn, 4, timeout=60) == []
     assert list(tmp_path.iterdir()) == []
 
 

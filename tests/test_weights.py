@@ -18,7 +18,7 @@ import safetensors.torch
 import timm
 import torch
 from drive_testing import CLOVA_TF, FakeDrive, block_sockets, official_tree
-from hub_testing import COMMIT, convert_fixture, go_offline, seed_hub_cache
+from hub_testing import COMMIT, convert_fixture, errors_in_threads, go_offline, seed_hub_cache
 
 import timm_assemble  # noqa: F401  (registers the models)
 from timm_assemble import cli
@@ -386,24 +386,11 @@ def test_finetune_demo_starts_from_the_official_weights(cache, monkeypatch):
 def test_two_writers_of_one_entry_fetch_once(cache, monkeypatch):
     """Two loaders at once (two threads here, processes alike: the lock is an flock): one downloads and converts,
     the other waits and takes its entry; neither sees the entry missing."""
-    import threading
-
     from timm_assemble.weights.resolve import official_weights
 
     fake = drive(monkeypatch)
-    got, errors = [], []
-
-    def load() -> None:
-        try:
-            got.append(official_weights(R50, 8, "hub: not tried"))
-        except Exception as err:  # noqa: BLE001  (reported below)
-            errors.append(err)
-
-    threads = [threading.Thread(target=load) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
+    got = []
+    errors = errors_in_threads(lambda: got.append(official_weights(R50, 8, "hub: not tried")), 2)
     assert not errors and len(got) == 2 and got[0] == got[1]
     downloads = [r for r in fake.requests if "uc?" in r or "download" in r]
     single = len(downloads)
