@@ -2,11 +2,12 @@
 
 Why our own: the usual package (`imagecorruptions` 1.1.2) no longer imports on numpy 2 /
 scikit-image 0.26, and its maintained forks pull in OpenCV and numba. Each function here follows the
-function of the same name in ImageNet-C's generator (hendrycks/robustness
-`ImageNet-C/create_c/make_imagenet_c.py`, the code that made the released files), with its severity
-constants, and reproduces it: `tests/test_imagenet_c_reference.py` pins every corruption and severity
-against that code run unmodified (numpy 1.26, scikit-image 0.20, OpenCV 4.11, ImageMagick 6.9):
-bit-identical except motion_blur and snow, within one grey level (ImageMagick's quantum arithmetic).
+function of the same name in hendrycks/robustness' generators (`ImageNet-C/create_c/make_*_c.py`, the code that
+made the released files), and reproduces it with the constants of a corruption set (`corruption_sets`: imagenet-c,
+cifar-c, tiny-imagenet-c, imagenet-c-inception; the scripts differ in those only). `tests/test_corruption_reference.py`
+pins every corruption, severity and set against its script run unmodified (numpy 1.26, scikit-image 0.20, OpenCV
+4.11, ImageMagick 6.9): bit-identical except motion_blur and snow, within one grey level (ImageMagick's quantum
+arithmetic), and cifar-c's defocus_blur (OpenCV's DFT rounding, see the test).
 
 * Randomness comes from a `numpy.random.Generator` passed in, drawn in the reference's order with the
   reference's distributions, so every image is reproducible from (seed, corruption, severity, image)
@@ -22,9 +23,9 @@ bit-identical except motion_blur and snow, within one grey level (ImageMagick's 
   coordinates and weights, computed only for the pixels kept; the reference's pixel swap in glass_blur
   is a copy on numpy views (`x[h, w], x[h', w'] = x[h', w'], x[h, w]` copies one pixel onto the other),
   and so is ours.
-* Any image size >= 32 px works (ImageNet-C is 224 px; the reference hard-codes 224). Pixel-sized
-  constants (blur radii, elastic displacements) are kept as defined for 224 px, as in the official
-  Assemble-ResNet 256 px evaluation set; the fog fractal and frost overlay grow to cover larger images.
+* Any image size >= 32 px works with any set (each script hard-codes its own side). Pixel-sized constants (blur
+  radii, elastic displacements) are kept as the set defines them, as in the official Assemble-ResNet 256 px
+  evaluation set; the fog fractal and frost overlay grow to cover images larger than the set's.
 
 Each corruption takes an RGB uint8 HxWx3 array and returns float values in [0, 255] (uint8 where the
 reference's own result is an 8-bit image); `corrupt` casts to uint8 by truncation, as ImageNet-C's generator
@@ -38,11 +39,13 @@ import math
 from collections.abc import Callable
 from io import BytesIO
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from ..errors import TimmAssembleError
+from .corruption_sets import CorruptionSet, resolve_corruption_set
 
 __all__ = [
     "COMMON_CORRUPTIONS",
@@ -81,6 +84,8 @@ RANDOM_CORRUPTIONS: tuple[str, ...] = (
 )  # fmt: skip
 _NO_DRAWS = np.random.default_rng(0)
 _FROST_DIR = Path(__file__).resolve().parent / "frost"
+# defocus_blur's transforms below this many pixels a plane go to numpy's FFT: torch's is faster only on large ones
+_TORCH_FFT_AREA = 200 * 200
 _FROST_FILES = ("frost1.png", "frost2.png", "frost3.png", "frost4.jpg", "frost5.jpg")
 
 
@@ -202,12 +207,11 @@ def _motion_blur(x: np.ndarray, radius: int, sigma: float, angle: float) -> np.n
 
 
 @functools.lru_cache(maxsize=16)
-def _disk_spectrum(severity: int, shape: tuple[int, int]) -> np.ndarray:
+def _disk_spectrum(radius: float, alias_blur: float, shape: tuple[int, int]) -> np.ndarray:
     """FFT (at `shape`) of the reference's `disk(radius, alias_blur)` for defocus_blur, flipped for correlation:
     an aliased disk normalised in float32, then OpenCV's float32 GaussianBlur (3x3, or 5x5 above radius 8)."""
     import scipy.fft
 
-    radius, alias_blur = ((3, 0.1), (4, 0.5), (6, 0.5), (8, 0.5), (10, 0.5))[severity - 1]
     ndi = _ndi()
     span = np.arange(-8, 9) if radius <= 8 else np.arange(-radius, radius + 1)
     xx, yy = np.meshgrid(span, span)
@@ -229,6 +233,8 @@ def _gaussian_reflect(x: np.ndarray, sigma: float, truncate: float) -> np.ndarra
     """
     ndi = _ndi()
     radius = int(truncate * sigma + 0.5)
+    if sigma <= 1e-15:  # scipy leaves such an axis as it is (the small sets' elastic_transform severity 1)
+        return x
     for axis in (0, 1):
         n = x.shape[axis]
         if radius < 16:
@@ -308,10 +314,39 @@ def _plasma_fractal(size: int, decay: float, rng: np.random.Generator) -> np.nda
     return grid / grid.max()
 
 
-@functools.lru_cache(maxsize=len(_FROST_FILES))
-def _frost_image(index: int) -> np.ndarray:
+@functools.lru_cache(maxsize=4 * len(_FROST_FILES))
+def _frost_image(index: int, scale: float | None) -> np.ndarray:
+    """Frost photograph `index` as float64 RGB, scaled as `cv2.resize(frost, (0, 0), fx=scale, fy=scale)` if given."""
     with Image.open(_FROST_DIR / _FROST_FILES[index]) as img:
-        return np.asarray(img.convert("RGB"), dtype=np.float64)
+        rgb = np.asarray(img.convert("RGB"))
+    return (rgb if scale is None else _cv_resize_linear(rgb, scale)).astype(np.float64)
+
+
+def _cv_linear_taps(size: int, scale: float, clip: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """OpenCV's INTER_LINEAR taps along one axis for 8-bit images: (i0, i1, w0, w1), weights in 11-bit fixed point
+    from float32 fractions; `clip` (columns) zeroes the fraction of taps outside the image, as OpenCV does."""
+    out = int(np.rint(size * scale))  # cvRound, half to even
+    f = ((np.arange(out) + 0.5) * (1.0 / scale) - 0.5).astype(np.float32)
+    i = np.floor(f).astype(np.intp)
+    f -= i.astype(np.float32)
+    if clip:
+        f[(i < 0) | (i >= size - 1)] = 0
+    w0 = np.rint((np.float32(1) - f) * np.float32(2048)).astype(np.int64)
+    w1 = np.rint(f * np.float32(2048)).astype(np.int64)
+    return np.clip(i, 0, size - 1), np.clip(i + 1, 0, size - 1), w0, w1
+
+
+def _cv_resize_linear(img: np.ndarray, scale: float) -> np.ndarray:
+    """OpenCV's `resize(img, (0, 0), fx=scale, fy=scale)` (INTER_LINEAR) of a uint8 HxWxC image, bit for bit:
+    integer rows, then columns as OpenCV's vertical pass, `((w0 * (r0 >> 4)) >> 16) + ((w1 * (r1 >> 4)) >> 16)`
+    rounded by 2 bits."""
+    h, w, c = img.shape
+    x0, x1, a0, a1 = _cv_linear_taps(w, scale, clip=True)
+    y0, y1, b0, b1 = _cv_linear_taps(h, scale, clip=False)
+    src = img.astype(np.int64)
+    rows = (src[:, x0] * a0[:, None] + src[:, x1] * a1[:, None]) >> 4
+    out = ((rows[y0] * b0[:, None, None]) >> 16) + ((rows[y1] * b1[:, None, None]) >> 16)
+    return np.clip((out + 2) >> 2, 0, 255).astype(np.uint8)
 
 
 def _canny(img: np.ndarray, low: int, high: int) -> np.ndarray:
@@ -475,8 +510,7 @@ def _equalize_hist(img: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- corruptions
 
 
-def gaussian_noise(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
-    c = (0.08, 0.12, 0.18, 0.26, 0.38)[severity - 1]
+def gaussian_noise(x: np.ndarray, c: Any, rng: np.random.Generator, cs: CorruptionSet) -> np.ndarray:
     out = rng.normal(size=x.shape, scale=c)
     out += x / 255.0
     np.clip(out, 0, 1, out=out)
@@ -484,17 +518,15 @@ def gaussian_noise(x: np.ndarray, severity: int, rng: np.random.Generator) -> np
     return out
 
 
-def shot_noise(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
-    c = (60, 25, 12, 5, 3)[severity - 1]
+def shot_noise(x: np.ndarray, c: Any, rng: np.random.Generator, cs: CorruptionSet) -> np.ndarray:
     out = rng.poisson(x / 255.0 * c) / c
     np.clip(out, 0, 1, out=out)
     out *= 255
     return out
 
 
-def impulse_noise(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+def impulse_noise(x: np.ndarray, c: Any, rng: np.random.Generator, cs: CorruptionSet) -> np.ndarray:
     """Salt-and-pepper on a fraction `c` of all values, half salt, half pepper (scikit-image 's&p')."""
-    c = (0.03, 0.06, 0.09, 0.17, 0.27)[severity - 1]
     x = x / 255.0
     flipped = rng.random(x.shape) <= c
     salted = rng.random(x.shape) <= 0.5
@@ -503,8 +535,7 @@ def impulse_noise(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.
     return x * 255
 
 
-def speckle_noise(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
-    c = (0.15, 0.2, 0.35, 0.45, 0.6)[severity - 1]
+def speckle_noise(x: np.ndarray, c: Any, rng: np.random.Generator, cs: CorruptionSet) -> np.ndarray:
     x = x / 255.0
     out = rng.normal(size=x.shape, scale=c)
     out *= x
@@ -514,8 +545,7 @@ def speckle_noise(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.
     return out
 
 
-def gaussian_blur(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
-    c = (1, 2, 3, 4, 6)[severity - 1]
+def gaussian_blur(x: np.ndarray, c: Any, rng: np.random.Generator, cs: CorruptionSet) -> np.ndarray:
     return np.clip(_gaussian(x / 255.0, c), 0, 1) * 255
 
 
@@ -545,9 +575,9 @@ def _glass_sources(h: int, w: int, delta: int, offsets: np.ndarray) -> np.ndarra
     return first[link]
 
 
-def glass_blur(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+def glass_blur(x: np.ndarray, c: Any, rng: np.random.Generator, cs: CorruptionSet) -> np.ndarray:
     """Reference `glass_blur`: blur, move each pixel from a random neighbour (copy semantics), blur again."""
-    sigma, delta, iterations = ((0.7, 1, 2), (0.9, 2, 1), (1, 2, 3), (1.1, 3, 2), (1.5, 4, 2))[severity - 1]
+    sigma, delta, iterations = c
     x = np.uint8(_gaussian(x / 255.0, sigma) * 255)
     h, w = x.shape[:2]
     swept = (h - 2 * delta) * (w - 2 * delta)
@@ -558,19 +588,20 @@ def glass_blur(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.nda
     return np.clip(_gaussian(x / 255.0, sigma), 0, 1) * 255
 
 
-def defocus_blur(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+def defocus_blur(x: np.ndarray, c: Any, rng: np.random.Generator, cs: CorruptionSet) -> np.ndarray:
     """Reference `defocus_blur`: correlate each channel with `disk` (see `_disk_spectrum`).
 
     The reference's `cv2.filter2D` correlates kernels this large through the DFT, with BORDER_REFLECT_101;
     so do we: a float64 FFT over the mirror-padded image (its wrap-around only touches the first k - 1 rows
     and columns, which are cut), rounded to 1e-12 so that flat regions stay exact. OpenCV runs it on its
-    thread pool; torch's FFT here (3-4x faster than scipy's inverse) on torch's intra-op threads (1 in a
-    DataLoader worker).
+    thread pool; large transforms (ImageNet-C's) go to torch's FFT here (3-4x faster than scipy's inverse) on
+    torch's intra-op threads (1 in a DataLoader worker), small ones to numpy's, which costs far less a call.
     """
     import scipy.fft
     import torch
 
-    k, (h, w) = (21 if severity == 5 else 17), x.shape[:2]  # the kernel's size: 17, or 2 * radius + 1 above 8
+    radius, alias_blur = c
+    k, (h, w) = (17 if radius <= 8 else 2 * radius + 1), x.shape[:2]  # the kernel's size, as `disk` makes it
     pad = k // 2
     shape = tuple(scipy.fft.next_fast_len(n + 2 * pad, real=True) for n in (h, w))
     padded = np.empty((3, *shape))  # the transform's size, zero beyond the mirror-padded image
@@ -581,9 +612,12 @@ def defocus_blur(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.n
     image[:, pad : pad + h, pad : pad + w] = np.moveaxis(x, -1, 0)
     _fill_border(image, pad, reflect=True)
     image /= 255.0
-    spectrum = torch.fft.rfft2(torch.from_numpy(padded))
-    spectrum *= torch.from_numpy(_disk_spectrum(severity, shape))
-    full = torch.fft.irfft2(spectrum, shape).numpy()
+    if shape[0] * shape[1] < _TORCH_FFT_AREA:  # small (cifar-c, tiny-imagenet-c): torch's per-call cost dominates
+        full = np.fft.irfft2(np.fft.rfft2(padded) * _disk_spectrum(radius, alias_blur, shape), shape)
+    else:
+        spectrum = torch.fft.rfft2(torch.from_numpy(padded))
+        spectrum *= torch.from_numpy(_disk_spectrum(radius, alias_blur, shape))
+        full = torch.fft.irfft2(spectrum, shape).numpy()
     out = np.multiply(full[:, k - 1 : k - 1 + h, k - 1 : k - 1 + w], 1e12)
     np.rint(out, out=out)
     out /= 1e12
@@ -592,19 +626,12 @@ def defocus_blur(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.n
     return np.moveaxis(out, 0, -1)  # corrupt()'s cast to uint8 makes it channels-last and contiguous
 
 
-def motion_blur(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
-    radius, sigma = ((10, 3), (15, 5), (15, 8), (15, 12), (20, 15))[severity - 1]
-    return _motion_blur(x, radius, sigma, rng.uniform(-45, 45))
+def motion_blur(x: np.ndarray, c: Any, rng: np.random.Generator, cs: CorruptionSet) -> np.ndarray:
+    return _motion_blur(x, *c, rng.uniform(-45, 45))
 
 
-def zoom_blur(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
-    zooms = (
-        np.arange(1, 1.11, 0.01),
-        np.arange(1, 1.16, 0.01),
-        np.arange(1, 1.21, 0.02),
-        np.arange(1, 1.26, 0.02),
-        np.arange(1, 1.31, 0.03),
-    )[severity - 1]
+def zoom_blur(x: np.ndarray, c: Any, rng: np.random.Generator, cs: CorruptionSet) -> np.ndarray:
+    zooms = np.arange(1, *c)
     x = np.moveaxis((x / 255.0).astype(np.float32), -1, 0)  # channels first: contiguous rows to interpolate
     out, work = np.zeros_like(x), np.empty((4, *x.shape))
     for z in zooms:
@@ -612,14 +639,8 @@ def zoom_blur(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndar
     return np.moveaxis(np.clip((x + out) / (len(zooms) + 1), 0, 1) * 255, 0, -1)
 
 
-def snow(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
-    loc, scale, zoom, threshold, radius, sigma, blend = (
-        (0.1, 0.3, 3, 0.5, 10, 4, 0.8),
-        (0.2, 0.3, 2, 0.5, 12, 4, 0.7),
-        (0.55, 0.3, 4, 0.9, 12, 8, 0.7),
-        (0.55, 0.3, 4.5, 0.85, 12, 8, 0.65),
-        (0.55, 0.3, 2.5, 0.85, 12, 12, 0.55),
-    )[severity - 1]
+def snow(x: np.ndarray, c: Any, rng: np.random.Generator, cs: CorruptionSet) -> np.ndarray:
+    loc, scale, zoom, threshold, radius, sigma, blend = c
     x = x.astype(np.float32) / 255.0
     flakes = rng.normal(size=x.shape[:2], loc=loc, scale=scale)
     flakes = _clipped_zoom(flakes, zoom)
@@ -631,10 +652,10 @@ def snow(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     return np.clip(x + flakes + np.rot90(flakes, k=2), 0, 1) * 255
 
 
-def frost(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+def frost(x: np.ndarray, c: Any, rng: np.random.Generator, cs: CorruptionSet) -> np.ndarray:
     """Blend with a random crop of one of ImageNet-C's frost photographs (scaled up if the image is larger)."""
-    keep, amount = ((1, 0.4), (0.8, 0.6), (0.7, 0.7), (0.65, 0.7), (0.6, 0.75))[severity - 1]
-    overlay = _frost_image(int(rng.integers(len(_FROST_FILES))))
+    keep, amount = c
+    overlay = _frost_image(int(rng.integers(len(_FROST_FILES))), cs.frost_scale)
     h, w = x.shape[:2]
     fh, fw = overlay.shape[:2]
     if fh <= h or fw <= w:
@@ -647,27 +668,25 @@ def frost(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     return np.clip(keep * x + amount * overlay[top : top + h, left : left + w], 0, 255)
 
 
-def fog(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
-    strength, decay = ((1.5, 2), (2.0, 2), (2.5, 1.7), (2.5, 1.5), (3.0, 1.4))[severity - 1]
+def fog(x: np.ndarray, c: Any, rng: np.random.Generator, cs: CorruptionSet) -> np.ndarray:
+    strength, decay = c
     h, w = x.shape[:2]
-    size = max(256, 1 << (max(h, w) - 1).bit_length())
+    size = max(cs.fractal_side, 1 << (max(h, w) - 1).bit_length())
     x = x / 255.0
     peak = x.max()
     x = x + strength * _plasma_fractal(size, decay, rng)[:h, :w][..., None]
     return np.clip(x * peak / (peak + strength), 0, 1) * 255
 
 
-def brightness(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+def brightness(x: np.ndarray, c: Any, rng: np.random.Generator, cs: CorruptionSet) -> np.ndarray:
     from matplotlib.colors import hsv_to_rgb, rgb_to_hsv
 
-    c = (0.1, 0.2, 0.3, 0.4, 0.5)[severity - 1]
     hsv = rgb_to_hsv(x / 255.0)
     hsv[..., 2] = np.clip(hsv[..., 2] + c, 0, 1)
     return np.clip(hsv_to_rgb(hsv), 0, 1) * 255
 
 
-def contrast(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
-    c = (0.4, 0.3, 0.2, 0.1, 0.05)[severity - 1]
+def contrast(x: np.ndarray, c: Any, rng: np.random.Generator, cs: CorruptionSet) -> np.ndarray:
     x = x / 255.0
     means = x.mean(axis=(0, 1), keepdims=True)
     x -= means
@@ -678,40 +697,32 @@ def contrast(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarr
     return x
 
 
-def saturate(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+def saturate(x: np.ndarray, c: Any, rng: np.random.Generator, cs: CorruptionSet) -> np.ndarray:
     from matplotlib.colors import hsv_to_rgb, rgb_to_hsv
 
-    gain, offset = ((0.3, 0), (0.1, 0), (2, 0), (5, 0.1), (20, 0.2))[severity - 1]
+    gain, offset = c
     hsv = rgb_to_hsv(x / 255.0)
     hsv[..., 1] = np.clip(hsv[..., 1] * gain + offset, 0, 1)
     return np.clip(hsv_to_rgb(hsv), 0, 1) * 255
 
 
-def jpeg_compression(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
-    quality = (25, 18, 15, 10, 7)[severity - 1]
+def jpeg_compression(x: np.ndarray, c: Any, rng: np.random.Generator, cs: CorruptionSet) -> np.ndarray:
     buf = BytesIO()
-    Image.fromarray(x).save(buf, "JPEG", quality=quality)
+    Image.fromarray(x).save(buf, "JPEG", quality=c)
     buf.seek(0)
     with Image.open(buf) as img:
         return np.asarray(img if img.mode == "RGB" else img.convert("RGB"))
 
 
-def pixelate(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
-    c = (0.6, 0.5, 0.4, 0.3, 0.25)[severity - 1]
+def pixelate(x: np.ndarray, c: Any, rng: np.random.Generator, cs: CorruptionSet) -> np.ndarray:
     h, w = x.shape[:2]
     img = Image.fromarray(x).resize((int(w * c), int(h * c)), Image.BOX).resize((w, h), Image.BOX)
     return np.asarray(img)
 
 
-def elastic_transform(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+def elastic_transform(x: np.ndarray, c: Any, rng: np.random.Generator, cs: CorruptionSet) -> np.ndarray:
     """Random affine warp, then a smoothed random displacement field (ImageNet-C's constants, 244-based)."""
-    alpha, sigma, jitter = (
-        (244 * 2, 244 * 0.7, 244 * 0.1),
-        (244 * 2, 244 * 0.08, 244 * 0.2),
-        (244 * 0.05, 244 * 0.01, 244 * 0.02),
-        (244 * 0.07, 244 * 0.01, 244 * 0.02),
-        (244 * 0.12, 244 * 0.01, 244 * 0.02),
-    )[severity - 1]
+    alpha, sigma, jitter = c
     ndi = _ndi()
     image = np.moveaxis(x.astype(np.float32) / 255.0, -1, 0)  # channels first: contiguous planes
     h, w = x.shape[:2]
@@ -730,20 +741,14 @@ def elastic_transform(x: np.ndarray, severity: int, rng: np.random.Generator) ->
     return np.clip(out, 0, 1) * 255
 
 
-def spatter(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+def spatter(x: np.ndarray, c: Any, rng: np.random.Generator, cs: CorruptionSet) -> np.ndarray:
     """Water droplets (severities 1-3) or mud (4-5) from a thresholded, smoothed noise layer."""
-    loc, scale, sigma, threshold, intensity, mud = (
-        (0.65, 0.3, 4, 0.69, 0.6, False),
-        (0.65, 0.3, 3, 0.68, 0.6, False),
-        (0.65, 0.3, 2, 0.68, 0.5, False),
-        (0.65, 0.3, 1, 0.65, 1.5, True),
-        (0.67, 0.4, 1, 0.65, 1.5, True),
-    )[severity - 1]
+    loc, scale, sigma, threshold, intensity, mud = c
     x = x.astype(np.float32) / 255.0
     liquid = _gaussian(rng.normal(size=x.shape[:2], loc=loc, scale=scale), sigma)
     liquid[liquid < threshold] = 0
     if not mud:
-        liquid = (np.clip(liquid, 0, 1) * 255).astype(np.uint8)
+        liquid = (liquid * 255).astype(np.int64).astype(np.uint8)  # 8 bits wrap around above 255, as numpy casts
         dist = _distance_5x5(_canny(liquid, 50, 150), 20)  # cv2.threshold(THRESH_TRUNC) at 20
         dist = (_box3(dist, np.float64) * (1.0 / 9)).astype(np.float32).astype(np.uint8)  # cv2.blur
         dist = _emboss(_equalize_hist(dist))
@@ -774,7 +779,7 @@ def spatter(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarra
     return out
 
 
-_FUNCTIONS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]] = {
+_FUNCTIONS: dict[str, Callable[[np.ndarray, Any, np.random.Generator, CorruptionSet], np.ndarray]] = {
     f.__name__: f
     for f in (
         gaussian_noise, shot_noise, impulse_noise, defocus_blur, glass_blur, motion_blur, zoom_blur,
@@ -784,11 +789,19 @@ _FUNCTIONS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarra
 }  # fmt: skip
 
 
-def corrupt(image: np.ndarray | Image.Image, name: str, severity: int, rng: np.random.Generator | int) -> np.ndarray:
-    """Apply ImageNet-C corruption `name` at `severity` (1-5) to an RGB image -> uint8 HxWx3.
+def corrupt(
+    image: np.ndarray | Image.Image,
+    name: str,
+    severity: int,
+    rng: np.random.Generator | int,
+    corruption_set: str | CorruptionSet = "imagenet-c",
+) -> np.ndarray:
+    """Apply corruption `name` at `severity` (1-5) with the constants of `corruption_set` (see `corruption_sets`:
+    imagenet-c, cifar-c, tiny-imagenet-c, imagenet-c-inception) to an RGB image -> uint8 HxWx3.
 
     `rng` is a numpy Generator or an int seed; the same seed gives the same output.
     """
+    cs = resolve_corruption_set(corruption_set)
     if name not in _FUNCTIONS:
         raise TimmAssembleError(f"unknown corruption {name!r}; choose from {', '.join(ALL_CORRUPTIONS)}")
     if severity not in (1, 2, 3, 4, 5):
@@ -806,7 +819,7 @@ def corrupt(image: np.ndarray | Image.Image, name: str, severity: int, rng: np.r
         rng = np.random.default_rng(rng)
     image = image.view()
     image.flags.writeable = False  # the caller's pixels: a corruption reads them and makes its own arrays
-    out = _FUNCTIONS[name](image, severity, rng)
+    out = _FUNCTIONS[name](image, cs.params[name][severity - 1], rng, cs)
     if out.dtype == np.uint8:  # already 8-bit (pixelate, jpeg_compression)
         return np.array(out, order="C")
     return np.clip(out, 0, 255, out=out if out.flags.writeable else None).astype(np.uint8, order="C")
