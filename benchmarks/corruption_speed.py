@@ -1,15 +1,17 @@
-"""Seconds per image per severity of every ImageNet-C corruption: this checkout against an old copy and/or against
-hendrycks' `make_imagenet_c.py` itself.
+"""Seconds per image per severity of every corruption of every corruption set: this checkout against an old copy
+and/or against the hendrycks script that made the set (`make_imagenet_c.py`, `make_cifar_c.py`, ...) itself.
 
-    python benchmarks/corruption_speed.py --corruptions all [--images 3] [--repeats 3] [--size 224]
+    python benchmarks/corruption_speed.py --sets all --corruptions all [--images 3] [--repeats 3] [--size N]
         [--baseline-src OLD/timm_assemble/evaluation/corruptions.py]
-        [--reference-src /tmp/mic.py --reference-python /work/refvenv/bin/python]
+        [--reference-dir /tmp/create_c --reference-python /work/refvenv/bin/python]
 
-(/tmp/mic.py: `git -C /work/.mirror/hendrycks+robustness/repo show HEAD:ImageNet-C/create_c/make_imagenet_c.py`.)
+(/tmp/create_c: the scripts, e.g. `git -C /work/.mirror/hendrycks+robustness/repo archive HEAD ImageNet-C/create_c |
+tar -x --strip-components=2 -C /tmp/create_c`.) Each set runs on images of its own resolution (`--size` overrides).
 The baseline module is loaded from its file path (importlib), so any old checkout works as long as its
-`corrupt(image, name, severity, seed)` has today's signature. The reference needs its own environment (numpy < 2,
-scikit-image 0.20, OpenCV, Wand): this script re-runs itself under `--reference-python` as a worker process, where
-`benchmarks/imagenet_c_reference.py` loads the reference functions unmodified and the same images (a .npy file);
+`corrupt(image, name, severity, seed)` has today's signature (for a set other than imagenet-c, with the set as a
+fifth argument). The reference needs its own environment (numpy < 2, scikit-image 0.20, OpenCV, Wand): this script
+re-runs itself under `--reference-python` as a worker process per set, where `benchmarks/corruption_reference.py`
+loads the set's script unmodified and the same images (a .npy file);
 it times each call it is sent and answers with the seconds. All implementations run on the same images and
 seeds, interleaved block by block (one block: one implementation, one corruption, all images and severities; the
 blocks of a repeat in a fresh random order), so machine load hits them alike while each runs warm, as in a real run.
@@ -78,9 +80,9 @@ class ReferenceWorker:
     """The reference in its own environment: a child process (this script, `--reference-worker`, under
     `--reference-python`) that runs and times each call it is sent, so its calls interleave with ours."""
 
-    def __init__(self, args: argparse.Namespace, images_path: Path) -> None:
+    def __init__(self, args: argparse.Namespace, script: Path, images_path: Path) -> None:
         command = [str(args.reference_python), __file__, "--reference-worker", str(images_path)]
-        command += ["--reference-src", str(args.reference_src)]
+        command += ["--reference-src", str(script)]
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
     def __call__(self, index: int, name: str, severity: int, seed: int) -> float:
@@ -100,7 +102,7 @@ class ReferenceWorker:
 
 def serve_reference(args: argparse.Namespace) -> None:
     """Worker side: time the reference on each `index name severity seed` line of stdin, answer on stdout."""
-    from imagenet_c_reference import load  # this script's folder is on sys.path
+    from corruption_reference import load  # this script's folder is on sys.path
 
     answers, sys.stdout = sys.stdout, sys.stderr  # whatever the reference prints stays off the answers
     timer = in_process(load(args.reference_src.resolve()), np.load(args.reference_worker))
@@ -131,10 +133,12 @@ def seconds(timers: list[Timer], names: list[str], count: int, repeats: int) -> 
     return out
 
 
-def print_table(names: list[str], ours: dict, baseline: dict | None, reference: dict | None, args) -> None:
+def print_table(
+    set_name: str, size: int, names: list[str], ours: dict, baseline: dict | None, reference: dict | None, args
+) -> None:
     """Markdown table: one row per corruption and the total; ratios > 1 mean this checkout is faster."""
     print(
-        f"seconds per image per severity, {args.size} px, median of {args.repeats} repeats over "
+        f"\n{set_name}: seconds per image per severity, {size} px, median of {args.repeats} repeats over "
         f"{args.images} images x severities 1-5\n"
     )
     header = ["corruption", "this checkout"]
@@ -149,46 +153,81 @@ def print_table(names: list[str], ours: dict, baseline: dict | None, reference: 
         print("| " + " | ".join(cells if name != "total" else [f"**{c}**" for c in cells]) + " |")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--baseline-src", type=Path, help="an old corruptions.py")
-    parser.add_argument("--reference-src", type=Path, help="hendrycks' make_imagenet_c.py")
-    parser.add_argument("--reference-python", type=Path, default=Path(sys.executable), help="its interpreter")
-    parser.add_argument("--corruptions", default="common", help="names or groups (default: the 15 common)")
-    parser.add_argument("--images", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--reference-worker", type=Path, help=argparse.SUPPRESS)  # internal: the reference half
-    args = parser.parse_args()
-    for option in ("baseline_src", "reference_src"):
-        path = getattr(args, option)
-        if path is not None and not path.is_file():
-            sys.exit(f"error: --{option.replace('_', '-')} {path} is not a file")
-    if args.reference_worker:
-        serve_reference(args)
-        return
-    if args.baseline_src is None and args.reference_src is None:
-        sys.exit("error: give --baseline-src and/or --reference-src")
-    if args.reference_src and args.size != 224:
-        sys.exit("error: the reference works on 224 px images only (--size 224)")
+def time_set(args: argparse.Namespace, corruption_set, names: list[str], baseline: Corrupt | None) -> None:
+    """One set's table: this checkout, the baseline (if any) and the set's own script (if `--reference-dir`)."""
+    from functools import partial
+
     from timm_assemble.evaluation import corruptions
 
-    names, images = corruptions.parse_corruptions(args.corruptions), test_images(args.images, args.size)
-    timers = [in_process(corruptions.corrupt, images)]
-    timers += [in_process(load_baseline(args.baseline_src), images)] if args.baseline_src else []
+    size = args.size or corruption_set.resolution
+    images = test_images(args.images, size)
+    extra = () if corruption_set.name == "imagenet-c" else (corruption_set.name,)
+    timers = [in_process(partial(corruptions.corrupt, corruption_set=corruption_set), images)]
+    timers += [in_process(lambda *a: baseline(*a, *extra), images)] if baseline else []
     with tempfile.TemporaryDirectory() as tmp:
         reference = None
-        if args.reference_src:
+        if args.reference_dir:
             np.save(Path(tmp) / "images.npy", images)
-            reference = ReferenceWorker(args, Path(tmp) / "images.npy")
+            reference = ReferenceWorker(args, args.reference_dir / corruption_set.script, Path(tmp) / "images.npy")
             timers.append(reference)
         try:
             timed = seconds(timers, names, len(images), args.repeats)
         finally:
             if reference is not None:
                 reference.close()
-    baseline = timed[1] if args.baseline_src else None
-    print_table(names, timed[0], baseline, timed[-1] if reference else None, args)
+    print_table(
+        corruption_set.name,
+        size,
+        names,
+        timed[0],
+        timed[1] if baseline else None,
+        timed[-1] if reference else None,
+        args,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--baseline-src", type=Path, help="an old corruptions.py")
+    parser.add_argument("--reference-dir", type=Path, help="hendrycks' ImageNet-C/create_c: the sets' make_*_c.py")
+    parser.add_argument("--reference-src", type=Path, help=argparse.SUPPRESS)  # internal: the worker's script
+    parser.add_argument("--reference-python", type=Path, default=Path(sys.executable), help="its interpreter")
+    parser.add_argument("--sets", default="all", help="corruption sets, comma-separated, or all (default)")
+    parser.add_argument("--corruptions", default="common", help="names or groups (default: the 15 common)")
+    parser.add_argument("--images", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--size", type=int, help="image side (default: each set's own resolution)")
+    parser.add_argument("--reference-worker", type=Path, help=argparse.SUPPRESS)  # internal: the reference half
+    args = parser.parse_args()
+    if args.reference_worker:
+        serve_reference(args)
+        return
+    if args.baseline_src is not None and not args.baseline_src.is_file():
+        sys.exit(f"error: --baseline-src {args.baseline_src} is not a file")
+    if args.baseline_src is None and args.reference_dir is None:
+        sys.exit("error: give --baseline-src and/or --reference-dir")
+    from timm_assemble.errors import TimmAssembleError
+    from timm_assemble.evaluation import corruptions
+    from timm_assemble.evaluation.corruption_sets import CORRUPTION_SETS, resolve_corruption_set
+
+    try:
+        sets = (
+            list(CORRUPTION_SETS.values())
+            if args.sets == "all"
+            else [resolve_corruption_set(name.strip()) for name in args.sets.split(",")]
+        )
+        names = corruptions.parse_corruptions(args.corruptions)
+    except TimmAssembleError as err:
+        sys.exit(f"error: {err}")
+    if args.reference_dir is not None:
+        missing = [s.script for s in sets if not (args.reference_dir / s.script).is_file()]
+        if missing:
+            sys.exit(f"error: --reference-dir {args.reference_dir} lacks {', '.join(missing)}")
+        if args.size:
+            sys.exit("error: each reference script works on its own resolution only (leave out --size)")
+    baseline = load_baseline(args.baseline_src) if args.baseline_src else None
+    for corruption_set in sets:
+        time_set(args, corruption_set, names, baseline)
 
 
 if __name__ == "__main__":
