@@ -232,3 +232,15 @@ def test_spatter_canny_equals_the_pixelwise_definition(pattern: str) -> None:
         img[0, 0] = 255
     for low, high in ((50, 150), (10, 40), (0, 255)):
         assert np.array_equal(C._canny(img, low, high), pixelwise_canny(img, low, high))
+
+
+def test_corruption_set_matches_the_images_resolution() -> None:
+    from timm_assemble.evaluation.corruption_sets import set_for_resolution
+
+    chosen = {side: set_for_resolution(side).name for side in (20, 32, 40, 64, 100, 160, 224, 299, 300, 500)}
+    assert chosen == {
+        20: "cifar-c", 32: "cifar-c", 40: "cifar-c", 64: "tiny-imagenet-c", 100: "tiny-imagenet-c",
+        160: "imagenet-c", 224: "imagenet-c", 299: "imagenet-c-inception", 300: "imagenet-c", 500: "imagenet-c",
+    }  # fmt: skip
+    with pytest.raises(TimmAssembleError, match="unknown corruption set 'cifar10-c'; choose from imagenet-c, cifar-c"):
+        C.corrupt(np.zeros((32, 32, 3), np.uint8), "fog", 1, 0, "cifar10-c")

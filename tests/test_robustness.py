@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import timm
 import torch
@@ -14,16 +15,16 @@ from PIL import Image
 from timm_assemble.cli import main
 from timm_assemble.data import make_synthetic_image_folder
 from timm_assemble.errors import TimmAssembleError
-from timm_assemble.evaluation.data import ImageListDataset, imagenet_synsets, index_image_folder
+from timm_assemble.evaluation.data import ImageListDataset, NpyCorruptionFolder, imagenet_synsets, index_image_folder
 from timm_assemble.evaluation.robustness import (
     ALEXNET_CLEAN_ERROR,
     ALEXNET_ERRORS,
     _CorruptedView,
     _FitToInput,
     corruption_errors,
-    imagenet_c_crop,
     relative_corruption_errors,
     robustness,
+    set_crop,
 )
 
 FAST = dict(workers=0, batch_size=8, img_size=32, crop_pct=1.0)
@@ -106,7 +107,11 @@ def test_cli_writes_json_and_plot(data: Path, models, tmp_path: Path, capsys) ->
     assert result["corruptions"] == ["contrast"] and result["ce"]["contrast"] is None  # no ImageNet, no baseline
     assert "pass --baseline" in result["ce_note"]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "contrast" in capsys.readouterr().out
+    # a folder of 32 px images is corrupted as CIFAR-10-C was, said out loud and recorded
+    assert result["corruption_set"] == result["geometry"] == "cifar-c" and "32 px" in result["corruption_set_chosen"]
+    captured = capsys.readouterr()
+    assert "contrast" in captured.out and "corruption set cifar-c" in captured.out
+    assert "corruption set cifar-c (CIFAR-10-C, CIFAR-100-C; make_cifar_c.py), chosen by the data" in captured.err
 
 
 def test_imagenet_c_folders_use_alexnet_normalisation(tmp_path: Path) -> None:
@@ -123,8 +128,9 @@ def test_imagenet_c_folders_use_alexnet_normalisation(tmp_path: Path) -> None:
             shutil.copytree(clean, root / name / str(sev))
     torch.manual_seed(0)
     r = robustness(
-        "test_resnet", str(clean), imagenet_c=str(root), corruptions="gaussian_noise,saturate", pretrained=False, **FAST
-    )
+        "test_resnet", str(clean), imagenet_c=str(root), corruptions="gaussian_noise,saturate", pretrained=False,
+        corruption_set="imagenet-c", **FAST,
+    )  # fmt: skip
     assert r["label_map"] == "imagenet-synsets" and r["ce_reference"] == "alexnet"
     for name in ("gaussian_noise", "saturate"):
         assert all(e == pytest.approx(r["clean_error"]) for e in r["error"][name].values())
@@ -133,6 +139,39 @@ def test_imagenet_c_folders_use_alexnet_normalisation(tmp_path: Path) -> None:
     assert r["mce_over"] == ["gaussian_noise"]  # the extra corruption is reported but not in the 15-mCE
     with pytest.raises(TimmAssembleError, match="ImageNet-C folder for fog severity 1"):
         robustness("test_resnet", None, imagenet_c=str(root), corruptions="fog", pretrained=False, **FAST)
+
+
+def test_alexnet_normalises_imagenet_c_only(tmp_path: Path) -> None:
+    """ImageNet classes corrupted with another set's constants: no AlexNet CE, the note says why."""
+    synsets = imagenet_synsets()
+    for idx in (3, 500):
+        (tmp_path / synsets[idx]).mkdir()
+        Image.new("RGB", (64, 64), (idx % 256, 60, 90)).save(tmp_path / synsets[idx] / "0.png")
+    torch.manual_seed(0)
+    r = robustness("test_resnet", str(tmp_path), corruptions="contrast", pretrained=False, **FAST)
+    assert r["corruption_set"] == "tiny-imagenet-c" and r["label_map"] == "imagenet-synsets"
+    assert r["ce_reference"] is None and "not tiny-imagenet-c's" in r["ce_note"]
+
+
+def test_cifar_c_npy_folder_is_read_as_published(models, tmp_path: Path) -> None:
+    """CIFAR-10-C's layout: <corruption>.npy of 5 x N images, severities stacked in order, and labels.npy."""
+    model, _ = models
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (5 * 3, 32, 32, 3), dtype=np.uint8)
+    np.save(tmp_path / "contrast.npy", images)
+    np.save(tmp_path / "labels.npy", np.tile(np.array([0, 1, 1], np.uint8), 5))
+    folder = NpyCorruptionFolder(tmp_path, 2)
+    severity_3 = folder.dataset("contrast", 3, None, lambda img, i: img)
+    assert len(severity_3) == 3 and [severity_3[i][1] for i in range(3)] == [0, 1, 1]
+    assert all(torch.equal(severity_3[i][0], torch.from_numpy(images[6 + i]).permute(2, 0, 1)) for i in range(3))
+    r = robustness(model, None, imagenet_c=str(tmp_path), corruptions="contrast", **FAST)
+    assert r["source"] == "cifar-c .npy files" and r["corruption_set"] == "cifar-c" and r["geometry"] is None
+    assert r["num_images"]["contrast"] == {s: 3 for s in range(1, 6)}
+    with pytest.raises(TimmAssembleError, match="has no fog.npy"):
+        robustness(model, None, imagenet_c=str(tmp_path), corruptions="fog", **FAST)
+    np.save(tmp_path / "labels.npy", np.zeros(14, np.uint8))
+    with pytest.raises(TimmAssembleError, match="expected 5 x N labels"):
+        robustness(model, None, imagenet_c=str(tmp_path), corruptions="contrast", **FAST)
 
 
 def test_corruption_errors_arithmetic() -> None:
@@ -167,7 +206,7 @@ def test_bad_inputs_give_one_clear_error(data: Path, models, tmp_path: Path, cap
     with pytest.raises(SystemExit) as exit_info:  # argparse choices
         main(["robustness", "--model", model, "--data-dir", str(data), "--geometry", "paper"])
     assert exit_info.value.code == 2 and "--geometry" in capsys.readouterr().err
-    with pytest.raises(TimmAssembleError, match="--geometry must be one of imagenet-c, model-input"):
+    with pytest.raises(TimmAssembleError, match="--geometry must be one of corruption-set, model-input"):
         robustness(model, str(data), geometry="paper", **FAST)
 
 
@@ -181,7 +220,7 @@ def write_imagenet_c(data: Path, root: Path, severities: tuple[int, ...]) -> lis
     keys = list(range(len(samples)))
     for name in NAMES:
         for sev in severities:
-            view = _CorruptedView(imagenet_c_crop(), name, sev, SEED, keys, 0, None)
+            view = _CorruptedView(set_crop(), name, sev, SEED, keys, 0, None)
             for i, (path, _) in enumerate(samples):
                 out = root / name / str(sev) / Path(path).parent.name / (Path(path).stem + ".jpg")
                 out.parent.mkdir(parents=True, exist_ok=True)
@@ -195,7 +234,7 @@ def test_imagenet_c_folder_and_on_the_fly_see_the_same_images(data: Path, tmp_pa
     fit = _FitToInput((32, 32), "bilinear")  # a 32 px model sees a 224 px ImageNet-C file resized
     for name in NAMES:
         files = ImageListDataset(index_image_folder(str(tmp_path / name / "5"), 2).samples, fit)
-        fly = ImageListDataset(samples, _CorruptedView(imagenet_c_crop(), name, 5, SEED, keys, 85, fit))
+        fly = ImageListDataset(samples, _CorruptedView(set_crop(), name, 5, SEED, keys, 85, fit))
         assert len(files) == len(fly) == 4
         for i in range(len(files)):
             assert files[i][0].shape == (3, 32, 32)
@@ -206,7 +245,7 @@ def test_imagenet_c_folder_and_on_the_fly_see_the_same_images(data: Path, tmp_pa
 def test_imagenet_c_folder_and_on_the_fly_give_the_same_errors(data: Path, models, tmp_path: Path) -> None:
     model, _ = models
     write_imagenet_c(data, tmp_path / "imagenet-c", (1, 5))
-    common = dict(corruptions=",".join(NAMES), severities="1,5", seed=SEED, **FAST)
+    common = dict(corruptions=",".join(NAMES), severities="1,5", seed=SEED, corruption_set="imagenet-c", **FAST)
     from_files = robustness(model, str(data), imagenet_c=str(tmp_path / "imagenet-c"), **common)
     on_the_fly = robustness(model, str(data), **common)
     assert on_the_fly["geometry"] == from_files["geometry"] == "imagenet-c"

@@ -4,6 +4,7 @@ from dataclasses import dataclass, field
 
 from ..data.images import set_max_image_pixels
 from ..evaluation import robustness as library
+from ..evaluation.corruption_sets import CORRUPTION_SETS
 from ..evaluation.options import EvalOptions
 from .args import PIXELS_FIELD, Command
 from .report import JSON_FIELD, check_outputs, report
@@ -32,11 +33,19 @@ class RobustnessOptions(EvalOptions):
         metadata=dict(help="JPEG round trip after corrupting, as ImageNet-C's files (0 = none)", bounds="[0, 100]"),
     )
     geometry: str = field(
-        default="imagenet-c",
+        default="corruption-set",
         metadata=dict(
             choices=list(library.GEOMETRIES),
-            help="on the fly: imagenet-c = resize 256, crop 224, corrupt, then the model's input as for an ImageNet-C "
-            "file (AlexNet-comparable); model-input = corrupt the model's own eval resize/crop",
+            help="on the fly: corruption-set = the set's own geometry (imagenet-c: resize 256, crop 224), corrupt, "
+            "then the model's input as for a file of its benchmark; model-input = corrupt the model's eval resize/crop",
+        ),
+    )
+    corruption_set: str | None = field(
+        default=None,
+        metadata=dict(
+            choices=list(CORRUPTION_SETS),
+            help="whose constants and resolution: imagenet-c (224 px), cifar-c (32), tiny-imagenet-c (64), "
+            "imagenet-c-inception (299); default: the one matching the data's images",
         ),
     )
     json: str | None = JSON_FIELD

@@ -27,6 +27,7 @@ class CorruptionSet:
 
     name: str
     resolution: int  # the side of the square images its script corrupts
+    resize: int  # its images' shorter side before the centre crop to `resolution` (its data loader's geometry)
     script: str  # hendrycks/robustness ImageNet-C/create_c/<script>
     benchmarks: str  # the published data sets made with it
     params: Mapping[str, tuple[Any, ...]]  # corruption -> its 5 severities' constants
@@ -34,8 +35,11 @@ class CorruptionSet:
     frost_scale: float | None  # the frost photographs' `cv2.resize` factor before cropping (None: as they are)
     auto: bool = True  # chosen by default for images of about its resolution (see `set_for_resolution`)
 
-    def severity(self, name: str, severity: int) -> Any:
-        return self.params[name][severity - 1]
+    @property
+    def geometry(self) -> str:
+        """What is corrupted, in words."""
+        crop = f"centre crop {self.resolution}" if self.resize != self.resolution else "square centre crop"
+        return f"shorter side {self.resize} (bilinear), {crop}, corrupted at {self.resolution} px"
 
 
 _IMAGENET_C = {
@@ -191,12 +195,13 @@ _IMAGENET_C_INCEPTION = {
 }
 
 _SETS = (
-    CorruptionSet("imagenet-c", 224, "make_imagenet_c.py", "ImageNet-C", _IMAGENET_C, 256, None),
-    CorruptionSet("cifar-c", 32, "make_cifar_c.py", "CIFAR-10-C, CIFAR-100-C", _CIFAR_C, 32, 0.2),
-    CorruptionSet("tiny-imagenet-c", 64, "make_tinyimagenet_c.py", "Tiny-ImageNet-C, ImageNet 64x64-C",
+    CorruptionSet("imagenet-c", 224, 256, "make_imagenet_c.py", "ImageNet-C", _IMAGENET_C, 256, None),
+    CorruptionSet("cifar-c", 32, 32, "make_cifar_c.py", "CIFAR-10-C, CIFAR-100-C", _CIFAR_C, 32, 0.2),
+    CorruptionSet("tiny-imagenet-c", 64, 64, "make_tinyimagenet_c.py", "Tiny-ImageNet-C, ImageNet 64x64-C",
                   _TINY_IMAGENET_C, 64, 0.3),
-    # Inception-size input: chosen by name, or for images of exactly 299 px
-    CorruptionSet("imagenet-c-inception", 299, "make_imagenet_c_inception.py", "ImageNet-C at 299 px",
+    # Inception-size input, chosen by name or for images of exactly 299 px. Its loader crops the centre 87.5% and
+    # resizes that to 299; shorter side 342 (= 299 / 0.875), centre 299 is the same region to within a pixel.
+    CorruptionSet("imagenet-c-inception", 299, 342, "make_imagenet_c_inception.py", "ImageNet-C at 299 px",
                   _IMAGENET_C_INCEPTION, 512, None, auto=False),
 )  # fmt: skip
 CORRUPTION_SETS: dict[str, CorruptionSet] = {s.name: s for s in _SETS}

@@ -100,6 +100,11 @@ def resize_crop(data_config: dict) -> Callable[[Image.Image], Image.Image]:
     )
 
 
+def uint8_chw(img: Image.Image) -> torch.Tensor:
+    """An RGB PIL image as the uint8 CxHxW tensor the scorers take."""
+    return torch.from_numpy(np.ascontiguousarray(np.asarray(img, dtype=np.uint8).transpose(2, 0, 1)))
+
+
 class ImageListDataset(torch.utils.data.Dataset):
     """(path, target) pairs -> (uint8 CxHxW tensor, target) through `image_fn(pil, index)`."""
 
@@ -112,12 +117,85 @@ class ImageListDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         path, target = self.samples[index]
-        img = self.image_fn(open_image(path), index)
-        arr = np.asarray(img, dtype=np.uint8)
-        return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))), target
+        return uint8_chw(self.image_fn(open_image(path), index)), target
 
 
 def make_loader(dataset: torch.utils.data.Dataset, batch_size: int, workers: int) -> torch.utils.data.DataLoader:
     return torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, shuffle=False, num_workers=workers, pin_memory=False, drop_last=False
     )
+
+
+def images_shorter_side(paths: Sequence[str], probes: int = 9) -> int:
+    """The median shorter side of up to `probes` evenly spaced images, from their headers (nothing is decoded):
+    what picks the corruption set that matches the data."""
+    sides = []
+    for path in limit_samples(list(paths), probes):
+        with Image.open(path) as img:
+            sides.append(min(img.size))
+    return int(np.median(sides))
+
+
+def is_npy_corruption_folder(root: str | os.PathLike) -> bool:
+    """CIFAR-10-C / CIFAR-100-C's published layout: `<corruption>.npy` arrays and one `labels.npy`."""
+    return (Path(root) / "labels.npy").is_file()
+
+
+class NpyCorruptionFolder:
+    """A folder as CIFAR-10-C and CIFAR-100-C are published: per corruption one `<corruption>.npy`, uint8
+    (5 * N, H, W, 3) with severities 1-5 stacked in that order, and `labels.npy` (5 * N,), the N labels per severity."""
+
+    def __init__(self, root: str | os.PathLike, num_classes: int):
+        self.root = Path(root)
+        self.labels = np.load(self.root / "labels.npy").astype(np.int64)
+        if self.labels.ndim != 1 or len(self.labels) % 5:
+            raise TimmAssembleError(f"{self.root / 'labels.npy'}: expected 5 x N labels, got shape {self.labels.shape}")
+        if len(self.labels) and (self.labels.min() < 0 or self.labels.max() >= num_classes):
+            raise TimmAssembleError(
+                f"{self.root / 'labels.npy'} has labels {self.labels.min()}..{self.labels.max()}; the model predicts "
+                f"{num_classes} classes"
+            )
+        self.per_severity = len(self.labels) // 5
+
+    def array(self, corruption: str) -> np.ndarray:
+        """The corruption's images, memory-mapped, after checking they match the labels."""
+        path = self.root / f"{corruption}.npy"
+        if not path.is_file():
+            raise TimmAssembleError(f"{self.root} has no {path.name} (a CIFAR-C folder holds <corruption>.npy files)")
+        images = np.load(path, mmap_mode="r")
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] != 3 or len(images) != len(self.labels):
+            raise TimmAssembleError(
+                f"{path}: expected uint8 ({len(self.labels)}, H, W, 3) to match labels.npy, got {images.dtype} "
+                f"{images.shape}"
+            )
+        return images
+
+    def shorter_side(self, corruption: str) -> int:
+        return int(min(self.array(corruption).shape[1:3]))
+
+    def dataset(self, corruption: str, severity: int, limit: int | None, image_fn) -> "NpyImagesDataset":
+        self.array(corruption)  # checked here, once, not in a loader worker
+        start = (severity - 1) * self.per_severity
+        rows = limit_samples(range(start, start + self.per_severity), limit)
+        return NpyImagesDataset(str(self.root / f"{corruption}.npy"), rows, self.labels[rows].tolist(), image_fn)
+
+
+class NpyImagesDataset(torch.utils.data.Dataset):
+    """Rows of a uint8 NxHxWx3 .npy file, memory-mapped in each process on first use -> (uint8 CxHxW tensor, target)
+    through `image_fn(pil, index)`."""
+
+    def __init__(self, path: str, rows: Sequence[int], targets: Sequence[int], image_fn):
+        self.path, self.rows, self.targets, self.image_fn = path, list(rows), list(targets), image_fn
+        self._images: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        if self._images is None:
+            self._images = np.load(self.path, mmap_mode="r")
+        img = Image.fromarray(np.asarray(self._images[self.rows[index]]))
+        return uint8_chw(self.image_fn(img, index)), self.targets[index]
+
+    def __getstate__(self) -> dict:  # a DataLoader worker maps the file itself
+        return {**self.__dict__, "_images": None}

@@ -2,21 +2,27 @@
 
 CE of a corruption = the model's errors summed over severities / the reference's summed errors;
 relative CE = the same over (error - clean error) (Hendrycks & Dietterich, ICLR 2019). The reference
-is AlexNet on ImageNet (published constants below) or, on any other dataset, a `--baseline` model
-scored on exactly the same corrupted images. Images come either from pre-corrupted ImageNet-C folders
-(`--imagenet-c DIR`, laid out as DIR/<corruption>/<severity>/<class>/<image>) or are corrupted on the
-fly, deterministically per --seed, and go through the JPEG quality-85 encoding that every ImageNet-C
-file went through. On the fly, `--geometry imagenet-c` (the default) makes the images as ImageNet-C's
-were made: shorter side resized to 256 (bilinear), centre crop 224, corrupt, and the model then sees
-that 224 image as it sees an ImageNet-C file (unchanged at its input size, else resized and
-centre-cropped to it); clean images take the same path without the corruption. AlexNet-normalised
-numbers are only comparable with the paper's this way. `--geometry model-input` corrupts the model's
-own eval resize/crop at its input size instead.
+is AlexNet on ImageNet-C (published constants below) or, for any other data or corruption set, a
+`--baseline` model scored on exactly the same corrupted images. Images come either from pre-corrupted
+folders (`--imagenet-c DIR`: ImageNet-C's DIR/<corruption>/<severity>/<class>/<image>, or CIFAR-10-C /
+CIFAR-100-C's DIR/<corruption>.npy + DIR/labels.npy) or are corrupted on the fly, deterministically per
+--seed, and go through the JPEG quality-85 encoding that every ImageNet-C file went through.
+
+The corruptions are those of a corruption set (`--corruption-set`; `corruption_sets`): ImageNet-C's at
+224 px, CIFAR-10-C's at 32, Tiny-ImageNet-C's at 64, ImageNet-C's Inception variant at 299, each with the
+constants of the script that made that benchmark. By default the set whose resolution matches the data's
+images (their median shorter side). On the fly, `--geometry corruption-set` (the default) makes the
+images as the set's benchmark was made (ImageNet-C: shorter side 256, bilinear, centre crop 224; CIFAR-C:
+32 px as they are), corrupts them there, and the model sees that image as it sees a file of the benchmark
+(unchanged at its input size, else resized and centre-cropped to it); clean images take the same path
+without the corruption. AlexNet-normalised numbers are only comparable with the paper's this way.
+`--geometry model-input` corrupts the model's own eval resize/crop at its input size instead.
 """
 
 from __future__ import annotations
 
 import io
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,8 +33,18 @@ from PIL import Image
 from ..data.datasets import split_folder
 from ..errors import TimmAssembleError
 from ..fileio import atomic_path
+from .corruption_sets import CorruptionSet, resolve_corruption_set, set_for_resolution
 from .corruptions import ALL_CORRUPTIONS, COMMON_CORRUPTIONS, corrupt, parse_corruptions, parse_severities
-from .data import ImageListDataset, index_image_folder, limit_samples, make_loader, resize_crop
+from .data import (
+    ImageListDataset,
+    NpyCorruptionFolder,
+    images_shorter_side,
+    index_image_folder,
+    is_npy_corruption_folder,
+    limit_samples,
+    make_loader,
+    resize_crop,
+)
 from .model import create_eval_model, model_data_config
 from .options import eval_options, resolve_device
 from .scoring import Scorer, run_scorers
@@ -60,7 +76,7 @@ ALEXNET_ERRORS: dict[str, float] = {
 # torchvision's AlexNet (the network behind ALEXNET_ERRORS), clean ImageNet val at resize 256 / crop 224:
 # top-1 56.522% (AlexNet_Weights.IMAGENET1K_V1 metrics); the denominator of relative CE
 ALEXNET_CLEAN_ERROR = 0.43478
-GEOMETRIES = ("imagenet-c", "model-input")
+GEOMETRIES = ("corruption-set", "model-input")
 ALEXNET_SOURCE = (
     "AlexNet ImageNet-C errors (Hendrycks & Dietterich 2019): 15 standard corruptions from "
     "google-research/augmix imagenet.py; speckle_noise, gaussian_blur, spatter, saturate from "
@@ -69,16 +85,20 @@ ALEXNET_SOURCE = (
 
 
 class _CorruptedView:
-    """Picklable per-image transform: geometry -> corruption -> JPEG round trip -> `after` (if any)."""
+    """Picklable per-image transform: geometry -> corruption of `corruption_set` -> JPEG round trip -> `after`."""
 
-    def __init__(self, geometry, corruption: str, severity: int, seed: int, keys: list[int], jpeg_quality: int, after):
+    def __init__(
+        self, geometry, corruption: str, severity: int, seed: int, keys: list[int], jpeg_quality: int, after,
+        corruption_set: str = "imagenet-c",
+    ):  # fmt: skip
         self.geometry, self.corruption, self.severity = geometry, corruption, severity
         self.seed, self.keys, self.jpeg_quality, self.after = seed, keys, jpeg_quality, after
-        self.corruption_id = ALL_CORRUPTIONS.index(corruption)
+        self.corruption_id, self.corruption_set = ALL_CORRUPTIONS.index(corruption), corruption_set
 
     def __call__(self, img: Image.Image, index: int) -> Image.Image:
         rng = np.random.default_rng([self.seed, self.corruption_id, self.severity, self.keys[index]])
-        out = Image.fromarray(corrupt(self.geometry(img), self.corruption, self.severity, rng))
+        out = corrupt(self.geometry(img), self.corruption, self.severity, rng, self.corruption_set)
+        out = Image.fromarray(out)
         if self.jpeg_quality:
             buf = io.BytesIO()
             out.save(buf, "JPEG", quality=self.jpeg_quality)
@@ -99,12 +119,14 @@ class _Geometry:
         return out if self.after is None else self.after(out, index)
 
 
-def imagenet_c_crop() -> Callable[[Image.Image], Image.Image]:
-    """ImageNet-C's geometry (make_imagenet_c.py `trn.Resize(256), trn.CenterCrop(224)`): what gets corrupted."""
+def set_crop(corruption_set: str | CorruptionSet = "imagenet-c") -> Callable[[Image.Image], Image.Image]:
+    """A corruption set's geometry, what gets corrupted: ImageNet-C's is make_imagenet_c.py's
+    `trn.Resize(256), trn.CenterCrop(224)`; a 32 px image stays as it is for cifar-c."""
     from torchvision import transforms
 
+    cs = resolve_corruption_set(corruption_set)
     return transforms.Compose(
-        [transforms.Resize(256, transforms.InterpolationMode.BILINEAR), transforms.CenterCrop(224)]
+        [transforms.Resize(cs.resize, transforms.InterpolationMode.BILINEAR), transforms.CenterCrop(cs.resolution)]
     )
 
 
@@ -124,6 +146,20 @@ class _FitToInput:
         return img if (img.height, img.width) == self.size else self.transform(img)
 
 
+def _images_side(
+    samples: list[tuple[str, int]] | None, npy: NpyCorruptionFolder | None, imagenet_c: str | None, name: str,
+    severity: int, num_classes: int,
+) -> int:  # fmt: skip
+    """The shorter side of the data's images: the clean ones if given, else the pre-corrupted ones."""
+    if samples is not None:
+        return images_shorter_side([path for path, _ in samples])
+    if npy is not None:
+        return npy.shorter_side(name)
+    what = f"ImageNet-C folder for {name} severity {severity}"
+    index = index_image_folder(f"{imagenet_c}/{name}/{severity}", num_classes, what=what)
+    return images_shorter_side([path for path, _ in index.samples])
+
+
 def _mean(values: list[float]) -> float:
     return float(sum(values) / len(values))
 
@@ -133,8 +169,11 @@ def corruption_errors(
     severities: list[int],
     baseline_errors: dict[str, dict[int, float]] | None,
     imagenet: bool,
+    corruption_set: str = "imagenet-c",
 ) -> tuple[dict[str, float | None], str | None, str]:
-    """CE per corruption (fraction, 1.0 = as bad as the reference), the reference used, and a note."""
+    """CE per corruption (fraction, 1.0 = as bad as the reference), the reference used, and a note.
+
+    AlexNet's published errors are ImageNet-C's: they normalise ImageNet data under the imagenet-c set only."""
     if baseline_errors is not None:
         ce = {}
         for name, per_sev in errors.items():
@@ -143,6 +182,10 @@ def corruption_errors(
         return ce, "baseline", "CE relative to the baseline model on the same corrupted images"
     if not imagenet:
         return {n: None for n in errors}, None, "no CE: not ImageNet data; pass --baseline MODEL to normalise"
+    if corruption_set != "imagenet-c":
+        return {n: None for n in errors}, None, (
+            f"no CE: AlexNet's errors are ImageNet-C's, not {corruption_set}'s; pass --baseline MODEL to normalise"
+        )
     if severities != [1, 2, 3, 4, 5]:
         return {n: None for n in errors}, None, "no CE: AlexNet normalisation needs all severities 1-5"
     ce = {name: _mean(list(per_sev.values())) / ALEXNET_ERRORS[name] for name, per_sev in errors.items()}
@@ -185,12 +228,14 @@ def robustness(
     baseline: str | None = None,
     seed: int = 0,
     jpeg_quality: int = 85,
-    geometry: str = "imagenet-c",
+    geometry: str = "corruption-set",
+    corruption_set: str | None = None,
     **settings: Any,
 ) -> dict[str, Any]:
     """Errors per corruption and severity, CE and relative CE per corruption, mCE (see the module docstring).
 
-    `settings` are `EvalOptions` fields (weights, data config, batching, device, precision).
+    `corruption_set` None: the set matching the data's images. `settings` are `EvalOptions` fields (weights, data
+    config, batching, device, precision).
     """
     opts = eval_options(model_name, **settings)
     names = parse_corruptions(corruptions)
@@ -215,20 +260,35 @@ def robustness(
         base_config = {**model_data_config(base_model), **{k: data_config[k] for k in ("input_size", "crop_pct")}}
         scorers.append(Scorer(base_model, base_config, dev, opts.amp_mode, opts.channels_last))
     _, h, w = data_config["input_size"]
-    fit = _FitToInput((h, w), data_config["interpolation"])  # how the model sees a (224 px) ImageNet-C file
-    # what is corrupted, and what the model sees of it afterwards
-    crop, after = (imagenet_c_crop(), fit) if geometry == "imagenet-c" else (resize_crop(data_config), None)
+    fit = _FitToInput((h, w), data_config["interpolation"])  # how the model sees a file of the benchmark
     n_classes = model.num_classes
 
     clean = None
     label_map = None
     split = None
+    npy = None if imagenet_c is None or not is_npy_corruption_folder(imagenet_c) else NpyCorruptionFolder(
+        imagenet_c, n_classes
+    )
     if data_dir is not None:
         folder, split = split_folder(data_dir, opts.split)
         index = index_image_folder(folder, n_classes)
         label_map = index.label_map
         keyed = limit_samples(list(enumerate(index.samples)), opts.limit)
         keys, samples = [k for k, _ in keyed], [s for _, s in keyed]
+    elif npy is not None:
+        label_map = "labels.npy"
+    if corruption_set is None:
+        side = _images_side(samples if data_dir is not None else None, npy, imagenet_c, names[0], sevs[0], n_classes)
+        cs, chosen = set_for_resolution(side), f"chosen by the data: images {side} px"
+    else:
+        cs, chosen = resolve_corruption_set(corruption_set), "chosen with --corruption-set"
+    # what is corrupted, and what the model sees of it afterwards
+    crop, after = (set_crop(cs), fit) if geometry == "corruption-set" else (resize_crop(data_config), None)
+    shown = cs.geometry if geometry == "corruption-set" else f"the model's eval resize/crop to {h}x{w}, corrupted there"
+    shown = shown if imagenet_c is None or data_dir is not None else None  # pre-corrupted files are as they are
+    where = shown or f"the files of {imagenet_c} as they are"
+    print(f"corruption set {cs.name} ({cs.benchmarks}; {cs.script}), {chosen}; geometry: {where}", file=sys.stderr)
+    if data_dir is not None:
         loader = make_loader(ImageListDataset(samples, _Geometry(crop, after)), opts.batch_size, opts.workers)
         clean = run_scorers(loader, scorers, "clean")
 
@@ -237,13 +297,15 @@ def robustness(
     num_images: dict[str, dict[int, int]] = {n: {} for n in names}
     for name in names:
         for sev in sevs:
-            if imagenet_c is not None:
+            if npy is not None:
+                dataset = npy.dataset(name, sev, opts.limit, fit)
+            elif imagenet_c is not None:
                 folder = f"{imagenet_c}/{name}/{sev}"
                 idx = index_image_folder(folder, n_classes, what=f"ImageNet-C folder for {name} severity {sev}")
                 label_map = label_map or idx.label_map
                 dataset = ImageListDataset(limit_samples(idx.samples, opts.limit), fit)
             else:
-                view = _CorruptedView(crop, name, sev, seed, keys, jpeg_quality, after)
+                view = _CorruptedView(crop, name, sev, seed, keys, jpeg_quality, after, cs.name)
                 dataset = ImageListDataset(samples, view)
             results = run_scorers(make_loader(dataset, opts.batch_size, opts.workers), scorers, f"{name} s{sev}")
             errors[name][sev] = results[0]["error"]
@@ -251,7 +313,7 @@ def robustness(
             if base_errors is not None:
                 base_errors[name][sev] = results[1]["error"]
 
-    ce, reference, note = corruption_errors(errors, sevs, base_errors, label_map == "imagenet-synsets")
+    ce, reference, note = corruption_errors(errors, sevs, base_errors, label_map == "imagenet-synsets", cs.name)
     relative = relative_corruption_errors(
         errors,
         None if clean is None else clean[0]["error"],
@@ -274,8 +336,11 @@ def robustness(
     result: dict[str, Any] = {
         "model": model_name,
         "baseline": baseline,
-        "source": "imagenet-c folders" if imagenet_c else "on-the-fly",
-        "geometry": geometry if imagenet_c is None or data_dir is not None else None,
+        "source": ("cifar-c .npy files" if npy else "imagenet-c folders") if imagenet_c else "on-the-fly",
+        "corruption_set": cs.name,
+        "corruption_set_chosen": chosen,
+        "geometry": None if shown is None else cs.name if geometry == "corruption-set" else geometry,
+        "geometry_detail": shown,
         "data_dir": data_dir,
         "split": split,
         "imagenet_c": imagenet_c,
@@ -313,6 +378,8 @@ def format_table(result: dict[str, Any]) -> str:
     sevs = result["severities"]
     head = f"{'corruption':<18}" + "".join(f"{'s' + str(s):>7}" for s in sevs) + f"{'mean':>8}{'CE':>8}{'rel CE':>8}"
     lines = [f"split '{result['split']}' of {result['data_dir']}"] if result.get("split") else []
+    geometry = f"; geometry: {result['geometry_detail']}" if result.get("geometry_detail") else ""
+    lines += [f"corruption set {result['corruption_set']} ({result['corruption_set_chosen']}){geometry}"]
     lines += [head, "-" * len(head)]
     for name in result["corruptions"]:
         errs = "".join(f"{result['error'][name][str(s)]:7.1f}" for s in sevs)
@@ -368,7 +435,7 @@ __all__ = [
     "GEOMETRIES",
     "corruption_errors",
     "format_table",
-    "imagenet_c_crop",
+    "set_crop",
     "plot_ce",
     "relative_corruption_errors",
     "robustness",
