@@ -54,6 +54,8 @@ def test_mce_is_relative_to_rung_e0_on_the_same_corrupted_images():
     rows = [dict(rung="e0", robustness=e0), dict(rung="e3", robustness=better), dict(rung="e6", robustness=other_size)]
     values, note = library.mce_column(rows)
     assert values == [100.0, 100.0, None] and "relative to rung e0" in note
+    other_set = [*rows[:2], dict(rung="e6", robustness=dict(better, corruption_set="imagenet-c"))]
+    assert library.mce_column(other_set)[0] == [100.0, 100.0, None]  # other constants: not comparable
     assert library.mce_column(rows[1:])[0] == [None, None]  # no e0: no reference
     imagenet = [
         dict(r, robustness=dict(r["robustness"], ce_reference="alexnet", mce=60.0 + i)) for i, r in enumerate(rows)
@@ -126,12 +128,14 @@ def test_a_study_killed_in_its_second_rung_resumes_training_only_what_is_left(tm
 
     rows = list(csv.DictReader((study / "study.csv").open()))
     assert [r["rung"] for r in rows] == ["e0", "e3", "e6"] and rows[0]["mce"] == "100.0"
+    assert {r["corruption_set"] for r in rows} == {"cifar-c"}  # 32 px validation images: CIFAR-10-C's corruptions
     assert all(float(r["img_per_s"]) > 0 and float(r["params_m"]) > 0 and float(r["gmacs"]) > 0 for r in rows)
     report = json.loads((study / "study.json").read_text())
     assert report["missing"] == [] and report["rows"][2]["adds"].startswith("ResNet-50-D + SK")
     assert float(rows[2]["delta_e0"]) == pytest.approx(float(rows[2]["top1"]) - float(rows[0]["top1"]), abs=0.02)
     markdown = (study / "study.md").read_text()
     assert markdown.startswith("| rung | what it adds | top-1 | Δ prev | Δ e0 |") and "| e6 |" in markdown
+    assert "| mCE | corruption set |" in markdown and "| cifar-c |" in markdown
     assert (study / "study.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -4,6 +4,7 @@ import argparse
 from dataclasses import dataclass, field, fields
 
 from ..errors import TimmAssembleError
+from ..evaluation.corruption_sets import CORRUPTION_SETS
 from ..training import study as library
 from ..training.config import FIELDS, TrainConfig
 from .args import Command, add_dataclass_arguments, from_args
@@ -31,6 +32,13 @@ class StudyFlags:
         metadata=dict(help="corruptions measured per rung: names or groups (common, noise, blur, ...), or 'none'"),
     )
     severities: str = field(default="1-5", metadata=dict(help="corruption severities, e.g. 1-5, 3 or 1,3,5"))
+    corruption_set: str | None = field(
+        default=None,
+        metadata=dict(
+            choices=list(CORRUPTION_SETS),
+            help="the corruptions' constants and resolution (default: the set matching the validation images)",
+        ),
+    )
     robustness_images: int | None = field(
         default=None, metadata=dict(help="corrupt an evenly spaced subset of N validation images", bounds="[1, inf)")
     )

@@ -55,6 +55,7 @@ class StudyOptions:
     overwrite: bool = False
     corruptions: str = "common"
     severities: str = "1-5"
+    corruption_set: str | None = None  # None: the set matching the validation images (cifar-c for 32 px)
     robustness_images: int | None = None
     seed: int = 0
     bench_batch_size: int | None = None
@@ -217,9 +218,10 @@ def measure(opts: StudyOptions, rung: str, cfg: TrainConfig, result: engine.RunR
         found = robustness(
             f"local-dir:{result.export_dir}", str(folder), corruptions=opts.corruptions, severities=opts.severities,
             seed=opts.seed, img_size=cfg.img_size, batch_size=cfg.batch_size, workers=cfg.workers,
-            limit=opts.robustness_images, device=opts.device or engine_device(),
+            limit=opts.robustness_images, device=opts.device or engine_device(), corruption_set=opts.corruption_set,
         )  # fmt: skip
-        keep = ("input_size", "corruptions", "severities", "error", "clean_top1", "label_map", "mce", "ce_reference")
+        keep = ("input_size", "corruptions", "severities", "error", "clean_top1", "label_map", "mce", "ce_reference",
+                "corruption_set", "geometry")  # fmt: skip
         record["robustness"] = {k: found[k] for k in keep} | {"data_dir": str(folder)}
     return record
 
@@ -331,7 +333,7 @@ def mce_column(records: list[dict[str, Any]]) -> tuple[list[float | None], str]:
         return [None] * len(records), "mCE: needs rung e0 (the reference) in the study"
     values = []
     for x in robust:
-        same = x is not None and x["input_size"] == e0["input_size"] and x["corruptions"] == e0["corruptions"]
+        same = x is not None and all(x.get(k) == e0.get(k) for k in ("input_size", "corruptions", "corruption_set"))
         values.append(relative_ce(x["error"], e0["error"]) if same else None)
     return values, f"mCE: relative to rung e0 on the same corrupted images (100 = e0; {', '.join(e0['corruptions'])})"
 
@@ -346,7 +348,8 @@ def table_rows(records: list[dict[str, Any]], speed: dict[str, dict[str, Any]]) 
                 rung=r["rung"], adds=r["adds"], top1=round(r["top1"], 2), top5=round(r["top5"], 2),
                 delta_prev=None if i == 0 else round(r["top1"] - records[i - 1]["top1"], 2),
                 delta_e0=round(r["top1"] - records[0]["top1"], 2) if records[0]["rung"] == "e0" else None,
-                mce=mce, img_per_s=bench.get("infer_img_per_s"), params_m=bench.get("params_m"),
+                mce=mce, corruption_set=(r["robustness"] or {}).get("corruption_set"),
+                img_per_s=bench.get("infer_img_per_s"), params_m=bench.get("params_m"),
                 gmacs=bench.get("gmacs"), epochs=r["epochs"], img_size=r["img_size"],
                 kd="on" if r["teacher"] else "off" if distills(r["rung"]) else "-",
             )
@@ -361,13 +364,17 @@ def _num(value: Any, fmt: str = ".2f", signed: bool = False) -> str:
 
 
 def format_markdown(report: dict[str, Any]) -> str:
-    head = "| rung | what it adds | top-1 | Δ prev | Δ e0 | top-5 | mCE | img/s | params (M) | GMACs | epochs | px |"
+    head = (
+        "| rung | what it adds | top-1 | Δ prev | Δ e0 | top-5 | mCE | corruption set | img/s | params (M) | GMACs "
+        "| epochs | px |"
+    )
     lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
     for r in report["rows"]:
         adds = r["adds"] + (" (KD off)" if r["kd"] == "off" else "")
         lines.append(
             f"| {r['rung']} | {adds} | {_num(r['top1'])} | {_num(r['delta_prev'], signed=True)} | "
             f"{_num(r['delta_e0'], signed=True)} | {_num(r['top5'])} | {_num(r['mce'], '.1f')} | "
+            f"{r.get('corruption_set') or '-'} | "
             f"{_num(r['img_per_s'], '.1f')} | {_num(r['params_m'])} | {_num(r['gmacs'], '.3g')} | {r['epochs']} | "
             f"{r['img_size']} |"
         )
