@@ -244,3 +244,19 @@ def test_corruption_set_matches_the_images_resolution() -> None:
     }  # fmt: skip
     with pytest.raises(TimmAssembleError, match="unknown corruption set 'cifar10-c'; choose from imagenet-c, cifar-c"):
         C.corrupt(np.zeros((32, 32, 3), np.uint8), "fog", 1, 0, "cifar10-c")
+
+
+# sha256 (first 16 hex digits) of `cv2.resize(cv2.imread(f), (0, 0), fx=s, fy=s)[..., ::-1]`, C-contiguous RGB bytes,
+# from opencv-python-headless 4.11.0.86 (the environment of tests/fixtures/imagenet_c/README.md), 2026-12-06
+CV2_FROST = {
+    0.2: ("0feecc052950beb9", "3c026bc788b20cc9", "3c026bc788b20cc9", "9e396e6c26332940", "a0e95c89d7551746"),
+    0.3: ("2392b7aa0804f235", "9aba29d54a4dff9a", "9aba29d54a4dff9a", "573aff74bb556e1f", "7ab3601780c82a19"),
+}
+
+
+@pytest.mark.parametrize("scale", CV2_FROST)
+def test_frost_photographs_are_scaled_as_opencv_scales_them(scale: float) -> None:
+    """cifar-c and tiny-imagenet-c crop frost from photographs shrunk by `cv2.resize` (bilinear, 11-bit fixed point)."""
+    for index, expected in enumerate(CV2_FROST[scale]):
+        scaled = np.ascontiguousarray(C._frost_image(index, scale).astype(np.uint8))
+        assert hashlib.sha256(scaled.tobytes()).hexdigest()[:16] == expected, C._FROST_FILES[index]

@@ -721,7 +721,7 @@ def pixelate(x: np.ndarray, c: Any, rng: np.random.Generator, cs: CorruptionSet)
 
 
 def elastic_transform(x: np.ndarray, c: Any, rng: np.random.Generator, cs: CorruptionSet) -> np.ndarray:
-    """Random affine warp, then a smoothed random displacement field (ImageNet-C's constants, 244-based)."""
+    """Random affine warp, then a smoothed random displacement field (ImageNet-C's constants are 244-based)."""
     alpha, sigma, jitter = c
     ndi = _ndi()
     image = np.moveaxis(x.astype(np.float32) / 255.0, -1, 0)  # channels first: contiguous planes
