@@ -206,6 +206,9 @@ def test_bad_inputs_give_one_clear_error(data: Path, models, tmp_path: Path, cap
     with pytest.raises(SystemExit) as exit_info:  # argparse choices
         main(["robustness", "--model", model, "--data-dir", str(data), "--geometry", "paper"])
     assert exit_info.value.code == 2 and "--geometry" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["robustness", "--model", model, "--data-dir", str(data), "--corruption-set", "cifar10-c"])
+    assert exit_info.value.code == 2 and "choose from 'imagenet-c', 'cifar-c'" in capsys.readouterr().err
     with pytest.raises(TimmAssembleError, match="--geometry must be one of corruption-set, model-input"):
         robustness(model, str(data), geometry="paper", **FAST)
 
