@@ -335,7 +335,9 @@ def mce_column(records: list[dict[str, Any]]) -> tuple[list[float | None], str]:
     for x in robust:
         same = x is not None and all(x.get(k) == e0.get(k) for k in ("input_size", "corruptions", "corruption_set"))
         values.append(relative_ce(x["error"], e0["error"]) if same else None)
-    return values, f"mCE: relative to rung e0 on the same corrupted images (100 = e0; {', '.join(e0['corruptions'])})"
+    corruptions = ", ".join(e0["corruptions"])
+    constants = f"the {e0['corruption_set']} set's " if e0.get("corruption_set") else ""
+    return values, f"mCE: relative to rung e0 on the same corrupted images (100 = e0; {constants}{corruptions})"
 
 
 def table_rows(records: list[dict[str, Any]], speed: dict[str, dict[str, Any]]) -> tuple[list[dict], str]:
