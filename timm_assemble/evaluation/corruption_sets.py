@@ -21,7 +21,7 @@ from ..errors import TimmAssembleError
 __all__ = ["CorruptionSet", "CORRUPTION_SETS", "resolve_corruption_set", "set_for_resolution"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared and hashed by identity: one object per set
 class CorruptionSet:
     """One benchmark's corruptions: its image side, its generator, its constants per corruption and severity."""
 
