@@ -5,8 +5,9 @@ and/or against the hendrycks script that made the set (`make_imagenet_c.py`, `ma
         [--baseline-src OLD/timm_assemble/evaluation/corruptions.py]
         [--reference-dir /tmp/create_c --reference-python /work/refvenv/bin/python]
 
-(/tmp/create_c: the scripts, e.g. `git -C /work/.mirror/hendrycks+robustness/repo archive HEAD ImageNet-C/create_c |
-tar -x --strip-components=2 -C /tmp/create_c`.) Each set runs on images of its own resolution (`--size` overrides).
+(/tmp/create_c: the scripts, e.g. `for f in make_imagenet_c make_cifar_c make_tinyimagenet_c make_imagenet_c_inception;
+do git -C /work/.mirror/hendrycks+robustness/repo show HEAD:ImageNet-C/create_c/$f.py > /tmp/create_c/$f.py; done`.)
+Each set runs on images of its own resolution (`--size` overrides).
 The baseline module is loaded from its file path (importlib), so any old checkout works as long as its
 `corrupt(image, name, severity, seed)` has today's signature (for a set other than imagenet-c, with the set as a
 fifth argument). The reference needs its own environment (numpy < 2, scikit-image 0.20, OpenCV, Wand): this script
