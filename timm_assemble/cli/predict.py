@@ -36,6 +36,7 @@ COMMAND = Command(
     "classify images: top-k labels with probabilities",
     run,
     PredictOptions,
+    inputs=("model", "images"),
     description="Classify images with a model (e.g. the folder finetune exported), using the model's own "
     "preprocessing config. Prints the top-k labels with probabilities per image.",
 )

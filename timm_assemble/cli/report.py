@@ -5,22 +5,19 @@ from collections.abc import Callable
 from dataclasses import field
 from typing import Any
 
-from ..fileio import atomic_write, check_file_target, check_output_not_containing, is_stdout
+from ..fileio import atomic_write, check_output, is_stdout
 
 # the `--json OUT` flag of every reporting command
 JSON_FIELD = field(default=None, metadata=dict(help="write the results as JSON ('-': stdout)", metavar="OUT"))
 
 
-def check_outputs(opts: Any, inputs: tuple[str, ...] = ("data_dir", "checkpoint")) -> None:
+def check_outputs(opts: Any) -> None:
     """Before the work: `--json` and `--plot` must be paths the one writer may replace (or stdout for the JSON),
-    and none may be an input (`--json model.safetensors` would replace the weights being measured)."""
-    given = [getattr(opts, name, None) for name in inputs]
+    none of them one of the command's declared inputs (`--json model.safetensors` would replace the weights)."""
     for flag in ("json", "plot"):
         path = getattr(opts, flag, None)
-        if not path or (flag == "json" and is_stdout(path)):
-            continue
-        check_file_target(path)
-        check_output_not_containing(path, [p for p in given if p], flag=f"--{flag}")
+        if path and not (flag == "json" and is_stdout(path)):
+            check_output(path, f"--{flag}")
 
 
 def write_json(path: str, payload: Any) -> None:
