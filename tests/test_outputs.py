@@ -4,13 +4,17 @@ timm's train.py owns. The issue's examples, each through its command."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import shutil
 from pathlib import Path
 
 import pytest
 import timm
 import torch
 
+from timm_assemble import create_model
 from timm_assemble.cli import main
 from timm_assemble.data import make_synthetic_image_folder
 from timm_assemble.errors import TimmAssembleError
@@ -145,3 +149,30 @@ def test_nothing_is_written_into_a_timm_run_folder(tmp_path):
     Path(f"{run}-1").mkdir()
     (Path(f"{run}-1") / "summary.csv").write_text("ours")  # our run folder (no args.yaml): resumed, not skipped
     assert outside_timm_run(run) == Path(f"{run}-1")
+
+
+# ---------------------------------------------------------------------------------------------- the size budget
+
+
+def test_train_img_size_100000_is_one_line_before_any_allocation(tmp_path, capsys):
+    argv = ["train", "--synthetic", "--output-dir", str(tmp_path / "run"), "--workers", "0"]
+    _refused([*argv, "--img-size", "100000"], capsys, "--img-size 100000: out of range [0, 65536]")
+    _refused([*argv, "--img-size", "30000"], capsys, "more than this machine's")  # in range, past the memory
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (dict(num_classes=10**9), "num_classes 1000000000 ("),
+        (dict(architecture="assemble_resnet50", model_args=dict(width=10**6)), "width 1000000 (model_args of"),
+        (dict(architecture="assemble_resnet50", model_args=dict(width=10**4)), "width 10000 (model_args of"),
+    ],
+)
+def test_a_model_folder_claiming_a_huge_shape_is_one_line(model_dir, tmp_path, change, expected):
+    folder = tmp_path / "M"
+    shutil.copytree(model_dir, folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, **change}))
+    with pytest.raises(TimmAssembleError, match=re.escape(expected)):
+        create_model(f"local-dir:{folder}")
