@@ -49,7 +49,11 @@ def _hashes(folder: Path) -> dict[str, str]:
 
 
 def _refused(argv: list[str], capsys, expected: str) -> None:
-    assert main(argv) == 2
+    try:
+        code = main(argv)
+    except SystemExit as exit:  # argparse's own refusals
+        code = exit.code
+    assert code == 2
     err = capsys.readouterr().err
     assert expected in err and len(err.strip().splitlines()) == 1, err
 
@@ -176,3 +180,36 @@ def test_a_model_folder_claiming_a_huge_shape_is_one_line(model_dir, tmp_path, c
     (folder / "config.json").write_text(json.dumps({**config, **change}))
     with pytest.raises(TimmAssembleError, match=re.escape(expected)):
         create_model(f"local-dir:{folder}")
+
+
+# ---------------------------------------------------------------------------------------------- what is printed
+
+
+def test_json_dash_puts_only_the_json_on_stdout(data, model_dir, capsys):
+    argv = ["validate", "--model", f"local-dir:{model_dir}", "--data-dir", str(data), "--workers", "0"]
+    assert main([*argv, "--json", "-"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["num_images"] == 4 and "top-1" in err
+
+
+def test_control_characters_of_label_names_are_escaped(data, model_dir, tmp_path, capsys):
+    folder = tmp_path / "M"
+    shutil.copytree(model_dir, folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "label_names": ["\x1b]0;owned\x07\x1b[31mred", "ok"]}))
+    assert main(["predict", "--model", f"local-dir:{folder}", str(next(data.rglob("*.png")))]) == 0
+    out = capsys.readouterr().out
+    assert "\\x1b]0;owned\\x07\\x1b[31mred" in out and "\x1b" not in out and "\x07" not in out
+
+
+@pytest.mark.parametrize("name", ["args.yaml", "config.toml"])
+def test_a_config_file_that_is_not_utf8_is_one_line(tmp_path, capsys, name):
+    (tmp_path / name).write_bytes(b"model: \xff\xfe\n" if name.endswith("yaml") else b'lr = "\xff"\n')
+    _refused(["train", "-c", str(tmp_path / name), "--print-config"], capsys, "not UTF-8 text")
+
+
+def test_a_non_finite_or_out_of_range_mean_is_refused_when_parsed(tmp_path, capsys):
+    _refused(["train", "--mean", "nan", "0.5", "0.5", "--print-config"], capsys, "--mean: must be in [0, 1], got nan")
+    _refused(["train", "--mean", "0.5", "inf", "0.5", "--print-config"], capsys, "--mean: must be in [0, 1], got inf")
+    (tmp_path / "c.toml").write_text("mean = [nan, 0.5, 0.5]\n")
+    _refused(["train", "-c", str(tmp_path / "c.toml"), "--print-config"], capsys, "mean must be in [0, 1], got nan")

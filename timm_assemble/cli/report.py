@@ -1,6 +1,13 @@
-"""The end of every reporting command: the table on stdout, then the JSON and the plot the user asked for."""
+"""The end of every reporting command: the table on stdout, then the JSON and the plot the user asked for.
+
+With `--json -` standard output carries the JSON alone (the table and the other lines go to stderr), so it can be
+piped into `jq`. Control characters in what is printed (a label name from a model folder's config) are escaped:
+terminal escape sequences never reach the terminal.
+"""
 
 import json
+import re
+import sys
 from collections.abc import Callable
 from dataclasses import field
 from typing import Any
@@ -20,6 +27,14 @@ def check_outputs(opts: Any) -> None:
             check_output(path, f"--{flag}")
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """`text` with every control character but newline and tab written as an escape (`\x1b`)."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
 def write_json(path: str, payload: Any) -> None:
     """Write `payload` as JSON atomically (a crash or a full disk leaves the previous file); `-` or /dev/stdout
     print it after the table (the one writer decides, so a device or link is refused there, not here)."""
@@ -35,11 +50,13 @@ def report(
     plot_path: str | None = None,
     plot: Callable[[Any, str], None] | None = None,
 ) -> int:
-    """Print `table`; write `result` as JSON and draw `plot(result, path)` where asked. Returns exit code 0."""
-    print(table)
+    """Print `table` (to stderr when the JSON goes to stdout); write `result` as JSON and draw `plot(result, path)`
+    where asked. Returns exit code 0."""
+    lines = sys.stderr if json_path and is_stdout(json_path) else sys.stdout
+    print(printable(table), file=lines)
     if json_path:
         write_json(json_path, result)
     if plot_path and plot is not None:
         plot(result, plot_path)
-        print(f"wrote {plot_path}")
+        print(f"wrote {plot_path}", file=lines)
     return 0
