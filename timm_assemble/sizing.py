@@ -172,14 +172,15 @@ def check_model_size(
     img_size: int | None = None,
     batch_size: int = 1,
     training: bool = False,
-) -> None:
+) -> Estimate | None:
     """The whole budget for building `name` with `kwargs`: the claims' bounds, then parameters and activations
-    (at the model's own input size unless `img_size`) against the machine's memory."""
+    (at the model's own input size unless `img_size`) against the machine's memory. Returns the estimate (None for
+    a model the meta device cannot build: the real build names the problem)."""
     check_claims(claims)
     model = meta_model(name, kwargs)
     if model is None:
-        return
+        return None
     size = img_size or int(model.pretrained_cfg.get("input_size", (3, 224, 224))[-1])
     in_chans = int(kwargs.get("in_chans", getattr(model, "in_chans", 3)) or 3)
-    check_budget(model, f"model {name}", claims, size, batch_size, training, in_chans)
+    return check_budget(model, f"model {name}", claims, size, batch_size, training, in_chans)
 
