@@ -254,3 +254,87 @@ def test_discovery_is_one_rule(ops):
         assert visible <= set(found) <= every  # nothing lost, nothing invented (a visible link may reach a hidden one)
         assert all(Path(p).is_file() and Path(p).suffix.lower() in IMAGE_EXTENSIONS for p, _ in scan.samples)
         shutil.rmtree(root)
+
+
+# ---------------------------------------------------------------------------------------------- outputs vs inputs
+
+RELATIONS = ("same", "hard-link", "inside", "inside-via-symlink", "holds", "sibling", "sibling-of-folder")
+
+
+@FAST
+@given(relation=st.sampled_from(RELATIONS), input_is_folder=st.booleans(), as_folder=st.booleans())
+def test_no_write_replaces_a_declared_input(relation, input_is_folder, as_folder):
+    """Every path that reaches a declared input (itself, a hard link, a path inside it, through a symlinked folder,
+    a folder output holding it) is refused and the input is left as it was; unrelated paths are written."""
+    from timm_assemble.fileio import reading
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        source = root / "in"
+        if input_is_folder:
+            (source / "sub").mkdir(parents=True)
+            (source / "sub" / "f").write_text("input")
+        else:
+            source.write_text("input")
+        (root / "via").symlink_to(source if input_is_folder else root)
+        hard = root / "hard"
+        if not input_is_folder:
+            os.link(source, hard)
+        target = {
+            "same": source,
+            "hard-link": hard if not input_is_folder else source,
+            "inside": source / "sub" / "new" if input_is_folder else source,
+            "inside-via-symlink": root / "via" / "sub" / "f" if input_is_folder else root / "via" / "in",
+            "holds": root,
+            "sibling": root / "out",
+            "sibling-of-folder": root / "out" / "deeper",
+        }[relation]
+        refused = relation not in ("sibling", "sibling-of-folder") and (relation != "holds" or as_folder)
+        before = sorted((p.relative_to(root), p.read_bytes()) for p in source.rglob("*") if p.is_file())
+        if source.is_file():
+            before = [("in", source.read_bytes())]
+        with reading((source, "--input")):
+            try:
+                if as_folder:
+                    with atomic_dir(target, overwrite=True) as staging:
+                        (staging / "x").write_text("output")
+                else:
+                    atomic_write(target, "output")
+                written = True
+            except TimmAssembleError as err:
+                written = False
+                assert "an output never replaces what the command reads" in str(err) or "cannot write" in str(err)
+        after = sorted((p.relative_to(root), p.read_bytes()) for p in source.rglob("*") if p.is_file())
+        if source.is_file():
+            after = [("in", source.read_bytes())]
+        assert after == before
+        if refused:
+            assert not written
+        elif relation.startswith("sibling"):
+            assert written
+
+
+# ---------------------------------------------------------------------------------------------- the size budget
+
+
+@pytest.mark.slow  # 7 s: ten meta builds, some of huge models
+@settings(max_examples=10, deadline=None)
+@given(
+    width=st.integers(1, 2**20), num_classes=st.integers(0, 2**30), img_size=st.integers(16, 2**17),
+    batch=st.integers(1, 2**10),
+)  # fmt: skip
+def test_every_shape_claim_is_accepted_within_memory_or_refused_naming_a_value(width, num_classes, img_size, batch):
+    """A shape claim either passes with an estimate this machine can hold, or is one TimmAssembleError that names
+    a claimed value; nothing is allocated for real and no other error escapes."""
+    from timm_assemble.sizing import Claim, check_model_size, machine_memory
+
+    claims = [Claim("width", width, "--model-kwargs"), Claim("num_classes", num_classes, "config.json")]
+    claims += [Claim("img_size", img_size, "--img-size"), Claim("batch_size", batch, "--batch-size")]
+    kwargs = dict(width=width, num_classes=num_classes)
+    try:
+        found = check_model_size("assemble_resnet50", kwargs, claims, img_size, batch, training=True)
+    except TimmAssembleError as err:
+        assert len(str(err).splitlines()) == 1
+        assert any(str(c.value) in str(err) for c in claims) or "the model's" in str(err)
+        return
+    assert found is None or found.bytes(batch, True) <= machine_memory()[0]

@@ -30,7 +30,6 @@ from timm_assemble.fileio import (
     atomic_dir,
     atomic_path,
     atomic_write,
-    check_output_not_containing,
     replace_dir,
     sha256_file,
 )
@@ -138,20 +137,11 @@ def test_replace_dir_keeps_a_complete_folder_at_every_instant(tmp_path, monkeypa
     assert len(backups) == 1 and (backups[0] / "a").read_text() == "old" and (src / "a").read_text() == "new"
 
 
-def test_output_containing_the_input_is_refused(tmp_path):
-    data = tmp_path / "ckpt"
-    data.mkdir()
-    for out in (data, tmp_path):
-        with pytest.raises(TimmAssembleError, match="contains the input"):
-            check_output_not_containing(out, [data / "model.ckpt.index"])
-    check_output_not_containing(tmp_path / "elsewhere", [data / "model.ckpt.index"])
-
-
 def test_convert_out_holding_the_checkpoint_is_refused(tmp_path):
     for path in CLOVA_R50.parent.glob("model.ckpt.*"):
         (tmp_path / path.name).write_bytes(path.read_bytes())
     before = {p.name: sha256_file(p) for p in tmp_path.iterdir()}
-    with pytest.raises(TimmAssembleError, match="contains the input"):
+    with pytest.raises(TimmAssembleError, match="it holds the input checkpoint file"):
         convert_checkpoint("assemble_resnet50", tmp_path / "model.ckpt", tmp_path, overwrite=True)
     assert {p.name: sha256_file(p) for p in tmp_path.iterdir()} == before
 

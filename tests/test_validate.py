@@ -131,9 +131,9 @@ def test_a_root_of_splits_evaluates_one_split_and_says_which(local_model: Path, 
     )
     model = f"local-dir:{local_model}"
     assert main(["validate", "--model", model, "--data-dir", str(root), "--workers", "0", "--json", "-"]) == 0
-    out = capsys.readouterr().out
-    assert f"split 'val' of {root}" in out
-    result = json.loads(out[out.index("{") :])
+    out, err = capsys.readouterr()
+    assert f"split 'val' of {root}" in err
+    result = json.loads(out)  # `--json -`: stdout is the JSON alone
     assert (result["split"], result["num_images"]) == ("val", 6)
     assert validate(model, str(root), split="train", workers=0)["num_images"] == 12
     shutil.rmtree(root / "val")

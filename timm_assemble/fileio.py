@@ -10,6 +10,11 @@ What may be replaced is checked first: only a regular file (or, for folders, a r
 replaced; a device, FIFO, socket, symlink or a folder where a file goes is refused in one line. `-` and
 `/dev/stdout` are the user asking for standard output, and `atomic_write` prints there. Temporary and
 backup names are unique to the call, so nothing this module deletes is anything it did not create.
+
+What a command reads is declared once (`reading`: data folders, model folders, checkpoints, config files), and
+every write until the work ends is checked against it (`check_not_input`): an input is never replaced, nor
+anything inside an input folder, nor a folder holding an input (same path, symlink or hard link alike). A
+folder that timm's train.py owns (its `args.yaml` beside `summary.csv` or `*.pth.tar`) is never written into.
 """
 
 from __future__ import annotations
@@ -17,17 +22,22 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import logging
 import os
 import re
 import shutil
 import stat
 import sys
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 from .errors import TimmAssembleError
+
+_logger = logging.getLogger(__name__)
+# what the running command reads, as (path, how the user gave it) pairs; set by `reading` only
+_INPUTS: list[tuple[Path, str]] = []
 
 # errno values a user fixes by freeing space or choosing another folder, not by changing code
 _USER_FIXABLE = {
@@ -104,17 +114,91 @@ def check_dir_target(target: str | os.PathLike) -> Path:
     raise TimmAssembleError(f"cannot write folder {target}: it is {_kind(mode)}, not a folder; choose another path")
 
 
-def check_output_not_containing(
-    out: str | os.PathLike, inputs: Iterable[str | os.PathLike], flag: str = "--out"
-) -> None:
-    """Refuse an output location that is, or holds, one of the inputs (replacing it would destroy the input)."""
-    where = Path(out).resolve()
-    for item in inputs:
-        source = Path(item).resolve()
-        if source == where or where in source.parents:
-            raise TimmAssembleError(
-                f"{flag} {out} contains the input {item}; writing there would replace it: choose another {flag}"
-            )
+@contextlib.contextmanager
+def reading(*inputs: tuple[str | os.PathLike | None, str]) -> Iterator[None]:
+    """Declare what the work inside the block reads, as (path, how it was given: `--data-dir`, ...) pairs; every
+    write until the block ends is refused where it would replace one of them (`check_not_input`). None is skipped."""
+    declared = [(Path(path), how) for path, how in inputs if path]
+    _INPUTS.extend(declared)
+    try:
+        yield
+    finally:
+        del _INPUTS[len(_INPUTS) - len(declared) :]
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_not_input(target: str | os.PathLike, flag: str = "", folder: bool = False) -> None:
+    """Refuse a write to `target` that would replace a declared input (`reading`): the input itself (by path, symlink
+    or hard link), anything inside an input folder, or, for a `folder` output, a folder holding an input; and any
+    write into a timm train.py run folder. `flag` names the option the user gave `target` with."""
+    where = Path(target).resolve()
+    given = f"{flag} {target}" if flag else str(target)
+    for path, how in _INPUTS:
+        source = path.resolve()
+        if where == source or _same_file(where, source):
+            problem = f"it is the input {how} {path}"
+        elif source in where.parents:
+            problem = f"it is inside the input folder {how} {path}"
+        elif folder and where in source.parents:
+            problem = f"it holds the input {how} {path}"
+        else:
+            continue
+        raise TimmAssembleError(
+            f"cannot write {given}: {problem}; an output never replaces what the command reads: choose another path"
+        )
+    owner = timm_run_folder(where)
+    if owner is not None:
+        raise TimmAssembleError(
+            f"cannot write {given}: it is inside {owner}, a timm train.py run folder (args.yaml beside summary.csv "
+            "or checkpoints), which timm owns; choose another output path"
+        )
+
+
+def is_timm_run_folder(folder: Path) -> bool:
+    """A folder timm's train.py wrote: its `args.yaml` beside `summary.csv` or a `*.pth.tar` checkpoint."""
+    return (folder / "args.yaml").is_file() and (
+        (folder / "summary.csv").is_file() or any(p.is_file() for p in folder.glob("*.pth.tar"))
+    )
+
+
+def timm_run_folder(path: Path) -> Path | None:
+    """The timm train.py run folder that `path` (resolved) is, or lies inside; None when there is none."""
+    return next((folder for folder in (path, *path.parents) if is_timm_run_folder(folder)), None)
+
+
+def outside_timm_run(folder: Path) -> Path:
+    """`folder`, or when it is a timm train.py run folder, the first of `folder-1`, `folder-2`, ... that is not, as
+    timm's `get_outdir(..., inc=True)` numbers a taken run folder (the same name again for a resumed run)."""
+    if not is_timm_run_folder(folder.resolve()):
+        return folder
+    count = 1
+    while is_timm_run_folder(Path(f"{folder}-{count}").resolve()):
+        count += 1
+    chosen = Path(f"{folder}-{count}")
+    _logger.warning("%s is a timm train.py run folder (timm owns it): this run writes to %s", folder, chosen)
+    return chosen
+
+
+def check_output_dir(target: str | os.PathLike, flag: str = "") -> Path:
+    """Before the work: `target` may hold a command's output files (absent or a real folder, not an input nor
+    inside one, not in a folder timm owns)."""
+    checked = check_dir_target(target)
+    check_not_input(checked, flag)
+    return checked
+
+
+def check_output(target: str | os.PathLike, flag: str = "") -> Path:
+    """Before the work: `target` may take a file output (absent or a regular file, not an input, not in a folder
+    timm owns), so a refusal comes before hours of work rather than after them."""
+    checked = check_file_target(target)
+    check_not_input(checked, flag)
+    return checked
 
 
 def write_error(path: str | os.PathLike, err: OSError, needed_bytes: int | None = None) -> TimmAssembleError:
@@ -166,7 +250,7 @@ def atomic_path(target: str | os.PathLike, needed_bytes: int | None = None) -> I
     """
     if is_stdout(target):
         raise TimmAssembleError(f"cannot write this output to standard output ({target}); give a file path")
-    target = check_file_target(target)
+    target = check_output(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -211,6 +295,7 @@ def atomic_dir(target: str | os.PathLike, overwrite: bool = False, needed_bytes:
     until the new one is in place, so a crash between the two renames leaves one complete folder.
     """
     target = check_dir_target(target)
+    check_not_input(target, folder=True)
     if target.exists() and not overwrite:
         raise TimmAssembleError(f"{target} already exists; pass --overwrite to replace it")
     tmp = temp_name(target)
@@ -232,6 +317,7 @@ def atomic_new_dir(target: str | os.PathLike) -> Iterator[Path]:
     raises FileExistsError after removing the temporary folder, and the caller decides whether to use it.
     """
     target = check_dir_target(target)
+    check_not_input(target, folder=True)
     tmp = temp_name(target)
     try:
         tmp.mkdir(parents=True)
@@ -266,7 +352,7 @@ def write_new(target: str | os.PathLike, data: str | bytes) -> bool:
     For claims several processes race for: the content is written under a temporary name and hard-linked onto
     `target`, which the file system refuses when `target` exists.
     """
-    target = Path(target)
+    target = check_output(target)
     payload = data.encode("utf-8") if isinstance(data, str) else data
     staged = atomic_write(temp_name(target), payload)
     try:
@@ -284,6 +370,7 @@ def replace_dir(src: Path, dst: Path) -> None:
     """Move the finished folder `src` onto `dst`; the old one is kept under a backup name unique to this call
     until the new one is in place, then removed (nothing else is touched)."""
     dst = check_dir_target(dst)
+    check_not_input(dst, folder=True)
     old = temp_name(dst, "old")
     moved = False
     if dst.exists():

@@ -19,6 +19,7 @@ import torch.nn as nn
 from timm.models import load_state_dict, parse_model_name
 
 from .errors import TimmAssembleError
+from .sizing import check_model_size, kwarg_claims, local_config_claims
 
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 
@@ -78,6 +79,7 @@ def create_model(name: str, pretrained: bool = False, weights: str | None = None
     must fit strictly.
     """
     check_model_name(name)
+    check_model_size(name, kwargs, kwarg_claims(kwargs, "model argument") + local_config_claims(name))
     from_source = parse_model_name(name)[0] is not None
     pretrained = (pretrained or from_source) and weights is None
     try:

@@ -10,7 +10,8 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import DEBUG_ENV, exit_code
-from .args import ArgumentParser, Command
+from ..fileio import reading
+from .args import ArgumentParser, Command, declared_inputs
 
 # module -> the Command(s) it defines, in `--help` order
 _COMMAND_MODULES = (
@@ -52,6 +53,7 @@ def main(argv: Sequence[str] | None = None, program: str = "timm-assemble") -> i
         parser.print_help()
         return 0
     try:
-        return int(args.func(args) or 0)
+        with reading(*declared_inputs(args, getattr(args, "inputs", ()))):
+            return int(args.func(args) or 0)
     except (Exception, KeyboardInterrupt) as err:
         return exit_code(f"{program} {args.command}", err, args.debug)

@@ -136,7 +136,8 @@ class Command:
 
     `run` gets an instance of `options`. A command with `subcommands` only dispatches to them; one with
     `add_arguments` builds its own flags and `run` gets the argparse namespace (the training jobs, whose config
-    layers presets and files under the typed flags).
+    layers presets and files under the typed flags). `inputs` names the fields that hold what the command reads
+    (paths, or model names whose `local-dir:` folder is read): no output may replace them (`fileio.reading`).
     """
 
     name: str
@@ -146,10 +147,12 @@ class Command:
     description: str | None = None
     subcommands: tuple["Command", ...] = ()
     add_arguments: typing.Callable[[argparse.ArgumentParser], None] | None = None
+    inputs: tuple[str, ...] = ()
 
     def add_to(self, subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         """Add this command (and its subcommands) to `subparsers`."""
         parser = subparsers.add_parser(self.name, help=self.help, description=self.description or self.help)
+        parser.set_defaults(inputs=self.inputs)
         if self.subcommands:
             nested = parser.add_subparsers(dest=f"{self.name}_command", metavar="ACTION", required=True)
             for sub in self.subcommands:
@@ -162,3 +165,23 @@ class Command:
         add_dataclass_arguments(parser, self.options)
         parser.set_defaults(func=lambda args: self.run(from_args(self.options, args)))
         return parser
+
+
+# fields naming a model (`local-dir:DIR` reads DIR), or a weights file (read as given); other values are names
+MODEL_FIELDS = ("model", "models", "teacher", "baseline", "pretrained")
+
+
+def declared_inputs(values: Any, names: typing.Iterable[str]) -> list[tuple[str, str]]:
+    """(path, flag) of what a command reads: the fields `names` of `values` (parsed flags or a config) that hold a
+    path; of a model field, its `local-dir:` folder or an existing weights file (a registry or Hub name: none)."""
+    found = []
+    for name in names:
+        given = getattr(values, name, None)
+        for value in given if isinstance(given, list | tuple) else [given]:
+            value = "" if value is None else str(value)
+            if name in MODEL_FIELDS and not (value.startswith("local-dir:") or Path(value).exists()):
+                value = ""
+            value = value.removeprefix("local-dir:")
+            if value:
+                found.append((value, flag_name(name)))
+    return found

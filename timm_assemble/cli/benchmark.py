@@ -86,5 +86,6 @@ COMMAND = Command(
     "throughput, latency, memory, params and FLOPs of models side by side",
     run,
     BenchmarkOptions,
+    inputs=("models", "reference"),
     description=library.__doc__.split("\n\n", 1)[1] if library.__doc__ else None,
 )

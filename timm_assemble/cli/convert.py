@@ -51,6 +51,7 @@ COMMAND = Command(
     "convert an official TensorFlow checkpoint to timm weights",
     run,
     ConvertOptions,
+    inputs=("checkpoint",),
     description="Convert an official Assemble-ResNet TensorFlow checkpoint (clovaai/assembled-cnn) into a "
     "folder that timm loads with create_model('local-dir:DIR', pretrained=True). TensorFlow is not needed.",
 )

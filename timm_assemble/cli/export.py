@@ -50,5 +50,6 @@ COMMAND = Command(
     "write a deployable ONNX / TorchScript / ExportedProgram file (BN folded, parity checked)",
     run,
     ExportConfig,
+    inputs=("model", "checkpoint"),
     description=library.__doc__.split("\n\n", 1)[1] if library.__doc__ else None,
 )

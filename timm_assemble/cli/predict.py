@@ -7,6 +7,7 @@ from ..data.images import set_max_image_pixels
 from ..evaluation.options import default_device
 from ..predict import checked_images, format_text, load_model, predict
 from .args import PIXELS_FIELD, Command
+from .report import printable
 
 
 @dataclass
@@ -27,7 +28,7 @@ def run(opts: PredictOptions) -> int:
     set_max_image_pixels(opts.max_image_pixels)
     images = checked_images(opts.images)  # a bad image fails before a model is loaded (or downloaded)
     results = predict(load_model(opts.model, opts.device), images, opts.top_k)
-    print(json.dumps(results, indent=1) if opts.json else format_text(results))
+    print(json.dumps(results, indent=1) if opts.json else printable(format_text(results)))
     return 0
 
 
@@ -36,6 +37,7 @@ COMMAND = Command(
     "classify images: top-k labels with probabilities",
     run,
     PredictOptions,
+    inputs=("model", "images"),
     description="Classify images with a model (e.g. the folder finetune exported), using the model's own "
     "preprocessing config. Prints the top-k labels with probabilities per image.",
 )

@@ -66,5 +66,6 @@ COMMAND = Command(
     "ImageNet-C corruption errors, CE, mCE and relative mCE",
     run,
     RobustnessOptions,
+    inputs=("model", "data_dir", "imagenet_c", "baseline", "checkpoint"),
     description=library.__doc__.split("\n\n", 1)[1] if library.__doc__ else None,
 )

@@ -8,7 +8,7 @@ from ..evaluation.corruption_sets import CORRUPTION_SETS
 from ..training import study as library
 from ..training.config import FIELDS, TrainConfig
 from .args import Command, add_dataclass_arguments, from_args
-from .train import launch_command, quiet_logging
+from .train import INPUTS, launch_command, quiet_logging
 
 
 @dataclass
@@ -87,4 +87,5 @@ COMMAND = Command(
     run,
     description=library.__doc__.split("\n\n", 1)[0] if library.__doc__ else None,
     add_arguments=add_arguments,
+    inputs=INPUTS,
 )

@@ -15,6 +15,7 @@ COMMAND = Command(
     "precompute KD teacher logits of the training images (read back with train.py --teacher-logits)",
     run,
     TeacherLogitsConfig,
+    inputs=("teacher", "teacher_weights", "data_dir"),
     description="Run the KD teacher once over the training images (clean centre crops at the teacher's own "
     "size and normalisation, as the official recipe) and save the logits for train.py --teacher-logits.",
 )

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import DEBUG_ENV, exit_code
+from ..fileio import reading
 from ..training.config import (
     DEMO_PRESET,
     FIELDS,
@@ -22,7 +23,7 @@ from ..training.config import (
     list_presets,
     resolve_config,
 )
-from .args import ArgumentParser, Command, add_dataclass_arguments
+from .args import ArgumentParser, Command, add_dataclass_arguments, declared_inputs
 
 MODES = ("train", "finetune")
 DESCRIPTIONS = {
@@ -31,6 +32,8 @@ DESCRIPTIONS = {
     "finetune": "Fine-tune a pretrained Assemble-ResNet on your classes and export a hub-ready model. "
     "With no data arguments it runs a small built-in demo on generated images.",
 }
+# what a training job reads (besides its -c file), kept from being replaced by its outputs
+INPUTS = ("data_dir", "model", "pretrained", "initial_checkpoint", "teacher", "teacher_weights", "teacher_logits")
 HELP = {"train": "train from scratch with the paper's recipe", "finetune": "fine-tune on your images (or a demo)"}
 
 
@@ -97,7 +100,8 @@ def run_parsed(mode: str, args: argparse.Namespace, program: str, argv: Sequence
     from ..training.engine import run  # heavy imports only when training
 
     quiet_logging()
-    run(cfg, command=launch_command(program, sys.argv[1:] if argv is None else argv))
+    with reading((args.config, "--config"), *declared_inputs(cfg, INPUTS)):
+        run(cfg, command=launch_command(program, sys.argv[1:] if argv is None else argv))
     return 0
 
 

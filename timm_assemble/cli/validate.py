@@ -42,6 +42,7 @@ COMMAND = Command(
     "top-1/top-5/loss of a model on an image folder",
     run,
     ValidateOptions,
+    inputs=("model", "data_dir", "checkpoint"),
     description="Evaluate a timm model (registry name, local-dir:DIR or hf-hub:ID) on DIR/<class>/<image> "
     "with the model's own eval preprocessing. ImageNet folders named by synset map onto 1000-class models.",
 )

@@ -143,7 +143,10 @@ COMMAND = Command(
     f"the Hub has no file ({CACHE_ENV}, default <HF_HOME>/timm_assemble).",
     subcommands=(
         Command("fetch", "download the official checkpoint, convert it, cache it", run_fetch, FetchArgs),
-        Command("install", "convert a checkpoint copied in by hand into the cache", run_install, InstallArgs),
+        Command(
+            "install", "convert a checkpoint copied in by hand into the cache", run_install, InstallArgs,
+            inputs=("checkpoint",),
+        ),
         Command("list", "list the cached weights: name, source, size, sha256, date", run_list, ListArgs),
         Command("verify", "re-hash cached weights against their provenance", run_verify, VerifyArgs),
     ),

@@ -23,7 +23,7 @@ from timm.data import ImageNetInfo
 from tqdm import tqdm
 
 from ..errors import TimmAssembleError
-from ..fileio import check_dir_target, check_output_not_containing, sha256_file
+from ..fileio import check_dir_target, reading, sha256_file
 from ..weights.card import OFFICIAL_CODE_URL, CardSpec, render_model_card
 from ..weights.hub_folder import export_hub_folder
 from .mapping import (
@@ -181,7 +181,6 @@ def convert_checkpoint(
     if model_name not in OFFICIAL_MODELS:
         raise TimmAssembleError(f"unknown model {model_name!r}; choose one of {', '.join(OFFICIAL_MODELS)}")
     prefix, out_dir = Path(prefix), check_dir_target(out_dir)
-    check_output_not_containing(out_dir, [Path(f"{prefix}.index")])
     if out_dir.exists() and not overwrite:
         raise TimmAssembleError(f"output folder {out_dir} already exists; pass --overwrite to replace it")
     reader = TensorBundleReader(prefix)
@@ -211,14 +210,15 @@ def convert_checkpoint(
     report.sha256 = {path.name: sha256_file(path) for path in inputs}
     command = _command(model_name, prefix, out_dir, keep_background)
     has_imagenet_labels = num_classes in (1000, 1001)
-    export_hub_folder(
-        model,
-        out_dir,
-        model_args=model_args or None,  # timm < 1.0.31 records no factory kwargs by itself
-        label_names=_label_names(num_classes) if has_imagenet_labels else None,
-        model_card=_model_card(report, model, prefix, keep_background, command),
-        overwrite=overwrite,
-    )
+    with reading(*((path, "checkpoint file") for path in inputs)):  # the writer keeps them from being replaced
+        export_hub_folder(
+            model,
+            out_dir,
+            model_args=model_args or None,  # timm < 1.0.31 records no factory kwargs by itself
+            label_names=_label_names(num_classes) if has_imagenet_labels else None,
+            model_card=_model_card(report, model, prefix, keep_background, command),
+            overwrite=overwrite,
+        )
     report.seconds = time.perf_counter() - start
     if verbose:
         print(f"converted {len(report.converted)} variables of {prefix} into {out_dir} ({report.seconds:.1f} s)")

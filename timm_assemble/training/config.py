@@ -108,7 +108,8 @@ class TrainConfig:
     )
     crop_pct: float | None = field(default=None, metadata=dict(bounds="(0, 1]", help="evaluation centre-crop fraction"))
     mean: tuple[float, float, float] | None = field(
-        default=None, metadata=dict(help="input mean per channel, 0..1 pixels (default: the model's data config)")
+        default=None,
+        metadata=dict(bounds="[0, 1]", help="input mean per channel, 0..1 pixels (default: the model's data config)"),
     )
     std: tuple[float, float, float] | None = field(
         default=None,

@@ -37,7 +37,7 @@ from ..data.images import set_max_image_pixels
 from ..data.synthetic import make_synthetic_image_folder
 from ..errors import TimmAssembleError
 from ..evaluation.scoring import topk_correct
-from ..fileio import atomic_write, check_dir_target
+from ..fileio import atomic_write, check_output_dir, outside_timm_run
 from ..layers import drop_block_keep_prob, set_drop_block_keep_prob
 from ..loading import load_weights
 from ..locks import FolderLock
@@ -133,9 +133,8 @@ def resolve_output_dir(cfg: TrainConfig, accelerator: Accelerator) -> Path:
             holder = [str(Path(cfg.output or "outputs") / name)]
             broadcast_object_list(holder)
             cfg.output_dir = holder[0]
-    out = Path(cfg.output_dir)
-    check_dir_target(out)
-    return out
+    cfg.output_dir = str(outside_timm_run(Path(cfg.output_dir)))  # never into timm's own run folder
+    return check_output_dir(Path(cfg.output_dir))
 
 
 def lock_output_dir(out: Path, accelerator: Accelerator) -> FolderLock:

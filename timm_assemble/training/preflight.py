@@ -16,6 +16,7 @@ import torch.nn as nn
 from timm.models import split_model_name_tag
 
 from ..errors import TimmAssembleError
+from ..sizing import Claim, check_budget, check_claims, kwarg_claims
 from .config import TrainConfig
 from .model_setup import training_kwargs
 
@@ -39,12 +40,18 @@ def _fails(name: str, kwargs: dict[str, Any]) -> bool:
     return False
 
 
+_SIZE_FLAGS = (("img_size", "--img-size"), ("eval_img_size", "--eval-img-size"), ("num_classes", "--num-classes"))
+
+
 def check_model_settings(cfg: TrainConfig) -> None:
     """One line naming the kwarg or size flag the model cannot be built or run with (registry models only)."""
     arch = split_model_name_tag(cfg.model)[0]
     if not timm.is_model(arch):
         return  # local-dir:/hf-hub: models and unknown names are checked where they are built
     kwargs = {**cfg.model_kwargs, **training_kwargs(cfg, cfg.num_classes or 2)}
+    claims = [*kwarg_claims(cfg.model_kwargs, "--model-kwargs"), Claim("batch_size", cfg.batch_size, "--batch-size")]
+    claims += [Claim(k, getattr(cfg, k), flag) for k, flag in _SIZE_FLAGS if getattr(cfg, k)]
+    check_claims(claims)
     try:
         model = _build(arch, kwargs)
     except Exception as err:
@@ -66,3 +73,5 @@ def check_model_settings(cfg: TrainConfig) -> None:
                 raise TimmAssembleError(
                     f"{flag} {size}: {arch} cannot take {size}x{size} inputs ({_one_line(err)})"
                 ) from err
+    size = cfg.img_size or int(model.pretrained_cfg.get("input_size", (3, 224, 224))[-1])
+    check_budget(model, f"training {arch}", claims, size, cfg.batch_size, True, kwargs.get("in_chans", 3))

@@ -96,6 +96,8 @@ def read_timm_args(path: str | Path) -> dict[str, Any]:
         raise TimmAssembleError(f"config file {path} does not exist") from err
     except yaml.YAMLError as err:
         raise TimmAssembleError(f"{path}: not valid YAML: {' '.join(str(err).split())}") from err
+    except UnicodeDecodeError as err:
+        raise TimmAssembleError(f"{path}: not valid YAML: not UTF-8 text ({err.reason} at byte {err.start})") from err
     if not isinstance(args, dict):
         raise TimmAssembleError(f"{path}: not a timm args.yaml (a mapping of train.py's arguments)")
     handled = set(SAME) | set(RENAMED) | IGNORED
