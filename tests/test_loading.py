@@ -58,3 +58,32 @@ def test_weights_that_do_not_fit_are_one_clear_error(tmp_path):
             create_model("assemble_resnet50.nope", pretrained=pretrained)
     with pytest.raises(TimmAssembleError, match="unknown pretrained tag in 'assemble_r50.clova_in1k'; .* has none"):
         create_model("assemble_r50.clova_in1k")
+
+
+@pytest.mark.parametrize(
+    ("saved", "loaded", "message"),
+    [
+        (dict(width=8), dict(width=16), "does not fit AssembleResNet: the checkpoint's shapes imply width 8 "
+                                        r"\(bn1.weight has 8 channels\), the model has width 16: pass --model-kwargs "
+                                        "width=8$"),
+        (dict(num_classes=3), dict(num_classes=5), r"classifier does not match the model: the checkpoint's "
+                                                   r"classifier has 3 classes \(fc.weight \[3, 256\]\), the model 5: "
+                                                   "pass --num-classes 3$"),
+        (dict(in_chans=1), dict(), r"the checkpoint's conv1.weight \[8, 1, 7, 7\] takes 1 input channels, the model 3:"
+                                   " pass --model-kwargs in_chans=1$"),
+        (dict(width=8, num_classes=3), dict(width=16, num_classes=5), "imply width 8"),  # the cause, not the head
+    ],
+    ids=["width", "classes", "in-chans", "width-and-classes"],
+)
+def test_weights_of_another_setting_name_it_and_the_flag(tmp_path, saved, loaded, message):
+    """The diagnosis comes from the shapes: a width mismatch was 'classifier does not match' before."""
+    base = dict(width=8, num_classes=3)
+    save_file(timm.create_model("assemble_r50", **{**base, **saved}).state_dict(), str(tmp_path / "w.safetensors"))
+    model = timm.create_model("assemble_r50", **{**base, **loaded})
+    for drop_head in (False, True):  # fine-tuning drops a classifier of other classes, never another width
+        if drop_head and "classes" in message and "width" not in message:
+            assert load_weights(model, tmp_path / "w.safetensors", drop_mismatched_head=True)
+            continue
+        with pytest.raises(TimmAssembleError, match=message) as info:
+            load_weights(model, tmp_path / "w.safetensors", drop_mismatched_head=drop_head)
+        assert "\n" not in str(info.value)

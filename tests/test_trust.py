@@ -25,7 +25,7 @@ from timm_assemble.convert.tensor_bundle import TensorBundleReader
 from timm_assemble.data.datasets import build_data_splits
 from timm_assemble.data.images import IMAGE_EXTENSIONS, READ_ERRORS, image_files, open_image, scan_image_folder
 from timm_assemble.errors import TimmAssembleError
-from timm_assemble.evaluation.scoring import Scorer, topk_correct
+from timm_assemble.evaluation.scoring import topk_correct
 from timm_assemble.fileio import (
     atomic_dir,
     atomic_path,
@@ -313,15 +313,6 @@ def test_non_finite_logits_are_never_hits():
     assert int(confusion_counts(logits, target, 3).sum()) == 1
 
 
-def test_a_nan_model_scores_zero_in_validate():
-    """validate/robustness count with the same rule: a model answering NaN gets no hits (was 1 in k classes)."""
-    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 3))
-    torch.nn.init.constant_(model[1].weight, float("nan"))
-    scorer = Scorer(model, {"mean": (0.5,) * 3, "std": (0.5,) * 3}, torch.device("cpu"))
-    scorer.update(torch.zeros(6, 3, 4, 4, dtype=torch.uint8), torch.tensor([0, 1, 2, 0, 1, 2]))
-    assert scorer.result()["top1"] == 0 and scorer.result()["top5"] == 0
-
-
 # ---------------------------------------------------------------------------------------------- crafted checkpoints
 
 
@@ -335,7 +326,7 @@ def _crafted(tmp_path: Path, stem_shape: tuple[int, ...]) -> Path:
 @pytest.mark.parametrize(
     ("width", "message"),
     [
-        (256, "shape mismatches"),
+        (256, "stored size 4704 bytes does not match float32"),  # the claim is not its data
         (1 << 20, "claims width 1048576, outside 1..1024"),
         (0, "claims width 0, outside 1..1024"),
         (-8, "negative dimension (-8)"),
@@ -350,6 +341,43 @@ def test_a_crafted_stem_width_costs_nothing(tmp_path, width, message):
     assert time.perf_counter() - start < 10
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak < 300_000  # KiB: far below a real model
     assert not (tmp_path / "out").exists()
+
+
+DENSE, DENSE_BIAS = "resnet_model/dense/kernel", "resnet_model/dense/bias"
+
+
+def _classes(count: int):
+    """A real classifier of `count` outputs (data and shape agree)."""
+    return lambda t: t.update({DENSE: t[DENSE][:, :count], DENSE_BIAS: t[DENSE_BIAS][:count]})
+
+
+@pytest.mark.parametrize(
+    ("edit", "claim", "message"),
+    [  # the advice follows from the shape: --keep-background only where it makes the checkpoint convertible
+        (_classes(1000), {}, "has 1000 classes, not the official 1001 .*: it has no background class to drop; pass "
+                             "--keep-background"),
+        (_classes(10), {}, "has 10 classes, .* index 0 is not known to be a background class; pass --keep-background "
+                           "to convert all 10"),
+        (None, {DENSE: (256, 10)}, r"dense/kernel.*: stored size 1025024 bytes does not match float32\[256, 10\]"),
+        (None, {DENSE: (256, 0)}, r"dense/kernel \[256, 0\] claims 0 classes, outside 1..1000000$"),
+        (None, {DENSE: (256, 1 << 40)}, r"claims 1099511627776 classes, outside 1..1000000$"),
+        (None, {DENSE: (256, 1001, 1)}, r"dense/kernel has shape \[256, 1001, 1\]; an official checkpoint stores it "
+                                        r"as \[in, classes\]$"),
+        (None, {STEM: (7, 7, 3, 8, 1)}, r"conv2d/kernel has shape \[7, 7, 3, 8, 1\]; .* as \[kh, kw, in, width\]$"),
+    ],
+    ids=["1000-classes", "10-classes", "10-claimed", "0-claimed", "huge-claimed", "dense-3d", "stem-5d"],
+)
+def test_a_classifier_or_stem_shape_gets_the_advice_its_shape_implies(tmp_path, edit, claim, message):
+    reader = TensorBundleReader(CLOVA_R50)
+    tensors = {name: reader.read(name) for name in reader}
+    if edit:
+        edit(tensors)
+    write_bundle(tmp_path / "model.ckpt", tensors, claim=claim)
+    with pytest.raises(TimmAssembleError, match=message) as info:
+        convert_checkpoint("assemble_resnet50", tmp_path / "model.ckpt", tmp_path / "out")
+    assert "\n" not in str(info.value) and ("keep-background" in str(info.value)) == ("keep-" in message)
+    if STEM not in claim:  # the correct stem is never listed as an unexpected shape
+        assert STEM not in str(info.value)
 
 
 def test_a_claimed_shape_larger_than_its_bytes_is_refused_before_reading(tmp_path):
@@ -472,14 +500,15 @@ def test_predict_holds_a_batch_not_the_folder(tmp_path, monkeypatch):
         assert decoded_so_far == seen and batch <= predict.BATCH
 
 
-def test_predict_gives_no_label_for_nan_scores(tmp_path):
+def test_predict_refuses_nan_scores(tmp_path):
+    """NaN logits are an error (test_finite.py: exit 2 in predict, validate and robustness), never a guess."""
     import timm_assemble.predict as predict
 
     _png(tmp_path / "x.png")
     model = _Tiny()
     torch.nn.init.constant_(model[2].bias, float("nan"))
-    (result,) = predict.predict(model, [tmp_path / "x.png"], top_k=2)
-    assert result["predictions"] == [] and "not finite" in result["error"]
+    with pytest.raises(TimmAssembleError, match="output is not finite .* for 1 of 1 images"):
+        predict.predict(model, [tmp_path / "x.png"], top_k=2)
 
 
 def test_the_declared_size_limit_is_a_flag(tmp_path, capsys):

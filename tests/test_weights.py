@@ -3,11 +3,14 @@ HTTP), converted, verified, cached; every failure one clear error and no cache e
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import gdown  # noqa: F401  (gdown.download, the module, is patched below)
@@ -19,6 +22,9 @@ import timm
 import torch
 from drive_testing import CLOVA_TF, FakeDrive, block_sockets, official_tree
 from hub_testing import COMMIT, convert_fixture, errors_in_threads, go_offline, seed_hub_cache
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from safetensors import SafetensorError
 
 import timm_assemble  # noqa: F401  (registers the models)
 from timm_assemble import cli
@@ -132,7 +138,7 @@ def test_width_is_part_of_the_cache_key(cache, monkeypatch):
     # a width-8 entry in the width-64 place is never served to a width-64 request
     (cache / f"{R50}-w8").rename(cache / R50)
     monkeypatch.setenv("TIMM_ASSEMBLE_OFFICIAL_SOURCE", "0")
-    with pytest.raises(TimmAssembleError, match=f"corrupt entry: {cache / R50} holds {R50} at width 8"):
+    with pytest.raises(TimmAssembleError, match=f"corrupt entry {cache / R50}: provenance.json names {R50} at width 8"):
         timm.create_model(R50, pretrained=True)
 
 
@@ -426,3 +432,146 @@ def test_a_tampered_provenance_is_one_line_and_nothing_outside_is_read(cache, mo
     assert "\n" not in str(info.value)
     entry, why = find_entry(R50, 8)
     assert entry is None and why.startswith("corrupt entry") and message in why
+
+
+# --- one validator: `weights verify` and loading give the same verdict ------------------------------------
+
+
+def _rehash(entry: Path) -> None:
+    """Record the entry's files as they are now: a tampering that also forges the provenance's hashes."""
+    provenance = json.loads((entry / PROVENANCE_NAME).read_text())
+    for filename, record in provenance["result"].items():
+        if (entry / filename).is_file():
+            record.update(sha256=file_sha256(entry / filename), size=(entry / filename).stat().st_size)
+    (entry / PROVENANCE_NAME).write_text(json.dumps(provenance))
+
+
+def _edit_provenance(entry: Path, edit) -> None:
+    provenance = json.loads((entry / PROVENANCE_NAME).read_text())
+    edit(provenance)
+    (entry / PROVENANCE_NAME).write_text(json.dumps(provenance))
+
+
+def _edit_weights(entry: Path, edit) -> None:
+    state = safetensors.torch.load_file(entry / "model.safetensors")
+    edit(state)
+    safetensors.torch.save_file(state, entry / "model.safetensors")
+    _rehash(entry)
+
+
+def _edit_config(entry: Path, edit) -> None:
+    config = json.loads((entry / "config.json").read_text())
+    edit(config)
+    (entry / "config.json").write_text(json.dumps(config))
+    _rehash(entry)
+
+
+def _flip_byte(entry: Path, at: float) -> None:
+    data = bytearray((entry / "model.safetensors").read_bytes())
+    data[int(at * (len(data) - 1))] ^= 0x01
+    (entry / "model.safetensors").write_bytes(bytes(data))
+
+
+def _truncate(entry: Path, at: float) -> None:
+    path = entry / "model.safetensors"
+    path.write_bytes(path.read_bytes()[: int(at * path.stat().st_size)])
+
+
+# every tampering: (name, function of the entry folder and a number in [0, 1))
+TAMPERINGS = {
+    "name-other-model": lambda e, x: _edit_provenance(e, lambda p: p.update(name=R152)),
+    "name-unknown-tag": lambda e, x: _edit_provenance(e, lambda p: p.update(name="assemble_resnet50.other")),
+    "name-not-a-string": lambda e, x: _edit_provenance(e, lambda p: p.update(name=50)),
+    "width-other": lambda e, x: _edit_provenance(e, lambda p: p["model_args"].update(width=16)),
+    "width-absent": lambda e, x: _edit_provenance(e, lambda p: p["model_args"].pop("width")),
+    "width-huge": lambda e, x: _edit_provenance(e, lambda p: p["model_args"].update(width=10**9)),
+    "sha-other": lambda e, x: _edit_provenance(e, lambda p: p["result"]["model.safetensors"].update(sha256="0" * 64)),
+    "size-other": lambda e, x: _edit_provenance(e, lambda p: p["result"]["config.json"].update(size=1)),
+    "extra-file-recorded": lambda e, x: _edit_provenance(e, lambda p: p["result"].update(x=p["result"]["config.json"])),
+    "source-a-list": lambda e, x: _edit_provenance(e, lambda p: p.update(source=[])),
+    "provenance-not-json": lambda e, x: (e / PROVENANCE_NAME).write_text("{"),
+    "provenance-a-list": lambda e, x: (e / PROVENANCE_NAME).write_text("[]"),
+    "flip-a-weights-byte": _flip_byte,
+    "truncate-weights": _truncate,
+    "config-deleted": lambda e, x: (e / "config.json").unlink(),
+    "config-other-width+rehash": lambda e, x: _edit_config(e, lambda c: c["model_args"].update(width=16)),
+    "config-other-arch+rehash": lambda e, x: _edit_config(e, lambda c: c.update(architecture="assemble_resnet152")),
+    "config-a-list+rehash": lambda e, x: ((e / "config.json").write_text("[]"), _rehash(e)),
+    "nan-tensor+rehash": lambda e, x: _edit_weights(e, lambda s: s["layer1.big.0.conv1.weight"].view(-1).__setitem__(
+        int(x * s["layer1.big.0.conv1.weight"].numel()), float("nan"))),
+    "inf-bias+rehash": lambda e, x: _edit_weights(e, lambda s: s["fc.bias"].fill_(float("-inf"))),
+    "key-dropped+rehash": lambda e, x: _edit_weights(e, lambda s: s.pop("fc.bias")),
+    "key-added+rehash": lambda e, x: _edit_weights(e, lambda s: s.update(extra=torch.zeros(2))),
+    "float64-tensor+rehash": lambda e, x: _edit_weights(e, lambda s: s.update(fc=s["fc.bias"].double()) or s.update(
+        {"fc.bias": s.pop("fc")})),
+    "int-tensor+rehash": lambda e, x: _edit_weights(e, lambda s: s.update({"fc.bias": s["fc.bias"].long()})),
+    "other-width-weights+rehash": lambda e, x: _edit_weights(e, lambda s: s.update(
+        {"bn1.weight": torch.ones(16), "bn1.bias": torch.zeros(16)})),
+    "folder-renamed-to-width-64": lambda e, x: e.rename(e.with_name(R50)),
+    "untouched": lambda e, x: None,
+}
+
+
+@pytest.fixture(scope="module")
+def pristine_entry(tmp_path_factory) -> Path:
+    """A width-8 entry of R50 installed from the official-code fixture, copied for every tampering."""
+    from timm_assemble.weights.official import install_checkpoint
+
+    root = tmp_path_factory.mktemp("pristine")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TIMM_ASSEMBLE_CACHE", str(root))
+        return install_checkpoint(R50, CLOVA_TF / FIXTURE[R50] / "model.ckpt", {"kind": "installed checkpoint"}).path
+
+
+def _verdicts(cache: Path) -> tuple[bool, bool, str]:
+    """(verify says ok, loading succeeds, its error) for the entry folder in `cache`."""
+    (folder,) = [p for p in cache.iterdir() if not p.name.startswith(".")]
+    width = int(folder.name.rpartition("-w")[2]) if "-w" in folder.name else 64
+    code = cli.main(["weights", "verify", R50])
+    try:
+        timm.create_model(R50, pretrained=True, width=width)
+    except TimmAssembleError as err:
+        return code == 0, False, str(err)
+    return code == 0, True, ""
+
+
+def _tampered_cache(pristine: Path, tmp_path: Path, monkeypatch, tampers: list[str], x: float) -> Path:
+    """A copy of the pristine entry in a fresh cache (offline, official source off), tampered in turn."""
+    cache = Path(tempfile.mkdtemp(dir=tmp_path))
+    shutil.copytree(pristine, cache / pristine.name)
+    monkeypatch.setenv("TIMM_ASSEMBLE_CACHE", str(cache))
+    monkeypatch.setenv("TIMM_ASSEMBLE_OFFICIAL_SOURCE", "0")
+    go_offline(monkeypatch, tmp_path / "hub")
+    for tamper in tampers:
+        entry = next(p for p in cache.iterdir() if not p.name.startswith("."))
+        undone = (OSError, ValueError, LookupError, TypeError, AttributeError, SafetensorError)  # by another tampering
+        with contextlib.suppress(*undone):
+            TAMPERINGS[tamper](entry, x)
+    return cache
+
+
+def _assert_same_verdict(cache: Path, capsys, tampers: list[str]) -> bool:
+    """Verify's verdict and loading's are the same, and a refusal gives the same one-line reason; returns it."""
+    verify_ok, load_ok, error = _verdicts(cache)
+    report = capsys.readouterr()
+    assert verify_ok == load_ok, (tampers, report.out, report.err, error)
+    if not verify_ok:  # for the same reason, one line
+        problem = report.out.split("\n    ", 1)[1].splitlines()[0]
+        assert problem in error and "\n" not in error
+    return verify_ok
+
+
+@pytest.mark.parametrize("tamper", sorted(TAMPERINGS))
+def test_verify_and_load_agree_on_each_tampering(pristine_entry, tmp_path, monkeypatch, capsys, tamper):
+    """`weights verify` and `pretrained=True` call one validator: ok exactly when the entry loads, else the
+    same problem in both (a tampered name or width was 'nothing cached' / 'ok' before)."""
+    cache = _tampered_cache(pristine_entry, tmp_path, monkeypatch, [tamper], 0.5)
+    assert _assert_same_verdict(cache, capsys, [tamper]) == (tamper in ("untouched", "float64-tensor+rehash"))
+
+
+@pytest.mark.slow
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(tampers=st.lists(st.sampled_from(sorted(TAMPERINGS)), min_size=1, max_size=3, unique=True), x=st.floats(0, 0.99))
+def test_verify_and_load_agree_on_random_tamperings(pristine_entry, tmp_path, monkeypatch, capsys, tampers, x):
+    """Any combination (a forged hash may make a flipped byte a valid weight: then both load it)."""
+    _assert_same_verdict(_tampered_cache(pristine_entry, tmp_path, monkeypatch, tampers, x), capsys, tampers)

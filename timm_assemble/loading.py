@@ -20,6 +20,7 @@ from timm.models import load_state_dict, parse_model_name
 
 from .errors import TimmAssembleError
 from .sizing import check_model_size, kwarg_claims, local_config_claims
+from .weights.tensors import check_finite, shape_diagnosis
 
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 
@@ -92,6 +93,8 @@ def create_model(name: str, pretrained: bool = False, weights: str | None = None
         if not pretrained:
             raise
         raise TimmAssembleError(f"cannot load pretrained weights of '{name}': {one_line(err)}") from err
+    if pretrained:
+        check_finite(model.state_dict().items(), f"the pretrained weights of '{name}'")
     if weights is not None:
         load_weights(model, weights)
     return model
@@ -117,28 +120,38 @@ def load_weights(
     """
     state = read_weights(path)
     what = what or f"weights file {path}"
-    head = getattr(model, "pretrained_cfg", {}).get("classifier", "fc")
+    check_finite(state.items(), what)
     own = model.state_dict()
-    head_keys = [k for k in own if k.startswith(head + ".")]
-    wrong_shape = [k for k in own if k in state and state[k].shape != own[k].shape]
-    wrong_head = [k for k in wrong_shape if k in head_keys]
-    if wrong_head and not drop_mismatched_head:
-        shapes = ", ".join(f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in wrong_head)
-        raise TimmAssembleError(f"{what}: classifier does not match the model ({shapes})")
-    dropped = bool(wrong_head)
-    if dropped:
-        state = {k: v for k, v in state.items() if k not in head_keys}
-        wrong_shape = [k for k in wrong_shape if k not in head_keys]
-    missing = [k for k in own if k not in state and not (dropped and k in head_keys)]
+    missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
-    if missing or unexpected or wrong_shape:
+    if missing or unexpected:
         raise TimmAssembleError(
             f"{what} does not fit {type(model).__name__}: missing {_few(missing)}, unexpected {_few(unexpected)}"
-            + (f", wrong shape {_few(wrong_shape)}" if wrong_shape else "")
-            + " (right --model and --model-kwargs?)"
+            " (right --model and --model-kwargs?)"
         )
+    head = getattr(model, "pretrained_cfg", {}).get("classifier", "fc")
+    wrong_shape = [k for k in own if state[k].shape != own[k].shape]
+    dropped = bool(wrong_shape) and drop_mismatched_head and all(k.startswith(head + ".") for k in wrong_shape)
+    if wrong_shape and not dropped:
+        raise _shape_error(model, state, head, wrong_shape, what)
+    if dropped:
+        state = {k: v for k, v in state.items() if not k.startswith(head + ".")}
     model.load_state_dict(state, strict=not dropped)
     return dropped
+
+
+def _shape_error(
+    model: nn.Module, state: dict[str, torch.Tensor], head: str, wrong: list[str], what: str
+) -> TimmAssembleError:
+    """One line for weights of other shapes: the setting the shapes imply when they imply one, else the tensors."""
+    diagnosis = shape_diagnosis({k: tuple(v.shape) for k, v in state.items()}, model, head)
+    own = model.state_dict()
+    if diagnosis is None:
+        shapes = ", ".join(f"{k} {list(state[k].shape)} vs {list(own[k].shape)}" for k in wrong[:3])
+        diagnosis = f"wrong shape: {shapes}{' ...' if len(wrong) > 3 else ''} (right --model and --model-kwargs?)"
+    if all(k.startswith(head + ".") for k in wrong):
+        return TimmAssembleError(f"{what}: classifier does not match the model: {diagnosis}")
+    return TimmAssembleError(f"{what} does not fit {type(model).__name__}: {diagnosis}")
 
 
 def _few(keys: list[str], n: int = 5) -> str:

@@ -18,9 +18,9 @@ from timm.data import ImageNetInfo, create_transform, infer_imagenet_subset, res
 from .data.images import READ_ERRORS, check_declared_size, image_files, open_image
 from .errors import TimmAssembleError
 from .loading import create_model
+from .weights.tensors import check_finite_logits
 
 BATCH = 32
-NOT_FINITE = "the model's output is not finite (NaN or inf): no prediction"
 
 
 def load_model(spec: str, device: str | torch.device = "cpu") -> nn.Module:
@@ -85,23 +85,23 @@ def predict(model: nn.Module, images: Sequence[str | Path], top_k: int = 5) -> l
     for start in range(0, len(paths), BATCH):
         chunk = paths[start : start + BATCH]
         logits = model(torch.stack([transform(load_image(p)) for p in chunk]).to(device)).float()
-        finite = torch.isfinite(logits).all(dim=-1).tolist()
+        check_finite_logits(logits, f"images (first: {chunk[0]})")
         top = logits.softmax(dim=-1).topk(k, dim=-1)
-        for path, ok, p, idx in zip(chunk, finite, top.values.tolist(), top.indices.tolist(), strict=True):
+        for path, p, idx in zip(chunk, top.values.tolist(), top.indices.tolist(), strict=True):
             preds = []
-            for prob, index in zip(p, idx, strict=True) if ok else ():  # NaN scores: no prediction, not a guess
+            for prob, index in zip(p, idx, strict=True):
                 entry: dict[str, Any] = dict(index=index, label=names[index] if names else str(index), probability=prob)
                 if info is not None:
                     entry["description"] = info.index_to_description(index)
                 preds.append(entry)
-            results.append(dict(image=str(path), predictions=preds, **({} if ok else {"error": NOT_FINITE})))
+            results.append(dict(image=str(path), predictions=preds))
     return results
 
 
 def format_text(results: list[dict[str, Any]]) -> str:
     lines = []
     for res in results:
-        lines.append(res["image"] + (f"  ({res['error']})" if "error" in res else ""))
+        lines.append(res["image"])
         for p in res["predictions"]:
             desc = f" ({p['description']})" if "description" in p else ""
             lines.append(f"  {100 * p['probability']:6.2f}%  {p['label']}{desc}")

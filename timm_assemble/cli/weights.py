@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import TimmAssembleError
-from ..weights.cache import CACHE_ENV, CacheEntry, cache_root, find_entry, list_entries, verify_entry
+from ..weights.cache import CACHE_ENV, CacheEntry, cache_root, check_entry, entries_of, find_entry, list_entries
 from ..weights.records import get_record
 from .args import Command
 
@@ -75,8 +75,8 @@ def run_fetch(opts: FetchArgs) -> int:
     from ..weights.official import fetch_official  # gdown only when fetching
 
     name = _official_name(opts.name)
-    cached = [e for e in list_entries() if isinstance(e, CacheEntry) and e.name == name]
-    verified = [e for e in cached if e.provenance["source"].get("kind") == "official source" and not verify_entry(e)]
+    checked = [check_entry(path) for path in entries_of(name)]
+    verified = [e for e, bad in checked if not bad and e.provenance["source"].get("kind") == "official source"]
     if verified and not opts.force:
         print(f"already cached (verified); --force fetches again:\n{_describe(verified[0])}")
         return 0
@@ -119,14 +119,15 @@ def run_list(opts: ListArgs) -> int:
 
 
 def run_verify(opts: VerifyArgs) -> int:
-    entries = [e for e in list_entries() if isinstance(e, tuple) or e.name == opts.name]
+    """Check every entry folder of the name with the validator loading uses: `ok` here is what loads."""
+    paths = entries_of(opts.name)
+    if not paths:
+        raise TimmAssembleError(f"nothing cached for {opts.name} in {cache_root()}")
     bad = []
-    for entry in entries:
-        path, problems = (entry[0], [entry[1]]) if isinstance(entry, tuple) else (entry.path, verify_entry(entry))
+    for path in paths:
+        _, problems = check_entry(path)
         print(f"{'CORRUPT' if problems else 'ok     '} {path}" + "".join(f"\n    {p}" for p in problems))
         bad += [str(path)] if problems else []
-    if not entries:
-        raise TimmAssembleError(f"nothing cached for {opts.name} in {cache_root()}")
     if bad:
         raise TimmAssembleError(
             f"{len(bad)} corrupt cache entr{'y' if len(bad) == 1 else 'ies'} ({', '.join(bad)}): never loaded; "

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import shlex
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,12 +26,12 @@ from ..errors import TimmAssembleError
 from ..fileio import check_dir_target, reading, sha256_file
 from ..weights.card import OFFICIAL_CODE_URL, CardSpec, render_model_card
 from ..weights.hub_folder import export_hub_folder
+from ..weights.tensors import check_finite
 from .mapping import (
     DENSE_KERNEL,
     NUM_OFFICIAL_CLASSES,
     OFFICIAL_MODELS,
     STEM_KERNEL,
-    Target,
     build_mapping,
     check_mapping,
     transform,
@@ -127,29 +127,47 @@ def claimed_architecture(
                 f"among its {len(shapes)} variables)"
             )
     stem, dense = shapes[STEM_KERNEL], shapes[DENSE_KERNEL]
-    if len(stem) != 4 or len(dense) != 2:
-        raise TimmAssembleError(f"{reader.index_path}: unexpected shapes {STEM_KERNEL} {stem}, {DENSE_KERNEL} {dense}")
+    for name, shape, rank, layout in (
+        (STEM_KERNEL, stem, 4, "[kh, kw, in, width]"),
+        (DENSE_KERNEL, dense, 2, "[in, classes]"),
+    ):
+        if len(shape) != rank:
+            raise TimmAssembleError(
+                f"{reader.index_path}: {name} has shape {list(shape)}; an official checkpoint stores it as {layout}"
+            )
     width, in_chans = stem[3], stem[2]
-    if not keep_background and dense[1] != NUM_OFFICIAL_CLASSES:
-        raise TimmAssembleError(
-            f"the checkpoint's classifier has {dense[1]} classes, not the official {NUM_OFFICIAL_CLASSES} "
-            "(background + ImageNet); pass --keep-background to keep all of them"
-        )
-    num_classes = dense[1] if keep_background else dense[1] - 1
     for what, value, high in (("width", width, MAX_WIDTH), ("input channels", in_chans, MAX_IN_CHANS)):
         if not 1 <= value <= high:
             raise TimmAssembleError(
                 f"{reader.index_path}: {STEM_KERNEL} {list(stem)} claims {what} {value}, outside 1..{high}: "
                 "not an Assemble-ResNet checkpoint (or a damaged one)"
             )
-    if not 1 <= num_classes <= MAX_CLASSES:
+    if not 1 <= dense[1] <= MAX_CLASSES:
         raise TimmAssembleError(
-            f"{reader.index_path}: {DENSE_KERNEL} {list(dense)} claims {num_classes} classes, outside 1..{MAX_CLASSES}"
+            f"{reader.index_path}: {DENSE_KERNEL} {list(dense)} claims {dense[1]} classes, outside 1..{MAX_CLASSES}"
         )
+    check_stored_sizes(reader, (STEM_KERNEL, DENSE_KERNEL))  # a shape that advice is derived from is the data's
+    if not keep_background and dense[1] != NUM_OFFICIAL_CLASSES:
+        raise TimmAssembleError(_background_advice(dense[1]))
+    num_classes = dense[1] if keep_background else dense[1] - 1
     return width, in_chans, num_classes
 
 
-def check_stored_sizes(reader: TensorBundleReader, mapping: Mapping[str, Target]) -> None:
+def _background_advice(classes: int) -> str:
+    """Why a classifier of `classes` outputs cannot drop the official background class, and what converts it."""
+    official = f"the official {NUM_OFFICIAL_CLASSES} (background + {NUM_OFFICIAL_CLASSES - 1} ImageNet classes)"
+    if classes == NUM_OFFICIAL_CLASSES - 1:
+        return (
+            f"the checkpoint's classifier has {classes} classes, not {official}: it has no background class to "
+            "drop; pass --keep-background to convert all of them as they are"
+        )
+    return (
+        f"the checkpoint's classifier has {classes} classes, not {official}, so index 0 is not known to be a "
+        f"background class; pass --keep-background to convert all {classes} classes as they are"
+    )
+
+
+def check_stored_sizes(reader: TensorBundleReader, mapping: Iterable[str]) -> None:
     """Each model variable's stored byte count must be what its dtype and shape need (checked before any read)."""
     for name in mapping:
         entry = reader.entry(name)
@@ -206,6 +224,7 @@ def convert_checkpoint(
         for key, value in state.items():
             if key.endswith("num_batches_tracked"):
                 value.zero_()
+    check_finite(((name, state[target.key]) for name, target in mapping.items()), f"checkpoint {prefix}")
     inputs = [reader.index_path, *reader.shard_paths]
     report.sha256 = {path.name: sha256_file(path) for path in inputs}
     command = _command(model_name, prefix, out_dir, keep_background)

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ..weights.tensors import check_finite_logits
 from .options import autocast
 
 
@@ -51,8 +52,9 @@ class Scorer:
         with autocast(self.device, self.amp):
             logits = self.model(x)
         logits = logits.float()
+        check_finite_logits(logits, "images of a batch")
         self.loss_sum += F.cross_entropy(logits, targets, reduction="sum").item()
-        top1, top5 = topk_correct(logits, targets, (1, 5)).tolist()  # NaN logits are never a hit
+        top1, top5 = topk_correct(logits, targets, (1, 5)).tolist()
         self.correct1 += top1
         self.correct5 += top5
         self.n += targets.numel()

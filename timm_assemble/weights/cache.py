@@ -19,7 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import timm
+import torch
 from huggingface_hub import constants as hf_constants
+from safetensors import SafetensorError, safe_open
 
 from ..errors import TimmAssembleError
 from ..fileio import atomic_write, sha256_file
@@ -27,6 +30,7 @@ from ..locks import folder_lock
 from ..schema import PLAIN_NAME, SHA256, Check, MapOf, Maybe, check_schema, is_plain_name
 from ..version import __version__
 from .hub_folder import CONFIG_NAME, WEIGHTS_NAME
+from .tensors import check_finite
 
 CACHE_ENV = "TIMM_ASSEMBLE_CACHE"
 PROVENANCE_NAME = "provenance.json"
@@ -105,6 +109,9 @@ PROVENANCE_SCHEMA = {
 }
 
 
+_CONFIG = {"architecture": str, "model_args": Maybe({"width": Maybe(int)})}  # what is checked against the provenance
+
+
 def read_entry(path: Path) -> CacheEntry:
     """The entry at `path`; a TimmAssembleError says what is missing or unreadable (one schema, one line)."""
     provenance_path = path / PROVENANCE_NAME
@@ -125,17 +132,87 @@ def entry_lock(name: str, timeout: float = ENTRY_WAIT_S) -> contextlib.AbstractC
     return folder_lock(root / ".locks" / name, "cache entry", hint, timeout, scratch_root=root)
 
 
-def verify_entry(entry: CacheEntry) -> list[str]:
-    """The problems of an entry (missing files, sha256 mismatches); empty when every file is as recorded.
-    Only files inside the entry are read: `read_entry` refused any other name."""
+def check_entry(path: Path) -> tuple[CacheEntry | None, list[str]]:
+    """The one validator of a cache entry, behind both `weights verify` and loading: (entry, problems).
+
+    An entry may be loaded only when `problems` is empty: its provenance reads, names the entry's own folder
+    (`arch.tag[-wN]`), every recorded file has its recorded sha256, and config.json and the weights agree with
+    the provenance's architecture and width and hold only finite values. Only files inside the entry are read.
+    """
+    try:
+        entry = read_entry(path)
+    except TimmAssembleError as err:
+        return None, [str(err).removeprefix(f"cache entry {path}: ")]
+    key = entry_key(entry.name, entry.width)
+    if key != path.name:
+        return entry, [
+            f"{PROVENANCE_NAME} names {entry.name} at width {entry.width}, whose entry is {key}, not {path.name}"
+        ]
     problems = []
     for filename, recorded in entry.provenance["result"].items():
-        path = entry.path / filename
-        if not path.is_file():
+        file = path / filename
+        if not file.is_file():
             problems.append(f"{filename} is missing")
-        elif (actual := file_sha256(path)) != recorded["sha256"]:
+        elif (actual := file_sha256(file)) != recorded["sha256"]:
             problems.append(f"{filename} has sha256 {actual}, recorded {recorded['sha256']}")
-    return problems
+        elif (size := file.stat().st_size) != recorded["size"]:
+            problems.append(f"{filename} has {size} bytes, recorded {recorded['size']}")
+    return entry, problems or _content_problems(entry)
+
+
+def _content_problems(entry: CacheEntry) -> list[str]:
+    """What config.json and the weights say against the provenance (files whose hashes match it)."""
+    architecture = entry.name.split(".", 1)[0]
+    try:
+        config = check_schema(json.loads((entry.path / CONFIG_NAME).read_text(encoding="utf-8")), _CONFIG, CONFIG_NAME)
+    except TimmAssembleError as err:
+        return [str(err)]
+    except (OSError, ValueError) as err:
+        return [f"{CONFIG_NAME} is unreadable ({err})"]
+    config_arch, config_width = config["architecture"], config.get("model_args", {}).get("width", DEFAULT_WIDTH)
+    if (config_arch, config_width) != (architecture, entry.width):
+        return [f"{CONFIG_NAME} describes {config_arch} at width {config_width}, the provenance {architecture} at "
+                f"width {entry.width}"]  # fmt: skip
+    key = (entry.sha256, entry.name, entry.width)
+    if key not in _WEIGHTS_CHECKED:
+        _WEIGHTS_CHECKED[key] = _weights_problems(entry)
+    return _WEIGHTS_CHECKED[key]
+
+
+# (sha256, name, width) -> problems of a weights file's tensors, so repeated loads in one process read them once.
+_WEIGHTS_CHECKED: dict[tuple[str, str, int], list[str]] = {}
+
+
+def _weights_problems(entry: CacheEntry) -> list[str]:
+    """The weights against the model loading builds (`name` at `width`, on the meta device: shapes only): every
+    key, shape and kind of dtype, then finite values (read one tensor at a time)."""
+    try:
+        with torch.device("meta"):
+            own = timm.create_model(entry.name, width=entry.width).state_dict()
+    except Exception as err:  # an unregistered name, a width the model refuses: no model to load into
+        return [f"{entry.name} at width {entry.width} cannot be built ({type(err).__name__}: {err})"]
+    try:
+        with safe_open(entry.weights, "pt") as weights:
+            keys = list(weights.keys())
+            if set(keys) != set(own):
+                missing, extra = sorted(set(own) - set(keys)), sorted(set(keys) - set(own))
+                return [f"{WEIGHTS_NAME} does not hold {entry.name} at width {entry.width}: missing {missing[:3]}, "
+                        f"unexpected {extra[:3]}"]  # fmt: skip
+            for key in keys:
+                tensor = weights.get_slice(key)
+                shape, floating = tuple(tensor.get_shape()), tensor.get_dtype() in _FLOAT_DTYPES
+                if shape != tuple(own[key].shape) or floating != own[key].is_floating_point():
+                    return [f"{WEIGHTS_NAME}: {key} is {tensor.get_dtype()}{list(shape)}, {entry.name} at width "
+                            f"{entry.width} needs {own[key].dtype}{list(own[key].shape)}"]  # fmt: skip
+            check_finite(((k, weights.get_tensor(k)) for k in keys), WEIGHTS_NAME)
+    except (SafetensorError, OSError) as err:
+        return [f"{WEIGHTS_NAME} is not a readable safetensors file ({err})"]
+    except TimmAssembleError as err:
+        return [str(err).split(";")[0]]
+    return []
+
+
+_FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")
 
 
 def find_entry(name: str, width: int = DEFAULT_WIDTH) -> tuple[CacheEntry | None, str | None]:
@@ -143,16 +220,18 @@ def find_entry(name: str, width: int = DEFAULT_WIDTH) -> tuple[CacheEntry | None
     path = entry_dir(name, width)
     if not path.is_dir():
         return None, f"no entry {path}"
-    try:
-        entry = read_entry(path)
-    except TimmAssembleError as err:
-        return None, f"corrupt entry: {err}"
-    if entry.name != name or entry.width != width:
-        return None, f"corrupt entry: {path} holds {entry.name} at width {entry.width}"
-    problems = verify_entry(entry)
+    entry, problems = check_entry(path)
     if problems:
         return None, f"corrupt entry {path}: {'; '.join(problems)}"
     return entry, None
+
+
+def entries_of(name: str) -> list[Path]:
+    """The entry folders of `name` at any width, by folder name (what loading looks up), whatever they hold."""
+    root = cache_root()
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and (p.name == name or p.name.startswith(f"{name}-w")))
 
 
 def list_entries() -> list[CacheEntry | tuple[Path, str]]:
