@@ -463,7 +463,7 @@ def test_sixteen_bit_image_predicts_as_eight_bit(base, tmp_path, capsys):
 def test_unexpected_errors_are_one_line_unless_debugging(tmp_path, capsys, monkeypatch):
     import timm_assemble.cli.predict as predict
 
-    def broken(*args):
+    def broken(*args, **kwargs):
         raise RuntimeError("something internal\nwith a second line")
 
     Image.new("RGB", (8, 8)).save(tmp_path / "y.png")  # images are checked before the model loads
