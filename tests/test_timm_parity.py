@@ -7,6 +7,7 @@ exceptions, and the test holds the two to each other.
 
 import argparse
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -104,3 +105,98 @@ def test_errors_are_the_builtins_timm_raises():
     with pytest.raises(ValueError, match="--batch-size must be >= 1"):  # bad settings: timm's ValueError
         eval_options("assemble_resnet50", batch_size=0)
     assert issubclass(UnknownModelError, TimmAssembleError)
+
+
+FLAGS = json.loads((Path(__file__).parent / "fixtures" / "timm_flags.json").read_text())
+# which timm script's flags each command answers to; export builds a model only: the model and data-config flags
+APPLIES = {
+    "train": "train.py", "finetune": "train.py", "validate": "validate.py", "robustness": "validate.py",
+    "predict": "inference.py", "benchmark": "benchmark.py", "export": "validate.py",
+}  # fmt: skip
+EXPORT_FLAGS = {
+    "--model", "-m", "--pretrained", "--checkpoint", "--use-ema", "--num-classes", "--in-chans", "--model-kwargs",
+    "--img-size", "--input-size", "--crop-pct", "--crop-mode", "--interpolation", "--mean", "--std",
+}  # fmt: skip
+UNSET = (None, False, "", {}, [])
+
+
+def _our_actions(command):
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    return {s: a for a in sub._actions for s in a.option_strings}
+
+
+def _our_default(command, action):
+    """The default a flag stands for (training flags only name what was typed: their defaults are the config's)."""
+    if command in ("train", "finetune"):
+        from timm_assemble.training.config import FINETUNE_DEFAULTS, TrainConfig
+
+        config = TrainConfig(**(FINETUNE_DEFAULTS if command == "finetune" else {}))
+        return getattr(config, action.dest, None)
+    return action.default
+
+
+def _same(a, b):
+    if a in UNSET and b in UNSET:
+        return True
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return list(a) == list(b)
+    return a == b or (isinstance(a, (int, float)) and isinstance(b, (int, float)) and abs(a - b) < 1e-9)
+
+
+def _difference(command, record, ours):
+    """Why our flag differs from timm's `record` (None: the same flag with the same meaning)."""
+    actions = {ours.get(f) for f in record["flags"]}
+    if None in actions:
+        return "missing"
+    if len(actions) > 1:
+        return "spellings split over several flags"
+    (action,) = actions
+    if action.dest != record["dest"]:
+        return f"dest {action.dest}"
+    switch = record["action"] in ("store_true", "store_false")
+    if switch != (action.nargs == 0 or (action.nargs == "?" and action.const is not None)) or (
+        switch and action.nargs == "?"
+    ):
+        return "a switch here and a value there" if action.nargs != "?" else "takes an optional value"
+    if not switch and record["action"] is None and action.nargs != record["nargs"]:
+        return f"nargs {action.nargs}"
+    if (record["action"] == "ParseKwargs") != (type(action).__name__ == "ParseKwargs"):
+        return "not KEY=VALUE"
+    timm_default = False if switch and record["default"] is None else record["default"]
+    if not isinstance(timm_default, dict) or timm_default == {}:
+        if not _same(timm_default, _our_default(command, action)):
+            return f"default {_our_default(command, action)!r}"
+    return None
+
+
+def flag_differences():
+    """{timm flag: [(command, why)]} over every flag of timm's scripts that applies to one of our commands."""
+    found = {}
+    for command, script in APPLIES.items():
+        ours = _our_actions(command)
+        for record in FLAGS["scripts"][script]:
+            if not record["flags"][0].startswith("-"):
+                continue  # the positional data folder: deprecated in timm's scripts for --data-dir
+            if command == "export" and not set(record["flags"]) & EXPORT_FLAGS:
+                continue
+            why = _difference(command, record, ours)
+            if why:
+                found.setdefault(record["flags"][0], []).append((command, why))
+    return found
+
+
+@pytest.mark.parametrize("on_updates", [False, True])
+def test_sched_on_updates_and_decay_epochs_move_the_lr_as_timm(on_updates):
+    """`--sched step --decay-epochs 1 --decay-rate 0.1`: the lr drops tenfold after one epoch, on the epoch
+    boundary (timm's default) or at the update that completes it (`--sched-on-updates`)."""
+    from timm_assemble.training.config import resolve_config
+    from timm_assemble.training.engine import build_scheduler
+
+    values = dict(sched="step", decay_epochs=1, decay_rate=0.1, warmup_epochs=0, epochs=3, sched_on_updates=on_updates)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    scheduler = build_scheduler(resolve_config("train", values), optimizer, updates_per_epoch=10)
+    scheduler.step_update(num_updates=10)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.01 if on_updates else 0.1)
+    scheduler.step(1, 50.0)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.01)
