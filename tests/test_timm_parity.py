@@ -118,6 +118,8 @@ EXPORT_FLAGS = {
     "--img-size", "--input-size", "--crop-pct", "--crop-mode", "--interpolation", "--mean", "--std",
 }  # fmt: skip
 UNSET = (None, False, "", {}, [])
+# same flag, other behaviour: a --num-classes other than trained weights' is an error unless --reset-classifier
+BEHAVIOUR = {"--num-classes": [("validate", "an error on trained weights"), ("robustness", "the same")]}
 
 
 def _our_actions(command):
@@ -151,9 +153,7 @@ def _difference(command, record, ours):
         return "missing"
     if len(actions) > 1:
         return "spellings split over several flags"
-    (action,) = actions
-    if action.dest != record["dest"]:
-        return f"dest {action.dest}"
+    (action,) = actions  # its dest is our field's name (--smoothing: label_smoothing); the meaning is compared
     switch = record["action"] in ("store_true", "store_false")
     if switch != (action.nargs == 0 or (action.nargs == "?" and action.const is not None)) or (
         switch and action.nargs == "?"
@@ -161,7 +161,7 @@ def _difference(command, record, ours):
         return "a switch here and a value there" if action.nargs != "?" else "takes an optional value"
     if not switch and record["action"] is None and action.nargs != record["nargs"]:
         return f"nargs {action.nargs}"
-    if (record["action"] == "ParseKwargs") != (type(action).__name__ == "ParseKwargs"):
+    if str(record["action"]).endswith("ParseKwargs") != (type(action).__name__ == "ParseKwargs"):
         return "not KEY=VALUE"
     timm_default = False if switch and record["default"] is None else record["default"]
     if not isinstance(timm_default, dict) or timm_default == {}:
@@ -183,7 +183,7 @@ def flag_differences():
             why = _difference(command, record, ours)
             if why:
                 found.setdefault(record["flags"][0], []).append((command, why))
-    return found
+    return {**found, **BEHAVIOUR}
 
 
 @pytest.mark.parametrize("on_updates", [False, True])
@@ -200,3 +200,23 @@ def test_sched_on_updates_and_decay_epochs_move_the_lr_as_timm(on_updates):
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.01 if on_updates else 0.1)
     scheduler.step(1, 50.0)
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.01)
+
+
+def _readme_exceptions():
+    """The timm flags the README's "What differs" list names (backticked, each word of a `--a --b` span)."""
+    import re
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("**What differs, and why.**", 1)[1].split("**timm's own scripts.**", 1)[0]
+    words = {w for span in re.findall(r"`([^`]+)`", section) for w in span.split()}
+    timm_flags = {f for records in FLAGS["scripts"].values() for r in records for f in r["flags"]}
+    return words & timm_flags
+
+
+def test_every_timm_flag_is_ours_with_timm_meaning_or_a_listed_difference():
+    differences = flag_differences()
+    named = _readme_exceptions()
+    unlisted = {flag: why for flag, why in differences.items() if flag not in named}
+    assert not unlisted, f"timm flags missing or meaning something else, not in the README's What differs: {unlisted}"
+    stale = named - set(differences)
+    assert not stale, f"the README's What differs names flags that are the same as timm's: {sorted(stale)}"
