@@ -220,3 +220,17 @@ def test_every_timm_flag_is_ours_with_timm_meaning_or_a_listed_difference():
     assert not unlisted, f"timm flags missing or meaning something else, not in the README's What differs: {unlisted}"
     stale = named - set(differences)
     assert not stale, f"the README's What differs names flags that are the same as timm's: {sorted(stale)}"
+
+
+def test_a_setting_is_reported_from_where_it_came(tmp_path):
+    """amp: false in a timm args.yaml is the file's, not a --no-amp nobody typed; a typed flag is the flag."""
+    from timm_assemble.cli.train import parse_config
+    from timm_assemble.training.precision import choose_precision
+
+    args_yaml = Path(__file__).parent / "fixtures" / "timm_args" / "args.yaml"
+    cfg, _ = parse_config("finetune", ["-c", str(args_yaml)])
+    reason = choose_precision(cfg, launcher="", cuda=False).reason
+    assert reason == f"{args_yaml}: amp false" and cfg.source_of("epochs") == str(args_yaml)
+    cfg, _ = parse_config("finetune", ["-c", str(args_yaml), "--no-amp", "--preset", "e3"])
+    assert choose_precision(cfg, launcher="", cuda=False).reason == "--no-amp"
+    assert cfg.source_of("lr") == str(args_yaml) and cfg.source_of("bn_momentum") == "preset e3"

@@ -368,6 +368,11 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def source_of(self, name: str) -> str | None:
+        """Where setting `name` came from, as `resolve_config` recorded it: "flag", "preset NAME", "finetune's
+        default" or a config file's path; None for a dataclass default (or a config built without it)."""
+        return getattr(self, "_sources", {}).get(name)
+
 
 FIELDS = {f.name: f for f in fields(TrainConfig)}
 # timm train.py argument -> our field: every field of timm's meaning under its own name and its timm-spelled flags
@@ -490,19 +495,26 @@ def resolve_config(
     if mode not in ("train", "finetune"):
         raise ValueError(mode)
     values: dict[str, Any] = dict(FINETUNE_DEFAULTS) if mode == "finetune" else {}
+    sources = dict.fromkeys(values, "finetune's default")
     if preset:
-        values.update(load_preset(preset))
+        values.update(layer := load_preset(preset))
+        sources.update(dict.fromkeys(layer, f"preset {preset.lower()}"))
     if config_file:
-        values.update(load_config_file(config_file))
+        values.update(layer := load_config_file(config_file))
+        sources.update(dict.fromkeys(layer, str(config_file)))
     if "img_size" in overrides and "eval_img_size" not in overrides:
         # a preset's evaluation size belongs to its training size (256 for 224): with another --img-size it would
         # evaluate a 64 px model at 256 px, sixteen times the pixels, so evaluation follows --img-size instead
         values.pop("eval_img_size", None)
     values.update(overrides)
+    sources.update(dict.fromkeys(overrides, "flag"))
     values["mode"] = mode
+    if "mixed_precision" in values:  # folded into amp / amp_dtype: they come from where it came from
+        sources.update(amp=sources["mixed_precision"], amp_dtype=sources["mixed_precision"])
     _fold_mixed_precision(values, overrides)
     _fold_input_size(values)
     cfg = TrainConfig(**values)
+    cfg._sources = sources  # what `source_of` reads; not a setting, so not a field
     check_bounds(cfg)  # flags were checked at parse time; this catches values given through the Python API
     if "warmup_epochs" not in overrides:
         _fit_warmup(cfg)
