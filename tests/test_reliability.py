@@ -546,6 +546,20 @@ def test_outputs_never_hold_an_epoch_the_checkpoint_does_not(base, run, capsys):
     assert (run / "model" / "model.safetensors").is_file()
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("given", ["run folder", "file in the checkpoint"])
+def test_resume_path_alone_continues_the_run_that_holds_it(base, run, capsys, given):
+    """timm resumes from the file alone: so does --resume PATH without --output-dir."""
+    last = run / "checkpoints" / "last"
+    path = run if given == "run folder" else next(p for p in sorted(last.iterdir()) if p.is_file())
+    argv = train_argv(base["data"], run, "--resume", str(path), "--epochs", "3")
+    del argv[argv.index("--output-dir") : argv.index("--output-dir") + 2]
+    code, stdout, err = train(argv, capsys)
+    assert code == 0, err
+    assert f"resumed from {last} (as --resume asked) at epoch 2" in stdout
+    assert [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
+
+
 def test_a_second_run_into_a_locked_folder_names_the_owner(base, run, capsys):
     with folder_lock(run, "output dir"):
         code, _, err = train(train_argv(base["data"], run, "--resume", "auto", "--epochs", "3"), capsys)

@@ -118,21 +118,25 @@ def resolve_output_dir(cfg: TrainConfig, accelerator: Accelerator) -> Path:
     (one name for all processes)."""
     if cfg.output_dir is None and cfg.experiment is not None:
         cfg.output_dir = str(Path(cfg.output or "outputs") / cfg.experiment)
+    if cfg.resume not in (None, "auto"):
+        checkpoint, run_dir = ckpt.resume_target(Path(cfg.resume))
+        cfg.resume = str(checkpoint)
+        if cfg.output_dir is None and run_dir is not None:
+            cfg.output_dir = str(run_dir)  # --resume PATH alone continues the run that holds PATH
     if cfg.output_dir is None:
         if cfg.resume == "auto":
             raise TimmAssembleError(
                 "--resume auto needs the run folder to continue: --output-dir DIR, or --output PARENT --experiment NAME"
             )
         if cfg.resume:
-            resume = Path(cfg.resume)
-            if resume.parent.name != "checkpoints":
-                raise TimmAssembleError("--resume PATH: pass --output-dir too (the run folder to continue)")
-            cfg.output_dir = str(resume.parent.parent)
-        else:
-            name = f"{cfg.mode}-{cfg.model.replace('/', '_').replace(':', '_')}-{time.strftime('%Y%m%d-%H%M%S')}"
-            holder = [str(Path(cfg.output or "outputs") / name)]
-            broadcast_object_list(holder)
-            cfg.output_dir = holder[0]
+            raise TimmAssembleError(
+                f"--resume {cfg.resume}: not in a run folder (RUN/checkpoints/NAME, a file in it, or RUN); "
+                "for a checkpoint kept elsewhere pass --output-dir, the run folder to continue"
+            )
+        name = f"{cfg.mode}-{cfg.model.replace('/', '_').replace(':', '_')}-{time.strftime('%Y%m%d-%H%M%S')}"
+        holder = [str(Path(cfg.output or "outputs") / name)]
+        broadcast_object_list(holder)
+        cfg.output_dir = holder[0]
     out = Path(cfg.output_dir)
     check_dir_target(out)
     return out
