@@ -234,3 +234,18 @@ def test_a_setting_is_reported_from_where_it_came(tmp_path):
     cfg, _ = parse_config("finetune", ["-c", str(args_yaml), "--no-amp", "--preset", "e3"])
     assert choose_precision(cfg, launcher="", cuda=False).reason == "--no-amp"
     assert cfg.source_of("lr") == str(args_yaml) and cfg.source_of("bn_momentum") == "preset e3"
+
+
+def test_config_json_is_what_timm_save_for_hf_writes(tmp_path):
+    """Passing the model's full pretrained cfg (as convert does) adds no null keys ("tag": null, ...)."""
+    from timm.models import save_for_hf
+
+    from timm_assemble.weights.hub_folder import export_hub_folder
+
+    model = timm.create_model("assemble_resnet50", width=8, num_classes=3)
+    unset = dict(model.pretrained_cfg, tag=None, hf_hub_id=None)  # unset entries, as in a convert-built cfg
+    export_hub_folder(model, tmp_path / "ours", model_args={"width": 8}, pretrained_cfg=unset)
+    save_for_hf(model, tmp_path / "timm", model_args={"width": 8}, safe_serialization=True)
+    ours, theirs = (json.loads((tmp_path / d / "config.json").read_text()) for d in ("ours", "timm"))
+    assert ours == theirs
+    assert "hf_hub_id" not in ours["pretrained_cfg"]
