@@ -463,7 +463,7 @@ def test_sixteen_bit_image_predicts_as_eight_bit(base, tmp_path, capsys):
 def test_unexpected_errors_are_one_line_unless_debugging(tmp_path, capsys, monkeypatch):
     import timm_assemble.cli.predict as predict
 
-    def broken(*args):
+    def broken(*args, **kwargs):
         raise RuntimeError("something internal\nwith a second line")
 
     Image.new("RGB", (8, 8)).save(tmp_path / "y.png")  # images are checked before the model loads
@@ -544,6 +544,20 @@ def test_outputs_never_hold_an_epoch_the_checkpoint_does_not(base, run, capsys):
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2]
     assert (run / "model" / "model.safetensors").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("given", ["run folder", "file in the checkpoint"])
+def test_resume_path_alone_continues_the_run_that_holds_it(base, run, capsys, given):
+    """timm resumes from the file alone: so does --resume PATH without --output-dir."""
+    last = run / "checkpoints" / "last"
+    path = run if given == "run folder" else next(p for p in sorted(last.iterdir()) if p.is_file())
+    argv = train_argv(base["data"], run, "--resume", str(path), "--epochs", "3")
+    del argv[argv.index("--output-dir") : argv.index("--output-dir") + 2]
+    code, stdout, err = train(argv, capsys)
+    assert code == 0, err
+    assert f"resumed from {last} (as --resume asked) at epoch 2" in stdout
+    assert [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
 
 
 def test_a_second_run_into_a_locked_folder_names_the_owner(base, run, capsys):

@@ -102,13 +102,19 @@ def test_timm_args_yaml_is_a_config(capsys, tmp_path):
     expected = dict(model="assemble_resnet50", model_kwargs={"width": 8}, batch_size=32, lr=0.05, epochs=2)
     expected.update(label_smoothing=0.1, warmup_epochs=0.0, weight_decay=2e-5, img_size=64, pretrained="none")
     assert {k: printed[k] for k in expected} == expected and "amp" in printed and not printed["amp"]
+    # the scheduler settings are the trainer's own: timm's per-epoch default and per-update stepping both hold
+    assert (printed["sched_on_updates"], printed["decay_epochs"], printed["decay_rate"]) == (False, 90.0, 0.1)
     changed = TIMM_ARGS.read_text().replace("sched_on_updates: false", "sched_on_updates: true")
+    changed = changed.replace("sched: cosine", "sched: step").replace("decay_epochs: 90", "decay_epochs: 1")
+    (tmp_path / "args.yaml").write_text(changed)
+    assert cli_main(["finetune", "-c", str(tmp_path / "args.yaml"), "--print-config"]) == 0
+    printed = tomllib.loads(capsys.readouterr().out)
+    assert (printed["sched_on_updates"], printed["sched"], printed["decay_epochs"]) == (True, "step", 1.0)
     changed = changed.replace("opt: sgd", "opt: adamw").replace("lr: 0.05", "lr: null").replace("tta: 0", "tta: 2")
-    changed = changed.replace("sched: cosine", "sched: step")
     (tmp_path / "args.yaml").write_text(changed)
     assert cli_main(["finetune", "-c", str(tmp_path / "args.yaml"), "--print-config"]) == 2
     error = capsys.readouterr().err
-    assert "cannot honour at these values: sched_on_updates, tta, sched (step), lr_base_scale (sqrt)" in error
+    assert "cannot honour at these values: tta, lr_base_scale (sqrt)" in error
 
 
 @pytest.mark.slow

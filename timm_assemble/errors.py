@@ -1,11 +1,25 @@
-"""User-facing errors: the CLI prints these as one line instead of a traceback."""
+"""User-facing errors: the CLI prints these as one line instead of a traceback.
+
+Each also is the built-in exception timm raises in the same situation, so the `except` clauses timm users
+write around `timm.create_model` catch ours too: bad settings are a `ValueError`, an unknown model or tag a
+`RuntimeError` (timm's `Unknown model`), weights that cannot be found or fetched an `OSError` (huggingface_hub's
+`LocalEntryNotFoundError` is one).
+"""
 
 import os
 import sys
 
 
-class TimmAssembleError(Exception):
+class TimmAssembleError(ValueError):
     """Bad input or an unmet precondition that the user can fix; the message says how."""
+
+
+class UnknownModelError(TimmAssembleError, RuntimeError):
+    """A model name or pretrained tag that is not registered (timm raises RuntimeError there)."""
+
+
+class WeightsUnavailableError(TimmAssembleError, OSError):
+    """Weights (or a model folder's files) that cannot be found locally or fetched (an OSError, as timm's)."""
 
 
 DEBUG_ENV = "TIMM_ASSEMBLE_DEBUG"

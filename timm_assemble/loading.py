@@ -8,6 +8,7 @@ user can fix (unknown name, folder without config.json, unreadable or mis-shaped
 becomes one TimmAssembleError line.
 """
 
+import argparse
 import difflib
 import json
 from pathlib import Path
@@ -18,7 +19,7 @@ import torch
 import torch.nn as nn
 from timm.models import load_state_dict, parse_model_name
 
-from .errors import TimmAssembleError
+from .errors import TimmAssembleError, UnknownModelError, WeightsUnavailableError
 from .sizing import check_model_size, kwarg_claims, local_config_claims
 from .weights.tensors import check_finite, shape_diagnosis
 
@@ -36,10 +37,10 @@ def check_model_name(name: str) -> None:
         if not timm.is_model(arch):
             close = difflib.get_close_matches(arch, timm.list_models(), n=3)
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
-            raise TimmAssembleError(f"unknown model '{name}'{hint}")
+            raise UnknownModelError(f"unknown model '{name}'{hint}")
         if "." in ident and not timm.list_pretrained(ident):  # timm's own error is a RuntimeError, even unpretrained
             tags = [n.split(".", 1)[1] for n in timm.list_pretrained(f"{arch}.*")]
-            raise TimmAssembleError(
+            raise UnknownModelError(
                 f"unknown pretrained tag in '{name}'; {arch} has " + (", ".join(tags) if tags else "none")
             )
     elif source == "local-dir":
@@ -54,7 +55,7 @@ def check_local_config(folder: Path) -> None:
     """A `local-dir:` folder's config.json exists and is a timm model config (timm's errors name neither)."""
     config = folder / "config.json"
     if not config.is_file():
-        raise TimmAssembleError(
+        raise WeightsUnavailableError(
             f"local-dir:{folder}: no config.json in {folder.resolve()} (a model folder holds config.json and "
             "model.safetensors, as `timm-assemble convert` or a training run's model/ folder)"
         )
@@ -73,11 +74,13 @@ def one_line(err: BaseException, max_lines: int = 3) -> str:
     return f"{type(err).__name__}: {' '.join(lines[:max_lines])}{more}"
 
 
-def create_model(name: str, pretrained: bool = False, weights: str | None = None, **kwargs: Any) -> nn.Module:
+def create_model(
+    name: str, pretrained: bool = False, weights: str | None = None, use_ema: bool = True, **kwargs: Any
+) -> nn.Module:
     """`timm.create_model` for a registry name, `local-dir:DIR` or `hf-hub:ID`, then optionally a weights file.
 
     `local-dir:` and `hf-hub:` always load their weights; `weights` (a file) replaces them after creation and
-    must fit strictly.
+    must fit strictly; of a training checkpoint, its EMA weights when `use_ema` (timm's `--use-ema`).
     """
     check_model_name(name)
     check_model_size(name, kwargs, kwarg_claims(kwargs, "model argument") + local_config_claims(name))
@@ -92,33 +95,40 @@ def create_model(name: str, pretrained: bool = False, weights: str | None = None
     except Exception as err:  # no weights for the tag, unreachable Hub, unreadable or mis-shaped weights
         if not pretrained:
             raise
-        raise TimmAssembleError(f"cannot load pretrained weights of '{name}': {one_line(err)}") from err
+        error = WeightsUnavailableError if isinstance(err, OSError) else TimmAssembleError  # as timm's own error
+        raise error(f"cannot load pretrained weights of '{name}': {one_line(err)}") from err
     if pretrained:
         check_finite(model.state_dict().items(), f"the pretrained weights of '{name}'")
     if weights is not None:
-        load_weights(model, weights)
+        load_weights(model, weights, use_ema=use_ema)
     return model
 
 
-def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
-    """The state dict in a weights file or training checkpoint (EMA preferred, wrapper prefixes removed)."""
+def read_weights(path: str | Path, use_ema: bool = True) -> dict[str, torch.Tensor]:
+    """The state dict in a weights file or training checkpoint (its EMA weights when `use_ema` and present, as
+    timm's `load_state_dict`; wrapper prefixes removed)."""
     path = Path(path)
     if not path.is_file():
-        raise TimmAssembleError(f"weights file {path} does not exist")
+        raise WeightsUnavailableError(f"weights file {path} does not exist")
     try:
-        return load_state_dict(str(path), use_ema=True, weights_only=True)
+        with torch.serialization.safe_globals([argparse.Namespace]):  # timm train.py checkpoints carry their args
+            return load_state_dict(str(path), use_ema=use_ema, weights_only=True)
     except Exception as err:  # corrupt, truncated or foreign file: say which one
         raise TimmAssembleError(f"cannot read weights file {path}: {one_line(err)}") from err
 
 
 def load_weights(
-    model: nn.Module, path: str | Path, what: str | None = None, drop_mismatched_head: bool = False
+    model: nn.Module,
+    path: str | Path,
+    what: str | None = None,
+    drop_mismatched_head: bool = False,
+    use_ema: bool = True,
 ) -> bool:
     """Load the weights file `path` into `model` strictly, except a classifier of another shape when allowed.
 
     Returns True when the classifier was dropped (so it keeps its fresh initialisation).
     """
-    state = read_weights(path)
+    state = read_weights(path, use_ema)
     what = what or f"weights file {path}"
     check_finite(state.items(), what)
     own = model.state_dict()

@@ -13,19 +13,21 @@ from typing import Any
 import torch
 import torch.nn as nn
 from PIL import Image
-from timm.data import ImageNetInfo, create_transform, infer_imagenet_subset, resolve_data_config
+from timm.data import ImageNetInfo, create_transform, infer_imagenet_subset
 
 from .data.images import READ_ERRORS, check_declared_size, image_files, open_image
 from .errors import TimmAssembleError
-from .loading import create_model
+from .evaluation.model import create_eval_model, model_data_config
+from .evaluation.options import autocast
 from .weights.tensors import check_finite_logits
 
 BATCH = 32
 
 
-def load_model(spec: str, device: str | torch.device = "cpu") -> nn.Module:
-    """`local-dir:DIR`, `hf-hub:ORG/NAME` or a timm name with pretrained weights, in eval mode."""
-    return create_model(spec, pretrained=True).eval().to(device)
+def load_model(spec: str, device: str | torch.device = "cpu", **settings: Any) -> nn.Module:
+    """`local-dir:DIR`, `hf-hub:ORG/NAME` or a timm name with pretrained weights, in eval mode; `settings` are
+    `create_eval_model`'s (checkpoint, use_ema, model_kwargs, ...)."""
+    return create_eval_model(spec, **settings).to(device)
 
 
 def label_names(model: nn.Module) -> list[str] | None:
@@ -69,22 +71,51 @@ def checked_images(images: Sequence[str | Path]) -> list[Path]:
     return paths
 
 
+class _Images(torch.utils.data.Dataset):
+    def __init__(self, paths: list[Path], transform: Any):
+        self.paths, self.transform = paths, transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return self.transform(load_image(self.paths[index]))
+
+
 @torch.inference_mode()
-def predict(model: nn.Module, images: Sequence[str | Path], top_k: int = 5) -> list[dict[str, Any]]:
+def predict(
+    model: nn.Module,
+    images: Sequence[str | Path],
+    top_k: int = 5,
+    batch_size: int = BATCH,
+    workers: int = 0,
+    data_config: dict[str, Any] | None = None,
+    amp: str = "none",
+    channels_last: bool = False,
+) -> list[dict[str, Any]]:
     """Top-k predictions per image. Every header is checked before the model runs; pixels are decoded one
-    batch at a time, so memory does not grow with the number of images (a folder of 50,000 is fine)."""
+    batch at a time, so memory does not grow with the number of images (a folder of 50,000 is fine).
+
+    `data_config` overrides the model's preprocessing in timm's argument names (img_size, crop_pct, mean, ...);
+    `workers` decode in that many processes (timm's -j); `amp` is an autocast mode (none, fp16, bf16).
+    """
     if top_k < 1:
         raise TimmAssembleError(f"--top-k must be >= 1, got {top_k}")
     paths = checked_images(images)
-    transform = create_transform(**resolve_data_config(model=model, use_test_size=True), is_training=False)
+    transform = create_transform(**model_data_config(model, data_config), is_training=False)
     device = next(model.parameters()).device
+    loader = torch.utils.data.DataLoader(_Images(paths, transform), batch_size=batch_size, num_workers=workers)
     names = label_names(model)
     info = _imagenet_descriptions(model) if names is None or names[0].startswith("n0") else None
     k = min(top_k, model.num_classes)
     results = []
-    for start in range(0, len(paths), BATCH):
-        chunk = paths[start : start + BATCH]
-        logits = model(torch.stack([transform(load_image(p)) for p in chunk]).to(device)).float()
+    for start, batch in zip(range(0, len(paths), batch_size), loader, strict=True):
+        chunk = paths[start : start + batch_size]
+        batch = batch.to(device)
+        if channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        with autocast(device, amp):
+            logits = model(batch).float()
         check_finite_logits(logits, f"images (first: {chunk[0]})")
         top = logits.softmax(dim=-1).topk(k, dim=-1)
         for path, p, idx in zip(chunk, top.values.tolist(), top.indices.tolist(), strict=True):

@@ -3,7 +3,8 @@
 Every field of the dataclass becomes one flag (`--lr-base`, `--no-channels-last`) with its help text, choices
 and bounds from the field's metadata (see `timm_assemble.options`); the parsed flags turn back into an
 instance of the dataclass. A `bool` field gives `--name` and `--no-name`; a `list` field takes one or more
-values, a `tuple[X, X]` field exactly two, a `dict` field KEY=VALUE pairs.
+values, a `tuple[X, X]` field exactly two, a `dict` field KEY=VALUE pairs; a field with metadata `const` takes an
+optional value (bare `--name` is `const`, `--no-name` is metadata `off`).
 """
 
 import argparse
@@ -96,6 +97,23 @@ class _SpelledFlag(argparse.BooleanOptionalAction):
                 setattr(namespace, name, value)
 
 
+class _OptionalValue(argparse.Action):
+    """`--flag VALUE`, bare `--flag` (field metadata `const`) and `--no-flag` (metadata `off`): timm's switch
+    and our value in one flag, so `--pretrained` means the same on every command."""
+
+    def __init__(self, option_strings: list[str], dest: str, off: Any, **kwargs: Any):
+        negatives = [f"--no-{s[2:]}" for s in option_strings if s.startswith("--")]
+        super().__init__([*option_strings, *negatives], dest, nargs="?", **kwargs)
+        self.off = off
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:  # noqa: ANN001 (argparse's API)
+        if option_string.startswith("--no-"):
+            if values is not None:
+                parser.error(f"argument {option_string}: takes no value")
+            values = self.off
+        setattr(namespace, self.dest, values)
+
+
 def _type_kwargs(annotation: Any, meta: typing.Mapping[str, Any]) -> dict[str, Any]:
     typ = base_type(annotation)
     origin = typing.get_origin(typ)
@@ -104,6 +122,8 @@ def _type_kwargs(annotation: Any, meta: typing.Mapping[str, Any]) -> dict[str, A
         extra["metavar"] = meta["metavar"]
     if "choices" in meta:
         extra["choices"] = meta["choices"]  # argparse checks each value of a list flag against them too
+    if "const" in meta:
+        return dict(action=_OptionalValue, const=meta["const"], off=meta.get("off"), type=str, **extra)
     if typ is bool:
         if "spellings" in meta:
             return dict(action=_SpelledFlag, spellings=meta["spellings"], **extra)

@@ -1,11 +1,21 @@
 """`timm-assemble benchmark`: models side by side (throughput, latency, memory, params, FLOPs), or execution modes."""
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..errors import TimmAssembleError
 from ..evaluation import benchmark as library
 from ..evaluation.modes import MODES, compare_modes, format_modes
-from ..evaluation.options import amp_dtype_field, amp_field, amp_mode, default_device
+from ..evaluation.options import (
+    amp_dtype_field,
+    amp_field,
+    amp_mode,
+    channels_last_field,
+    device_field,
+    input_size_field,
+    model_kwargs_field,
+    num_classes_field,
+)
 from .args import Command
 from .report import JSON_FIELD, check_outputs, report
 
@@ -17,13 +27,18 @@ class BenchmarkOptions:
     """`timm-assemble benchmark` flags."""
 
     models: list[str] | None = field(
-        default=None, metadata=dict(help=f"timm names (None: {' '.join(OURS + DEFAULT_PEERS)})")
+        default=None,
+        metadata=dict(help=f"timm names (None: {' '.join(OURS + DEFAULT_PEERS)})", flags=("--model", "-m")),
     )
-    device: str = field(default_factory=default_device, metadata=dict(help="torch device (cuda when available)"))
+    model_kwargs: dict[str, Any] = model_kwargs_field()
+    num_classes: int | None = num_classes_field()
+    device: str = device_field()
     batch_size: int | None = field(
-        default=None, metadata=dict(help="images per batch (None: 8 on CPU, 256 on CUDA)", bounds="[1, inf)")
+        default=None,
+        metadata=dict(help="images per batch (None: 8 on CPU, 256 on CUDA)", bounds="[1, inf)", flags=("-b",)),
     )
     img_size: int | None = field(default=None, metadata=dict(help="input size (None: 224)", bounds="[1, inf)"))
+    input_size: tuple[int, int, int] | None = input_size_field()
     as_published: bool = field(
         default=False,
         metadata=dict(
@@ -33,7 +48,7 @@ class BenchmarkOptions:
     )
     amp: bool = amp_field()
     amp_dtype: str = amp_dtype_field()
-    channels_last: bool = field(default=False, metadata=dict(help="channels_last memory format"))
+    channels_last: bool = channels_last_field()
     compile: bool = field(default=False, metadata=dict(help="torch.compile every model first"))
     train: bool = field(default=False, metadata=dict(help="also time a training step (fwd + bwd + SGD)"))
     warmup: int = field(default=2, metadata=dict(help="untimed batches per model", bounds="[0, inf)"))
@@ -62,6 +77,12 @@ class BenchmarkOptions:
 
 def run(opts: BenchmarkOptions) -> int:
     check_outputs(opts)
+    if opts.input_size is not None:
+        if opts.input_size[0] != 3 or opts.input_size[1] != opts.input_size[2]:
+            raise TimmAssembleError(f"--input-size: benchmark times 3-channel square inputs, got {opts.input_size}")
+        if opts.img_size not in (None, opts.input_size[-1]):
+            raise TimmAssembleError("--input-size and --img-size disagree: give one of them")
+        opts.img_size = opts.input_size[-1]
     if opts.modes:
         models = opts.models or ["assemble_resnet50", "assemble_resnet152", "resnet50"]
         result = compare_modes(
@@ -77,6 +98,7 @@ def run(opts: BenchmarkOptions) -> int:
         amp=amp_mode(opts.amp, opts.amp_dtype),
         channels_last=opts.channels_last, compile=opts.compile, train=opts.train, warmup=opts.warmup,
         repeats=opts.repeats, iters=opts.iters, seed=opts.seed, threads=opts.threads, as_published=opts.as_published,
+        model_kwargs=opts.model_kwargs, num_classes=opts.num_classes,
     )  # fmt: skip
     return report(result, library.format_table(result), opts.json, opts.plot, library.plot_throughput)
 

@@ -5,21 +5,21 @@ from dataclasses import dataclass, field
 from ..deploy import export as library
 from ..deploy.export import FORMATS, ONNX_MIN_OPSET, PARITY_TOLERANCE, export_model
 from ..errors import TimmAssembleError
-from ..evaluation.model import create_eval_model, model_data_config
+from ..evaluation.model import model_data_config, model_from_options
+from ..evaluation.options import DataConfigOptions, ModelOptions, num_classes_field
 from .args import Command
 
 
 @dataclass
-class ExportConfig:
-    model: str = field(metadata=dict(help="timm name, local-dir:DIR or hf-hub:ORG/NAME", positional=True))
+class ExportConfig(DataConfigOptions, ModelOptions):
+    """`timm-assemble export` flags: timm's model and data-config flags, and the file to write."""
+
+    model: str | None = field(
+        default=None, metadata=dict(help="timm name, local-dir:DIR or hf-hub:ORG/NAME", positional=True)
+    )
+    num_classes: int | None = num_classes_field(low=0)
     out: str = field(default="", metadata=dict(help="output file (.onnx, .pt, .pt2)", flags=("-o",)))
     format: str = field(default="onnx", metadata=dict(help="file format", choices=FORMATS))
-    pretrained: bool = field(default=True, metadata=dict(help="load the model's pretrained weights"))
-    checkpoint: str | None = field(default=None, metadata=dict(help="state dict to load (.safetensors or .pth)"))
-    num_classes: int | None = field(default=None, metadata=dict(help="override the classifier size", bounds="[0, inf)"))
-    img_size: int | None = field(
-        default=None, metadata=dict(help="example and parity input size (default: the model's)", bounds="[16, inf)")
-    )
     fold: bool = field(default=True, metadata=dict(help="fold BatchNorm into the convs first (deploy copy)"))
     opset: int = field(
         default=ONNX_MIN_OPSET, metadata=dict(help="ONNX opset version", bounds=f"[{ONNX_MIN_OPSET}, inf)")
@@ -30,10 +30,11 @@ class ExportConfig:
 def run(cfg: ExportConfig) -> int:
     if not cfg.out:
         raise TimmAssembleError("--out PATH is required")
-    model = create_eval_model(cfg.model, pretrained=cfg.pretrained, num_classes=cfg.num_classes,
-                              checkpoint=cfg.checkpoint)  # fmt: skip
-    data = model_data_config(model)
-    img_size = cfg.img_size or data["input_size"][-1]
+    model = model_from_options(cfg)
+    data = model_data_config(model, cfg.data_config_args())
+    img_size = data["input_size"][-1]
+    if img_size < 16:
+        raise TimmAssembleError(f"export needs an input size of at least 16 px, got {img_size}")
     rows = export_model(model, cfg.out, cfg.format, img_size, cfg.fold, cfg.opset, cfg.overwrite)
     print(f"wrote {cfg.out} ({cfg.format}, {'BN folded' if cfg.fold else 'not folded'}, dynamic batch and size)")
     for r in rows:

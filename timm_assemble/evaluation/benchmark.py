@@ -252,6 +252,8 @@ def benchmark(
     seed: int = 0,
     threads: int | None = None,
     as_published: bool = False,
+    model_kwargs: dict[str, Any] | None = None,
+    num_classes: int | None = None,
 ) -> dict[str, Any]:
     """Measure every model in `models` under one configuration; returns a JSON-ready dict.
 
@@ -259,6 +261,7 @@ def benchmark(
     the published one at that size; `models` are then weight names such as `resnet50.a1_in1k`.
     `device` None is cuda when available. `threads` sets torch's intra-op CPU threads for the run (restored
     afterwards); on a shared machine, fewer threads than cores keeps one busy neighbour from stalling every op.
+    `model_kwargs` and `num_classes` go to every model's `create_model` (timm's --model-kwargs, --num-classes).
     """
     if threads is not None and threads < 1:
         raise TimmAssembleError(f"--threads must be >= 1, got {threads}")
@@ -268,7 +271,8 @@ def benchmark(
     try:
         return _benchmark(
             models, device or default_device(), batch_size, img_size, amp, channels_last, compile, train, warmup,
-            repeats, iters, seed, as_published,
+            repeats, iters, seed, as_published, dict(model_kwargs or {}, **({} if num_classes is None else
+            dict(num_classes=num_classes))),
         )  # fmt: skip
     finally:
         torch.set_num_threads(previous_threads)
@@ -288,6 +292,7 @@ def _benchmark(
     iters: int,
     seed: int,
     as_published: bool,
+    model_kwargs: dict[str, Any],
 ) -> dict[str, Any]:
     if len(set(models)) != len(models):
         raise TimmAssembleError("each model may appear only once in --models")
@@ -311,7 +316,7 @@ def _benchmark(
     built: dict[str, torch.nn.Module] = {}
     rows: dict[str, dict[str, Any]] = {}
     for name in tqdm(models, desc="build", dynamic_ncols=True):
-        model = create_eval_model(name, pretrained=False).to(dev)
+        model = create_eval_model(name, pretrained=False, model_kwargs=model_kwargs).to(dev)
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
         size, crop_pct = eval_size(model) if as_published else (img_size, None)

@@ -16,21 +16,27 @@ def create_eval_model(
     num_classes: int | None = None,
     checkpoint: str | None = None,
     reset_classifier: bool = False,
+    use_ema: bool = False,
+    model_kwargs: dict[str, Any] | None = None,
+    in_chans: int | None = None,
 ) -> torch.nn.Module:
     """The model to evaluate, in eval mode: a registry name, `local-dir:DIR` or `hf-hub:ID`.
 
     `checkpoint` (.safetensors, or a .pth/.pt read with weights_only=True) replaces the weights after creation
-    (`num_classes` sizes the model for it). On trained weights, a `num_classes` other than the trained one would
-    put a random classifier on the model: an error unless `reset_classifier` asks for exactly that.
+    (`num_classes` sizes the model for it; `use_ema` takes a training checkpoint's EMA weights, as timm's
+    `--use-ema`). `model_kwargs` and `in_chans` go to `create_model`, as timm's validate.py. On trained weights,
+    a `num_classes` other than the trained one would put a random classifier on the model: an error unless
+    `reset_classifier` asks for exactly that.
     """
     trained = checkpoint is None and (pretrained or parse_model_name(name)[0] is not None)
     kwargs: dict[str, Any] = {} if num_classes is None or trained else dict(num_classes=num_classes)
+    kwargs.update(model_kwargs or {}, **({} if in_chans is None else dict(in_chans=in_chans)))
     try:
-        model = create_model(name, pretrained=pretrained, weights=checkpoint, **kwargs)
+        model = create_model(name, pretrained=pretrained, weights=checkpoint, use_ema=use_ema, **kwargs)
     except TimmAssembleError as err:
         if not str(err).startswith("cannot load pretrained") or ":" in name:
             raise
-        raise TimmAssembleError(f"{err} (use --no-pretrained for random weights, or --checkpoint FILE)") from err
+        raise type(err)(f"{err} (use --no-pretrained for random weights, or --checkpoint FILE)") from err
     if trained and num_classes is not None and num_classes != model.num_classes:
         if not reset_classifier:
             raise TimmAssembleError(
@@ -42,11 +48,15 @@ def create_eval_model(
     return model.eval()
 
 
-def model_data_config(model: torch.nn.Module, img_size: int | None = None, crop_pct: float | None = None) -> dict:
-    """The model's eval data config (test size, as timm's validate.py), with optional overrides."""
-    args: dict[str, Any] = {}
-    if img_size:
-        args["img_size"] = int(img_size)
-    if crop_pct:
-        args["crop_pct"] = float(crop_pct)
-    return resolve_data_config(args, model=model, use_test_size=True)
+def model_data_config(model: torch.nn.Module, overrides: dict[str, Any] | None = None) -> dict:
+    """The model's eval data config (test size, as timm's validate.py), with `overrides` in timm's argument names
+    (img_size, input_size, crop_pct, crop_mode, interpolation, mean, std)."""
+    return resolve_data_config(dict(overrides or {}), model=model, use_test_size=True)
+
+
+def model_from_options(opts: Any, reset_classifier: bool = False) -> torch.nn.Module:
+    """The model a `ModelOptions` (the evaluation commands' model flags) names."""
+    return create_eval_model(
+        opts.model, opts.pretrained, opts.num_classes, opts.checkpoint, reset_classifier, opts.use_ema,
+        opts.model_kwargs, opts.in_chans,
+    )  # fmt: skip

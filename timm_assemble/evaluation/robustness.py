@@ -45,7 +45,7 @@ from .data import (
     make_loader,
     resize_crop,
 )
-from .model import create_eval_model, model_data_config
+from .model import create_eval_model, model_data_config, model_from_options
 from .options import eval_options, resolve_device
 from .scoring import Scorer, run_scorers
 
@@ -247,8 +247,8 @@ def robustness(
     if not 0 <= jpeg_quality <= 100:
         raise TimmAssembleError(f"--jpeg-quality must be in 0..100 (0 = no JPEG round trip), got {jpeg_quality}")
     dev = resolve_device(opts.device)
-    model = create_eval_model(model_name, opts.pretrained, opts.num_classes, opts.checkpoint, opts.reset_classifier)
-    data_config = model_data_config(model, opts.img_size, opts.crop_pct)
+    model = model_from_options(opts, opts.reset_classifier)
+    data_config = model_data_config(model, opts.data_config_args())
     scorers = [Scorer(model, data_config, dev, opts.amp_mode, opts.channels_last)]
     if baseline is not None:
         base_model = create_eval_model(baseline, opts.pretrained, opts.num_classes, None, opts.reset_classifier)

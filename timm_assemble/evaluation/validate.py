@@ -5,7 +5,7 @@ from typing import Any
 
 from ..data.datasets import split_folder
 from .data import ImageListDataset, index_image_folder, limit_samples, make_loader, resize_crop
-from .model import create_eval_model, model_data_config
+from .model import model_data_config, model_from_options
 from .options import eval_options, resolve_device
 from .scoring import Scorer, run_scorers
 
@@ -16,8 +16,8 @@ def validate(model_name: str, data_dir: str, **settings: Any) -> dict[str, Any]:
     opts = eval_options(model_name, **settings)
     folder, split = split_folder(data_dir, opts.split)
     dev = resolve_device(opts.device)
-    model = create_eval_model(model_name, opts.pretrained, opts.num_classes, opts.checkpoint, opts.reset_classifier)
-    data_config = model_data_config(model, opts.img_size, opts.crop_pct)
+    model = model_from_options(opts, opts.reset_classifier)
+    data_config = model_data_config(model, opts.data_config_args())
     index = index_image_folder(folder, model.num_classes)
     samples = limit_samples(index.samples, opts.limit)
     geometry = resize_crop(data_config)

@@ -116,6 +116,19 @@ def inspect_checkpoint(path: Path) -> tuple[TrainState | None, str]:
     return TrainState(**{k: saved[k] for k in STATE_SCHEMA if k in saved}), ""
 
 
+def resume_target(path: Path) -> tuple[Path, Path | None]:
+    """The checkpoint folder `--resume PATH` names and the run folder that holds it (None: held by no run).
+
+    PATH is a checkpoint folder (RUN/checkpoints/NAME), a file inside one (as timm resumes from its
+    `last.pth.tar`), or a run folder (its newest checkpoint, `checkpoints/last`).
+    """
+    if path.is_file() and path.parent.parent.name == "checkpoints":
+        path = path.parent
+    if (path / "checkpoints").is_dir():
+        return path / "checkpoints" / "last", path
+    return path, path.parent.parent if path.parent.name == "checkpoints" else None
+
+
 def candidates(ckpt_dir: Path) -> list[Path]:
     """Where --resume auto looks: `last`, the backup a kill between `last`'s two renames left, and `best`."""
     return [ckpt_dir / "last", *leftover_names(ckpt_dir / "last", "old"), ckpt_dir / "best"]

@@ -85,7 +85,13 @@ class TrainConfig:
     )
     pretrained: str = field(
         default="none",
-        metadata=dict(help="start weights: none | default (--model's) | ARCH.TAG | local-dir:DIR | hf-hub:ID | FILE"),
+        metadata=dict(
+            help="start weights: none | default (--model's; bare --pretrained) | ARCH.TAG | local-dir:DIR | "
+            "hf-hub:ID | FILE (--no-pretrained: none)",
+            const="default",
+            off="none",
+            metavar="WEIGHTS",
+        ),
     )
     pretrained_optional: bool = field(
         default=False, metadata=dict(help="if the pretrained weights cannot be loaded, train from scratch")
@@ -102,6 +108,10 @@ class TrainConfig:
     )
     img_size: int | None = field(
         default=None, metadata=dict(bounds="[1, inf)", help="training input size (default: model's)")
+    )
+    input_size: tuple[int, int, int] | None = field(
+        default=None,
+        metadata=dict(bounds="[1, inf)", help="training input size C H W, as timm's (square, 3 channels)", metavar="N"),
     )
     eval_img_size: int | None = field(
         default=None, metadata=dict(bounds="[1, inf)", help="evaluation input size (default: img_size)")
@@ -183,7 +193,9 @@ class TrainConfig:
         default=None, metadata=dict(help="KD teacher: timm name / local-dir:DIR; 'none' turns a preset's KD off")
     )
     teacher_weights: str | None = field(default=None, metadata=dict(help="KD teacher weights file"))
-    kd_temperature: float = field(default=1.0, metadata=dict(bounds="(0, inf)", help="KD softmax temperature"))
+    kd_temperature: float = field(
+        default=1.0, metadata=dict(bounds="(0, inf)", help="KD softmax temperature", timm=False)  # timm's: its KD task
+    )
     kd_weight: float = field(
         default=1.0, metadata=dict(bounds="[0, inf)", help="KD loss weight (task loss weight is 1)")
     )
@@ -239,7 +251,30 @@ class TrainConfig:
         default=1.0, metadata=dict(bounds="[0, inf)", help="lr multiplier of everything but the head")
     )
     freeze_backbone: bool = field(default=False, metadata=dict(help="train the classifier only (linear probe)"))
-    sched: str = field(default="cosine", metadata=dict(help="timm scheduler, stepped every update"))
+    sched: str = field(
+        default="cosine", metadata=dict(help="timm scheduler: cosine, tanh, step, multistep, plateau, poly")
+    )
+    sched_on_updates: bool = field(
+        default=True, metadata=dict(help="step the schedule every update (--no-sched-on-updates: every epoch, timm's)")
+    )
+    decay_epochs: float = field(default=90, metadata=dict(bounds="(0, inf)", help="step: epochs between lr decays"))
+    decay_milestones: list[int] = field(
+        default_factory=lambda: [90, 180, 270], metadata=dict(bounds="[1, inf)", help="multistep: decay epochs")
+    )
+    decay_rate: float = field(
+        default=0.1, metadata=dict(bounds="(0, inf)", help="step / multistep / plateau / poly decay", flags=("--dr",))
+    )
+    cooldown_epochs: int = field(default=0, metadata=dict(bounds="[0, inf)", help="epochs at min_lr after the decay"))
+    patience_epochs: int = field(default=10, metadata=dict(bounds="[0, inf)", help="plateau: epochs without gain"))
+    lr_noise: list[float] | None = field(
+        default=None, metadata=dict(help="lr noise on/off epoch fraction(s) (timm's --lr-noise)", metavar="pct")
+    )
+    lr_noise_pct: float = field(default=0.67, metadata=dict(bounds="[0, inf)", help="lr noise limit"))
+    lr_noise_std: float = field(default=1.0, metadata=dict(bounds="[0, inf)", help="lr noise std-dev"))
+    lr_cycle_mul: float = field(default=1.0, metadata=dict(bounds="(0, inf)", help="lr cycle length multiplier"))
+    lr_cycle_decay: float = field(default=0.5, metadata=dict(bounds="(0, inf)", help="lr decay per cycle"))
+    lr_cycle_limit: int = field(default=1, metadata=dict(bounds="[1, inf)", help="lr cycles"))
+    lr_k_decay: float = field(default=1.0, metadata=dict(bounds="(0, inf)", help="cosine / poly k-decay"))
     epochs: int = field(default=90, metadata=dict(bounds="[1, inf)", help="training epochs"))
     warmup_epochs: float = field(default=5.0, metadata=dict(bounds="[0, inf)", help="linear warm-up epochs"))
     warmup_lr: float = field(default=0.0, metadata=dict(bounds="[0, inf)", help="lr at the start of the warm-up"))
@@ -247,7 +282,8 @@ class TrainConfig:
         default=False,
         metadata=dict(
             help="decay over the steps after the warm-up, the warm-up a prefix of `epochs` (official); "
-            "default: timm's, whose decay spans every step, the warm-up included"
+            "default: timm's, whose decay spans every step, the warm-up included",
+            timm=False,  # timm's warmup_prefix leaves the decay unfinished at `epochs`; ours ends it there
         ),
     )
     min_lr: float = field(default=0.0, metadata=dict(bounds="[0, inf)", help="lr at the end of the cosine"))
@@ -333,8 +369,22 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def source_of(self, name: str) -> str | None:
+        """Where setting `name` came from, as `resolve_config` recorded it: "flag", "preset NAME", "finetune's
+        default" or a config file's path; None for a dataclass default (or a config built without it)."""
+        return getattr(self, "_sources", {}).get(name)
+
 
 FIELDS = {f.name: f for f in fields(TrainConfig)}
+# timm train.py argument -> our field: every field of timm's meaning under its own name and its timm-spelled flags
+# (`--smoothing`), so what an args.yaml may set is what the trainer takes, read off the fields themselves
+TIMM_KEYS = {
+    name.lstrip("-").replace("-", "_"): f.name
+    for f in FIELDS.values()
+    if f.metadata.get("timm", True) and f.metadata.get("cli", True)
+    for name in (f.name, *f.metadata.get("flags", ()))
+    if name.startswith("--") or name == f.name
+}
 _TYPES = {name: base_type(t) for name, t in field_types(TrainConfig).items()}
 
 # Transfer learning starts from good weights: fewer epochs, smaller lr, short warm-up.
@@ -405,7 +455,7 @@ def load_config_file(path: str | Path, source: str | None = None) -> dict[str, A
     path = Path(path)
     source = source or str(path)
     if path.suffix in (".yaml", ".yml"):
-        return _checked(read_timm_args(path), f"{source} (timm train.py arguments)")
+        return _checked(read_timm_args(path, TIMM_KEYS), f"{source} (timm train.py arguments)")
     return _checked(_read_toml(path, source), source)
 
 
@@ -446,18 +496,26 @@ def resolve_config(
     if mode not in ("train", "finetune"):
         raise ValueError(mode)
     values: dict[str, Any] = dict(FINETUNE_DEFAULTS) if mode == "finetune" else {}
+    sources = dict.fromkeys(values, "finetune's default")
     if preset:
-        values.update(load_preset(preset))
+        values.update(layer := load_preset(preset))
+        sources.update(dict.fromkeys(layer, f"preset {preset.lower()}"))
     if config_file:
-        values.update(load_config_file(config_file))
+        values.update(layer := load_config_file(config_file))
+        sources.update(dict.fromkeys(layer, str(config_file)))
     if "img_size" in overrides and "eval_img_size" not in overrides:
         # a preset's evaluation size belongs to its training size (256 for 224): with another --img-size it would
         # evaluate a 64 px model at 256 px, sixteen times the pixels, so evaluation follows --img-size instead
         values.pop("eval_img_size", None)
     values.update(overrides)
+    sources.update(dict.fromkeys(overrides, "flag"))
     values["mode"] = mode
+    if "mixed_precision" in values:  # folded into amp / amp_dtype: they come from where it came from
+        sources.update(amp=sources["mixed_precision"], amp_dtype=sources["mixed_precision"])
     _fold_mixed_precision(values, overrides)
+    _fold_input_size(values)
     cfg = TrainConfig(**values)
+    cfg._sources = sources  # what `source_of` reads; not a setting, so not a field
     check_bounds(cfg)  # flags were checked at parse time; this catches values given through the Python API
     if "warmup_epochs" not in overrides:
         _fit_warmup(cfg)
@@ -479,6 +537,19 @@ def _fold_mixed_precision(values: dict[str, Any], overrides: dict[str, Any]) -> 
     ):
         raise TimmAssembleError(f"--mixed-precision {old} contradicts --amp / --amp-dtype: give one of them")
     values.update(amp=amp, amp_dtype=dtype)
+
+
+def _fold_input_size(values: dict[str, Any]) -> None:
+    """timm's `input_size` (C H W) is this trainer's square, 3-channel `img_size`."""
+    size = values.pop("input_size", None)
+    if size is None:
+        return
+    channels, height, width = size
+    if channels != 3 or height != width:
+        raise TimmAssembleError(f"input_size {tuple(size)}: this trainer trains 3-channel square inputs (3 H H)")
+    if values.get("img_size") not in (None, height):
+        raise TimmAssembleError(f"input_size {tuple(size)} and img_size {values['img_size']} disagree: give one")
+    values["img_size"] = height
 
 
 def _fit_warmup(cfg: TrainConfig) -> None:

@@ -27,7 +27,7 @@ from accelerate.tracking import LOGGER_TYPE_TO_CLASS, get_available_trackers
 from accelerate.utils import ProjectConfiguration, broadcast_object_list, set_seed
 from timm.data import create_transform, resolve_data_config
 from timm.optim import create_optimizer_v2, param_groups_weight_decay
-from timm.scheduler import create_scheduler_v2
+from timm.scheduler import create_scheduler_v2, scheduler_kwargs
 from timm.utils import ModelEmaV3
 from torch.utils.data import DataLoader
 
@@ -118,21 +118,25 @@ def resolve_output_dir(cfg: TrainConfig, accelerator: Accelerator) -> Path:
     (one name for all processes)."""
     if cfg.output_dir is None and cfg.experiment is not None:
         cfg.output_dir = str(Path(cfg.output or "outputs") / cfg.experiment)
+    if cfg.resume not in (None, "auto"):
+        checkpoint, run_dir = ckpt.resume_target(Path(cfg.resume))
+        cfg.resume = str(checkpoint)
+        if cfg.output_dir is None and run_dir is not None:
+            cfg.output_dir = str(run_dir)  # --resume PATH alone continues the run that holds PATH
     if cfg.output_dir is None:
         if cfg.resume == "auto":
             raise TimmAssembleError(
                 "--resume auto needs the run folder to continue: --output-dir DIR, or --output PARENT --experiment NAME"
             )
         if cfg.resume:
-            resume = Path(cfg.resume)
-            if resume.parent.name != "checkpoints":
-                raise TimmAssembleError("--resume PATH: pass --output-dir too (the run folder to continue)")
-            cfg.output_dir = str(resume.parent.parent)
-        else:
-            name = f"{cfg.mode}-{cfg.model.replace('/', '_').replace(':', '_')}-{time.strftime('%Y%m%d-%H%M%S')}"
-            holder = [str(Path(cfg.output or "outputs") / name)]
-            broadcast_object_list(holder)
-            cfg.output_dir = holder[0]
+            raise TimmAssembleError(
+                f"--resume {cfg.resume}: not in a run folder (RUN/checkpoints/NAME, a file in it, or RUN); "
+                "for a checkpoint kept elsewhere pass --output-dir, the run folder to continue"
+            )
+        name = f"{cfg.mode}-{cfg.model.replace('/', '_').replace(':', '_')}-{time.strftime('%Y%m%d-%H%M%S')}"
+        holder = [str(Path(cfg.output or "outputs") / name)]
+        broadcast_object_list(holder)
+        cfg.output_dir = holder[0]
     cfg.output_dir = str(outside_timm_run(Path(cfg.output_dir)))  # never into timm's own run folder
     return check_output_dir(Path(cfg.output_dir))
 
@@ -387,20 +391,14 @@ def _setup_locked(
 
 
 def build_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, updates_per_epoch: int) -> Any:
-    """timm's scheduler, stepped per update. With `warmup_prefix` the decay spans the steps after the warm-up
-    (the official `learning_rate_with_decay`: cosine over total - warm-up steps) and the run still lasts `epochs`."""
-    decay_epochs = cfg.epochs - cfg.warmup_epochs if cfg.warmup_prefix else cfg.epochs
-    scheduler, _ = create_scheduler_v2(
-        optimizer,
-        sched=cfg.sched,
-        num_epochs=decay_epochs,
-        warmup_epochs=cfg.warmup_epochs,
-        warmup_lr=cfg.warmup_lr,
-        warmup_prefix=cfg.warmup_prefix,
-        min_lr=cfg.min_lr,
-        step_on_epochs=False,
-        updates_per_epoch=updates_per_epoch,
-    )
+    """timm's scheduler from the config's timm train.py scheduler settings, read by timm's own `scheduler_kwargs`;
+    the loop calls both `step_update` (every update) and `step` (every epoch), as timm's train.py, and
+    `sched_on_updates` picks which one moves the lr. With `warmup_prefix` the decay spans the steps after the
+    warm-up (the official `learning_rate_with_decay`: cosine over total - warm-up steps) and the run still lasts
+    `epochs`."""
+    kwargs = scheduler_kwargs(cfg)
+    kwargs["num_epochs"] = cfg.epochs - cfg.warmup_epochs if cfg.warmup_prefix else cfg.epochs
+    scheduler, _ = create_scheduler_v2(optimizer, **kwargs, updates_per_epoch=updates_per_epoch)
     return scheduler
 
 
@@ -450,6 +448,7 @@ def resume(run: Run) -> None:
     elif cfg.resume == "auto":
         run.log(f"--resume auto: {ckpt.scratch_note(run.out)}")
     run.scheduler.step_update(num_updates=run.state.step)
+    run.scheduler.step(run.state.epoch)
     if acc.is_main_process:
         if run.start_from is None and cfg.overwrite:
             ckpt.clear_run(run.out)
@@ -714,6 +713,7 @@ def end_of_epoch(run: Run, epoch: int, stats: dict[str, Any], started: float) ->
         best_model, confusion = run.ema.module, chosen["confusion"]
     check_finite_weights(run, epoch)
     value = _metric_value(cfg.eval_metric, chosen)
+    run.scheduler.step(epoch + 1, value)  # moves the lr when stepping per epoch (or on plateau), as timm's train.py
     row["epoch_time_s"] = time.perf_counter() - started
     is_best = _better(cfg.eval_metric, value, state.best_metric)
     if is_best:

@@ -41,7 +41,7 @@ def choose_precision(cfg: TrainConfig, launcher: str | None = None, cuda: bool |
             raise TimmAssembleError(
                 "--amp (float16) needs a CUDA GPU and none is in use; use --amp --amp-dtype bfloat16 or --no-amp"
             )
-        return Precision(cfg.precision, "--amp" if cfg.amp else "--no-amp")
+        return Precision(cfg.precision, _asked_by(cfg))
     if launcher and launcher != "no":
         if launcher == "fp16" and not cuda:
             raise TimmAssembleError(
@@ -60,6 +60,16 @@ def choose_precision(cfg: TrainConfig, launcher: str | None = None, cuda: bool |
             "or accelerate launch --mixed_precision bf16 for bf16)",
         )
     return Precision(preset, f"{name}'s default; --amp / --no-amp or accelerate launch --mixed_precision override it")
+
+
+def _asked_by(cfg: TrainConfig) -> str:
+    """Who set --amp: the flag as typed, or the file or preset that holds the setting."""
+    source = cfg.source_of("amp")
+    flag = "--amp" + (f" --amp-dtype {cfg.amp_dtype}" if cfg.amp_dtype != "float16" else "") if cfg.amp else "--no-amp"
+    if source == "flag":
+        return flag
+    where = source or "the config"
+    return f"{where}: amp {'true' if cfg.amp else 'false'}" + (f", amp_dtype {cfg.amp_dtype}" if cfg.amp else "")
 
 
 def cpu_has_native_bf16() -> bool:

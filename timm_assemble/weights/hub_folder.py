@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 from timm.models import save_for_hf
+from timm.models._hub import filter_pretrained_cfg
 
 from ..errors import TimmAssembleError
 from ..fileio import atomic_dir
@@ -56,8 +57,8 @@ def export_hub_folder(
             model_config["label_names"] = list(label_names)
         if label_descriptions:
             model_config["label_descriptions"] = dict(label_descriptions)
-        if pretrained_cfg:
-            model_config["pretrained_cfg"] = dict(pretrained_cfg)
+        if pretrained_cfg:  # filtered as timm filters the model's own: no unset (null) or weight-source keys
+            model_config["pretrained_cfg"] = filter_pretrained_cfg(pretrained_cfg, remove_source=True)
         save_for_hf(model, staging, model_config=model_config, model_args=model_args, safe_serialization=True)
         if model_card is not None:
             (staging / CARD_NAME).write_text(model_card, encoding="utf-8")

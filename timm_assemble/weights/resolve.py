@@ -34,7 +34,7 @@ from huggingface_hub.errors import (
 from safetensors import SafetensorError, safe_open
 from timm.models import is_model, parse_model_name, resolve_pretrained_cfg
 
-from ..errors import TimmAssembleError
+from ..errors import TimmAssembleError, WeightsUnavailableError
 from .cache import DEFAULT_WIDTH, cache_root, file_sha256, find_entry, list_entries
 from .hub_folder import CONFIG_NAME, WEIGHTS_NAME
 from .records import WeightRecord, find_record_for_repo, get_record, hub_org, load_records
@@ -112,7 +112,7 @@ def verify_weights_file(path: str | Path, record: WeightRecord) -> str | None:
 
 def missing_weights_error(
     name: str, repo_id: str, filename: str, err: BaseException, cache_dir: str | Path | None = None
-) -> TimmAssembleError:
+) -> WeightsUnavailableError:
     """A TimmAssembleError naming the missing repo/file, why it is missing, and how to get the weights."""
     cache = Path(cache_dir) if cache_dir is not None else Path(hf_constants.HF_HUB_CACHE)
     if isinstance(err, RepositoryNotFoundError):
@@ -142,7 +142,7 @@ def missing_weights_error(
         )
     else:
         how = "Check the name and the connection, or load a local copy with `timm.create_model('local-dir:DIR')`."
-    return TimmAssembleError(
+    return WeightsUnavailableError(
         f"pretrained weights for {name} are not available: {filename} of Hub repo {repo_id} {reason}.{status} "
         f"{how}{prefetch}"
     )
@@ -201,7 +201,7 @@ def check_hub_config(model_id: str, cache_dir: str | Path | None = None) -> None
     how = "Check the repo id, or run where the Hub is reachable."
     if record is not None and record.has_official_source:
         how = f"Without the Hub, `{record.name}` loads from our converted-weights cache. {without_hub(record.name)}."
-    raise TimmAssembleError(f"hf-hub:{model_id}: {reason}. {how}")
+    raise WeightsUnavailableError(f"hf-hub:{model_id}: {reason}. {how}")
 
 
 def _official_width_elsewhere(name: str, width: int) -> int | None:
@@ -213,11 +213,11 @@ def _official_width_elsewhere(name: str, width: int) -> int | None:
     return None
 
 
-def _unavailable(name: str, width: int, reasons: list[str]) -> TimmAssembleError:
+def _unavailable(name: str, width: int, reasons: list[str]) -> WeightsUnavailableError:
     what = name if width == DEFAULT_WIDTH else f"{name} at width={width}"
     record = get_record(name)
     hub = f"; from the Hub: {hub_prefetch(record.repo_id)}" if record.status == "published" else ""
-    return TimmAssembleError(
+    return WeightsUnavailableError(
         f"pretrained weights for {what} are not available: " + "; ".join(reasons) + f". {without_hub(name)}{hub}"
     )
 
@@ -254,7 +254,9 @@ def official_weights(name: str, width: int, hub_reason: str) -> Path:
     try:
         entry = fetch_official(name, width, reuse=True)  # another process may be fetching it: wait, then reuse
     except TimmAssembleError as err:
-        raise TimmAssembleError(f"pretrained weights for {name}: {'; '.join(reasons)}; official source: {err}") from err
+        raise WeightsUnavailableError(
+            f"pretrained weights for {name}: {'; '.join(reasons)}; official source: {err}"
+        ) from err
     if entry.width != width:
         raise TimmAssembleError(
             f"no pretrained weights for {name} at width={width}: the official checkpoint has width {entry.width} "
@@ -269,7 +271,7 @@ def check_local_weights(folder: Path) -> None:
     if not weights.is_file():
         if (folder / "pytorch_model.bin").is_file():
             return
-        raise TimmAssembleError(
+        raise WeightsUnavailableError(
             f"local-dir:{folder}: no {WEIGHTS_NAME} in {folder.resolve()}; write the folder again with "
             "`timm-assemble convert` or `timm-assemble export`, or load it with pretrained=False"
         )

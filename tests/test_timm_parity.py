@@ -1,0 +1,251 @@
+"""timm's flags, errors and checkpoints: what a timm user types and catches works the same here.
+
+The flags of timm's train.py, validate.py, inference.py and benchmark.py come from `fixtures/timm_flags.json`
+(read from a timm checkout by `regen_timm_flags.py`); the README's "What differs" list names the deliberate
+exceptions, and the test holds the two to each other.
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import timm
+import torch
+from PIL import Image
+from timm.data import create_dataset, create_loader, resolve_data_config
+from timm.utils import CheckpointSaver, ModelEmaV3, accuracy
+
+from timm_assemble import cli
+
+
+def _image_folder(root, classes=4, per_class=5, size=40):
+    rng = np.random.default_rng(0)
+    for c in range(classes):
+        (root / f"class{c}").mkdir(parents=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8) // (c + 1)
+            Image.fromarray(pixels).save(root / f"class{c}" / f"{i}.png")
+    return root
+
+
+def _timm_train_checkpoint(folder, num_classes=4):
+    """What timm's train.py saves (its own CheckpointSaver): state_dict, state_dict_ema, optimizer, args..."""
+    folder.mkdir()
+    torch.manual_seed(0)
+    model = timm.create_model("assemble_resnet50", width=8, num_classes=num_classes)
+    ema = ModelEmaV3(model)
+    torch.manual_seed(1)
+    for p in ema.module.parameters():  # the EMA weights differ from the live ones, as after training
+        p.data.add_(torch.randn_like(p) * 0.05)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    args = argparse.Namespace(model="assemble_resnet50", model_kwargs={"width": 8}, num_classes=num_classes)
+    saver = CheckpointSaver(model, optimizer, args=args, model_ema=ema, checkpoint_dir=str(folder))
+    saver.save_checkpoint(epoch=0, metric=1.0)
+    return folder / "last.pth.tar"
+
+
+def _timm_validate(checkpoint, data_dir, use_ema, batch_size=32, input_size=(3, 64, 64)):
+    """What timm's validate.py computes, through timm's library API: create_model with the checkpoint,
+    resolve_data_config, create_dataset + create_loader, accuracy (top-1/top-5) and cross-entropy."""
+    model = timm.create_model("assemble_resnet50", width=8, num_classes=4)
+    timm.models.load_checkpoint(model, str(checkpoint), use_ema=use_ema)
+    model.eval()
+    config = resolve_data_config(dict(input_size=input_size), model=model, use_test_size=True)
+    dataset = create_dataset("", root=str(data_dir), split="validation")
+    loader = create_loader(
+        dataset, input_size=config["input_size"], batch_size=batch_size, use_prefetcher=False,
+        interpolation=config["interpolation"], mean=config["mean"], std=config["std"], num_workers=0,
+        crop_pct=config["crop_pct"], crop_mode=config["crop_mode"], device=torch.device("cpu"),
+    )  # fmt: skip
+    top1 = loss = n = 0.0
+    with torch.inference_mode():
+        for images, targets in loader:
+            output = model(images)
+            top1 += accuracy(output, targets, topk=(1,))[0].item() * images.shape[0]
+            loss += torch.nn.functional.cross_entropy(output, targets, reduction="sum").item()
+            n += images.shape[0]
+    return top1 / n, loss / n
+
+
+@pytest.mark.slow
+def test_validate_scores_a_timm_train_checkpoint_as_timm_validate_does(tmp_path, capsys):
+    data_dir = _image_folder(tmp_path / "data")
+    checkpoint = _timm_train_checkpoint(tmp_path / "run")
+    argv = ["validate", "--model", "assemble_resnet50", "--model-kwargs", "width=8", "--checkpoint", str(checkpoint),
+            "--num-classes", "4", "-b", "32", "-j", "0", "--data-dir", str(data_dir), "--device", "cpu",
+            "--input-size", "3", "64", "64", "--use-ema", "--json", str(tmp_path / "result.json")]  # fmt: skip
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    ours = json.loads((tmp_path / "result.json").read_text())
+    top1, loss = _timm_validate(checkpoint, data_dir, use_ema=True)
+    _, live_loss = _timm_validate(checkpoint, data_dir, use_ema=False)
+    assert ours["num_images"] == 20
+    assert ours["top1"] == pytest.approx(top1, abs=1e-3)
+    assert ours["loss"] == pytest.approx(loss, rel=1e-3)
+    assert abs(live_loss - loss) > 1e-2  # the EMA and live weights are told apart: --use-ema chose
+
+
+def test_the_offline_pretrained_error_is_the_oserror_timm_users_catch(offline_hub, tmp_path, monkeypatch):
+    monkeypatch.setenv("TIMM_ASSEMBLE_CACHE", str(tmp_path / "cache"))
+    try:
+        timm.create_model("assemble_resnet50", pretrained=True)
+    except OSError as err:
+        caught = err
+    assert "pretrained weights for assemble_resnet50" in str(caught) and "\n" not in str(caught)
+
+
+def test_errors_are_the_builtins_timm_raises():
+    from timm_assemble.errors import TimmAssembleError, UnknownModelError
+    from timm_assemble.evaluation.options import eval_options
+    from timm_assemble.loading import create_model
+
+    with pytest.raises(RuntimeError, match="unknown model 'assemble_resnet5'"):  # timm: RuntimeError Unknown model
+        create_model("assemble_resnet5")
+    with pytest.raises(ValueError, match="--batch-size must be >= 1"):  # bad settings: timm's ValueError
+        eval_options("assemble_resnet50", batch_size=0)
+    assert issubclass(UnknownModelError, TimmAssembleError)
+
+
+FLAGS = json.loads((Path(__file__).parent / "fixtures" / "timm_flags.json").read_text())
+# which timm script's flags each command answers to; export builds a model only: the model and data-config flags
+APPLIES = {
+    "train": "train.py", "finetune": "train.py", "validate": "validate.py", "robustness": "validate.py",
+    "predict": "inference.py", "benchmark": "benchmark.py", "export": "validate.py",
+}  # fmt: skip
+EXPORT_FLAGS = {
+    "--model", "-m", "--pretrained", "--checkpoint", "--use-ema", "--num-classes", "--in-chans", "--model-kwargs",
+    "--img-size", "--input-size", "--crop-pct", "--crop-mode", "--interpolation", "--mean", "--std",
+}  # fmt: skip
+UNSET = (None, False, "", {}, [])
+# same flag, other behaviour: a --num-classes other than trained weights' is an error unless --reset-classifier
+BEHAVIOUR = {"--num-classes": [("validate", "an error on trained weights"), ("robustness", "the same")]}
+
+
+def _our_actions(command):
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    return {s: a for a in sub._actions for s in a.option_strings}
+
+
+def _our_default(command, action):
+    """The default a flag stands for (training flags only name what was typed: their defaults are the config's)."""
+    if command in ("train", "finetune"):
+        from timm_assemble.training.config import FINETUNE_DEFAULTS, TrainConfig
+
+        config = TrainConfig(**(FINETUNE_DEFAULTS if command == "finetune" else {}))
+        return getattr(config, action.dest, None)
+    return action.default
+
+
+def _same(a, b):
+    if a in UNSET and b in UNSET:
+        return True
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return list(a) == list(b)
+    return a == b or (isinstance(a, (int, float)) and isinstance(b, (int, float)) and abs(a - b) < 1e-9)
+
+
+def _difference(command, record, ours):
+    """Why our flag differs from timm's `record` (None: the same flag with the same meaning)."""
+    actions = {ours.get(f) for f in record["flags"]}
+    if None in actions:
+        return "missing"
+    if len(actions) > 1:
+        return "spellings split over several flags"
+    (action,) = actions  # its dest is our field's name (--smoothing: label_smoothing); the meaning is compared
+    switch = record["action"] in ("store_true", "store_false")
+    if switch != (action.nargs == 0 or (action.nargs == "?" and action.const is not None)) or (
+        switch and action.nargs == "?"
+    ):
+        return "a switch here and a value there" if action.nargs != "?" else "takes an optional value"
+    if not switch and record["action"] is None and action.nargs != record["nargs"]:
+        return f"nargs {action.nargs}"
+    if str(record["action"]).endswith("ParseKwargs") != (type(action).__name__ == "ParseKwargs"):
+        return "not KEY=VALUE"
+    timm_default = False if switch and record["default"] is None else record["default"]
+    if not isinstance(timm_default, dict) or timm_default == {}:
+        if not _same(timm_default, _our_default(command, action)):
+            return f"default {_our_default(command, action)!r}"
+    return None
+
+
+def flag_differences():
+    """{timm flag: [(command, why)]} over every flag of timm's scripts that applies to one of our commands."""
+    found = {}
+    for command, script in APPLIES.items():
+        ours = _our_actions(command)
+        for record in FLAGS["scripts"][script]:
+            if not record["flags"][0].startswith("-"):
+                continue  # the positional data folder: deprecated in timm's scripts for --data-dir
+            if command == "export" and not set(record["flags"]) & EXPORT_FLAGS:
+                continue
+            why = _difference(command, record, ours)
+            if why:
+                found.setdefault(record["flags"][0], []).append((command, why))
+    return {**found, **BEHAVIOUR}
+
+
+@pytest.mark.parametrize("on_updates", [False, True])
+def test_sched_on_updates_and_decay_epochs_move_the_lr_as_timm(on_updates):
+    """`--sched step --decay-epochs 1 --decay-rate 0.1`: the lr drops tenfold after one epoch, on the epoch
+    boundary (timm's default) or at the update that completes it (`--sched-on-updates`)."""
+    from timm_assemble.training.config import resolve_config
+    from timm_assemble.training.engine import build_scheduler
+
+    values = dict(sched="step", decay_epochs=1, decay_rate=0.1, warmup_epochs=0, epochs=3, sched_on_updates=on_updates)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    scheduler = build_scheduler(resolve_config("train", values), optimizer, updates_per_epoch=10)
+    scheduler.step_update(num_updates=10)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.01 if on_updates else 0.1)
+    scheduler.step(1, 50.0)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.01)
+
+
+def _readme_exceptions():
+    """The timm flags the README's "What differs" list names (backticked, each word of a `--a --b` span)."""
+    import re
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("**What differs, and why.**", 1)[1].split("**timm's own scripts.**", 1)[0]
+    words = {w for span in re.findall(r"`([^`]+)`", section) for w in span.split()}
+    timm_flags = {f for records in FLAGS["scripts"].values() for r in records for f in r["flags"]}
+    return words & timm_flags
+
+
+def test_every_timm_flag_is_ours_with_timm_meaning_or_a_listed_difference():
+    differences = flag_differences()
+    named = _readme_exceptions()
+    unlisted = {flag: why for flag, why in differences.items() if flag not in named}
+    assert not unlisted, f"timm flags missing or meaning something else, not in the README's What differs: {unlisted}"
+    stale = named - set(differences)
+    assert not stale, f"the README's What differs names flags that are the same as timm's: {sorted(stale)}"
+
+
+def test_a_setting_is_reported_from_where_it_came(tmp_path):
+    """amp: false in a timm args.yaml is the file's, not a --no-amp nobody typed; a typed flag is the flag."""
+    from timm_assemble.cli.train import parse_config
+    from timm_assemble.training.precision import choose_precision
+
+    args_yaml = Path(__file__).parent / "fixtures" / "timm_args" / "args.yaml"
+    cfg, _ = parse_config("finetune", ["-c", str(args_yaml)])
+    reason = choose_precision(cfg, launcher="", cuda=False).reason
+    assert reason == f"{args_yaml}: amp false" and cfg.source_of("epochs") == str(args_yaml)
+    cfg, _ = parse_config("finetune", ["-c", str(args_yaml), "--no-amp", "--preset", "e3"])
+    assert choose_precision(cfg, launcher="", cuda=False).reason == "--no-amp"
+    assert cfg.source_of("lr") == str(args_yaml) and cfg.source_of("bn_momentum") == "preset e3"
+
+
+def test_config_json_is_what_timm_save_for_hf_writes(tmp_path):
+    """Passing the model's full pretrained cfg (as convert does) adds no null keys ("tag": null, ...)."""
+    from timm.models import save_for_hf
+
+    from timm_assemble.weights.hub_folder import export_hub_folder
+
+    model = timm.create_model("assemble_resnet50", width=8, num_classes=3)
+    unset = dict(model.pretrained_cfg, tag=None, hf_hub_id=None)  # unset entries, as in a convert-built cfg
+    export_hub_folder(model, tmp_path / "ours", model_args={"width": 8}, pretrained_cfg=unset)
+    save_for_hf(model, tmp_path / "timm", model_args={"width": 8}, safe_serialization=True)
+    ours, theirs = (json.loads((tmp_path / d / "config.json").read_text()) for d in ("ours", "timm"))
+    assert ours == theirs
+    assert "hf_hub_id" not in ours["pretrained_cfg"]
