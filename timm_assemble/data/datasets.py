@@ -115,6 +115,15 @@ class DataSplits:
     def num_classes(self) -> int:
         return len(self.label_names)
 
+    @property
+    def num_train(self) -> int:
+        """Training images (each once, whatever a recipe repeats per epoch)."""
+        return len(self.train_indices) if self.train_indices is not None else len(self.train)
+
+    @property
+    def num_val(self) -> int:
+        return len(self.val_indices) if self.val_indices is not None else len(self.val)
+
     def summary(self) -> str:
         """Class count and training images per class, for the start of a run."""
         targets = _known_targets(self.train)
