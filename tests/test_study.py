@@ -7,7 +7,11 @@ import csv
 import dataclasses
 import json
 import os
+import signal
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from training_helpers import tiny_data
@@ -206,3 +210,48 @@ def test_bad_study_flags_are_one_line_and_exit_2(flags, message, capsys):
     assert main(["study", *flags]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def launch_two_processes(args: list[str], log, timeout: float = 300) -> int:
+    """`accelerate launch --multi_gpu --num_processes 2` on CPU (gloo), output to a file; the process group is
+    killed if it outlives `timeout`."""
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1", PYTHONPATH=str(root), PYTHONUNBUFFERED="1")
+    env.pop("ACCELERATE_MIXED_PRECISION", None)
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
+    launch += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0"]
+    with log.open("w") as f:
+        proc = subprocess.Popen([*launch, *args], cwd=root, env=env, stdout=f, stderr=subprocess.STDOUT,
+                                start_new_session=True)  # fmt: skip
+    try:
+        return proc.wait(timeout)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.mark.slow
+def test_a_study_under_two_processes_trains_each_rung_on_both_and_writes_one_final_table(tmp_path):
+    data = tiny_data(tmp_path / "data", classes=3, train=8, val=3)  # 24 train images, 9 (odd) validation images
+    study, log = tmp_path / "study", tmp_path / "study.log"
+    args = [
+        "-m", "timm_assemble", "study", "--rungs", "e0,e3", "--data-dir", str(data), "--output-dir", str(study),
+        "--epochs", "1", "--img-size", "32", "--model-kwargs", "width=8", "--batch-size", "4", "--workers", "0",
+        "--corruptions", "gaussian_noise", "--severities", "3", "--robustness-images", "3", "--bench-repeats", "1",
+        "--bench-batch-size", "2",
+    ]  # fmt: skip
+    rc = launch_two_processes(args, log)
+    text = log.read_text()
+    assert rc == 0, text[-3000:]
+    assert "2 processes: every rung trains data-parallel on all of them" in text
+    assert text.count("2 process(es) on cpu") == 2 and text.count("3 updates/epoch") == 2  # 24 / (2 x 4)
+    assert text.count("data: 24 train / 9 val images") == 2  # e3's mixup pairs load each image twice: still 24
+    for rung in ("e0", "e3"):
+        rows = [json.loads(line) for line in (study / rung / "metrics.jsonl").read_text().splitlines()]
+        assert [(r["epoch"], r["val_images"]) for r in rows] == [(1, 9)]  # every validation image once
+    assert text.count(f"wrote {study / 'study.md'}") == 1 and text.count("| rung | what it adds |") == 1
+    report = json.loads((study / "study.json").read_text())
+    assert [r["rung"] for r in report["rows"]] == ["e0", "e3"] and report["missing"] == []
+    assert report["rows"][0]["mce"] == 100.0
+    assert not list(study.glob(".*.claim")) and not (study / ".timm-assemble.lock").exists()
