@@ -4,9 +4,14 @@ and resumed (tiny width, 32 px, 1 epoch, synthetic shapes)."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
+import signal
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from training_helpers import tiny_data
@@ -16,6 +21,7 @@ from timm_assemble.errors import TimmAssembleError
 from timm_assemble.fileio import sha256_file, write_new
 from timm_assemble.training import engine
 from timm_assemble.training import study as library
+from timm_assemble.training.config import format_config
 
 
 def test_rungs_parse_in_ladder_order_and_unknown_ones_are_named():
@@ -64,6 +70,60 @@ def test_mce_is_relative_to_rung_e0_on_the_same_corrupted_images():
     assert "AlexNet" in library.mce_column(imagenet)[1]
 
 
+def test_mce_names_why_e0_has_no_corruption_errors_when_e0_is_in_the_study():
+    off = "corruptions off (--corruptions none)"
+    rows = [dict(rung=r, robustness=None, robustness_note=off) for r in ("e0", "e3")]
+    values, note = library.mce_column(rows)
+    assert values == [None, None] and "needs rung e0" not in note and off in note
+
+
+def plan(tmp_path, rungs, **train):
+    opts = library.StudyOptions(str(tmp_path / "study"), rungs=rungs, train=dict(data_dir=str(tmp_path), **train))
+    return opts, {r: library.rung_config(opts, r) for r in rungs}
+
+
+def test_resume_refuses_a_rung_trained_under_other_settings_before_anything_trains(tmp_path):
+    old, planned = plan(tmp_path, ["e0", "e3"], epochs=1, img_size=32)
+    for rung, (cfg, _) in planned.items():
+        (tmp_path / "study" / rung).mkdir(parents=True)
+        (tmp_path / "study" / rung / "config.toml").write_text(format_config(cfg))
+    (tmp_path / "study" / "e0" / library.MARKER).write_text("{}")  # e0 complete, e3 interrupted
+    library.check_resumable(dataclasses.replace(old, resume="auto"), planned)  # same settings: kept / resumed
+    with pytest.raises(TimmAssembleError, match="pass --resume auto to keep it"):
+        library.check_resumable(old, planned)
+    new, replanned = plan(tmp_path, ["e0", "e3"], epochs=2, img_size=64)
+    new.resume = "auto"
+    with pytest.raises(TimmAssembleError) as err:
+        library.check_resumable(new, replanned)
+    message = str(err.value)
+    assert "rungs e0, e3" in message and "epochs 1 -> 2" in message and "img_size 32 -> 64" in message
+    assert "--rungs e0,e3 --overwrite" in message
+    library.check_resumable(dataclasses.replace(new, overwrite=True), replanned)
+
+
+def test_a_study_whose_rung_another_live_study_holds_writes_no_table_and_fails(tmp_path, capsys, fresh_accelerate):
+    opts, _ = plan(tmp_path, ["e0"], epochs=1)
+    study = tmp_path / "study"
+    study.mkdir()
+    other = dict(pid=os.getppid(), host=socket.gethostname(), started="now")  # alive, not us
+    library.claim_path(study, "e0").write_text(json.dumps(other))
+    with pytest.raises(TimmAssembleError, match=f"no table: e0 is held by PID {os.getppid()}"):
+        library.run_study(opts)
+    assert "e0: skipped, claimed by" in capsys.readouterr().out
+    assert sorted(p.name for p in study.iterdir()) == [".e0.claim"]  # no study.md/csv/json/png
+
+
+def test_a_final_table_is_current_only_for_exactly_the_complete_rungs(tmp_path):
+    records = [dict(rung="e0", top1=50.0), dict(rung="e3", top1=60.0)]
+    (tmp_path / "study.md").write_text("| rung |\n")
+    (tmp_path / "study.json").write_text(json.dumps(dict(missing=[], rungs=records)))
+    assert library.current_table(tmp_path, records)["rungs"] == records
+    assert library.current_table(tmp_path, records[:1]) is None  # another rung completed since
+    assert library.current_table(tmp_path, [records[0], dict(records[1], top1=61.0)]) is None  # e3 retrained
+    (tmp_path / "study.json").write_text(json.dumps(dict(missing=["e6"], rungs=records)))
+    assert library.current_table(tmp_path, records) is None  # written as partial
+
+
 def test_a_rung_is_claimed_by_one_live_process_and_a_dead_owners_claim_is_taken_over(tmp_path):
     assert write_new(tmp_path / "x", "first") and not write_new(tmp_path / "x", "second")
     assert (tmp_path / "x").read_text() == "first" and [p.name for p in tmp_path.iterdir()] == ["x"]
@@ -97,9 +157,9 @@ def test_a_study_killed_in_its_second_rung_resumes_training_only_what_is_left(tm
     trained, epochs, kill = [], [], {"e3": 1}  # Ctrl-C in e3's second epoch, after its first checkpoint
     real_run, real_epoch = engine.run, engine.train_one_epoch
 
-    def run_spy(cfg, command=None):
+    def run_spy(cfg, command=None, **kwargs):
         trained.append(cfg.preset)
-        return real_run(cfg, command)
+        return real_run(cfg, command, **kwargs)
 
     def epoch_spy(run, epoch):
         if kill.get(run.cfg.preset) == epoch:
@@ -146,6 +206,7 @@ def test_a_study_killed_in_its_second_rung_resumes_training_only_what_is_left(tm
         (["--model", "resnet50", "--output-dir", "x"], "--model does not apply to a study"),
         (["--pretrained", "default", "--output-dir", "x"], "use --from pretrained"),
         (["--rungs", "e0,e42", "--output-dir", "x"], "unknown rung(s) e42"),
+        (["--rungs", "all,e0", "--output-dir", "x"], "'all' is every rung (e0..e12) and stands alone"),
         (["--resume", "ckpt/last", "--output-dir", "x"], "a study resumes with --resume auto"),
     ],
 )
@@ -153,3 +214,48 @@ def test_bad_study_flags_are_one_line_and_exit_2(flags, message, capsys):
     assert main(["study", *flags]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def launch_two_processes(args: list[str], log, timeout: float = 300) -> int:
+    """`accelerate launch --multi_gpu --num_processes 2` on CPU (gloo), output to a file; the process group is
+    killed if it outlives `timeout`."""
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1", PYTHONPATH=str(root), PYTHONUNBUFFERED="1")
+    env.pop("ACCELERATE_MIXED_PRECISION", None)
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
+    launch += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0"]
+    with log.open("w") as f:
+        proc = subprocess.Popen([*launch, *args], cwd=root, env=env, stdout=f, stderr=subprocess.STDOUT,
+                                start_new_session=True)  # fmt: skip
+    try:
+        return proc.wait(timeout)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.mark.slow
+def test_a_study_under_two_processes_trains_each_rung_on_both_and_writes_one_final_table(tmp_path):
+    data = tiny_data(tmp_path / "data", classes=3, train=8, val=3)  # 24 train images, 9 (odd) validation images
+    study, log = tmp_path / "study", tmp_path / "study.log"
+    args = [
+        "-m", "timm_assemble", "study", "--rungs", "e0,e3", "--data-dir", str(data), "--output-dir", str(study),
+        "--epochs", "1", "--img-size", "32", "--model-kwargs", "width=8", "--batch-size", "4", "--workers", "0",
+        "--corruptions", "gaussian_noise", "--severities", "3", "--robustness-images", "3", "--bench-repeats", "1",
+        "--bench-batch-size", "2",
+    ]  # fmt: skip
+    rc = launch_two_processes(args, log)
+    text = log.read_text()
+    assert rc == 0, text[-3000:]
+    assert "2 processes: every rung trains data-parallel on all of them" in text
+    assert text.count("2 process(es) on cpu") == 2 and text.count("3 updates/epoch") == 2  # 24 / (2 x 4)
+    assert text.count("data: 24 train / 9 val images") == 2  # e3's mixup pairs load each image twice: still 24
+    for rung in ("e0", "e3"):
+        rows = [json.loads(line) for line in (study / rung / "metrics.jsonl").read_text().splitlines()]
+        assert [(r["epoch"], r["val_images"]) for r in rows] == [(1, 9)]  # every validation image once
+    assert text.count(f"wrote {study / 'study.md'}") == 1 and text.count("| rung | what it adds |") == 1
+    report = json.loads((study / "study.json").read_text())
+    assert [r["rung"] for r in report["rows"]] == ["e0", "e3"] and report["missing"] == []
+    assert report["rows"][0]["mce"] == 100.0
+    assert not list(study.glob(".*.claim")) and not (study / ".timm-assemble.lock").exists()

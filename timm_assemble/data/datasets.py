@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from timm.data import create_dataset
 from timm.data.dataset import ImageDataset
 from timm.data.readers.reader import Reader
@@ -114,6 +115,15 @@ class DataSplits:
     @property
     def num_classes(self) -> int:
         return len(self.label_names)
+
+    @property
+    def num_train(self) -> int:
+        """Training images (each once, whatever a recipe repeats per epoch)."""
+        return len(self.train_indices) if self.train_indices is not None else len(self.train)
+
+    @property
+    def num_val(self) -> int:
+        return len(self.val_indices) if self.val_indices is not None else len(self.val)
 
     def summary(self) -> str:
         """Class count and training images per class, for the start of a run."""
@@ -238,8 +248,39 @@ def scan_class_folders(folder: Path) -> FolderScan:
     return scan
 
 
+def scan_once(folder: Path) -> FolderScan:
+    """`scan_class_folders` once per launch: under several processes (a process group is up) the main process
+    scans and the others receive its result, or its error, which every process then raises."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return scan_class_folders(folder)
+    found: list[Any] = [None]
+    if dist.get_rank() == 0:
+        try:
+            found = [_pack(scan_class_folders(folder))]
+        except Exception as err:  # raised on every process, not only here: the others would wait for the scan
+            found = [err]
+    dist.broadcast_object_list(found, src=0)
+    if isinstance(found[0], Exception):
+        raise found[0]
+    return _unpack(found[0])
+
+
+def _pack(scan: FolderScan) -> tuple:
+    """A scan as a few large objects (one string of NUL-separated paths, one array of targets): pickled fast."""
+    paths = "\0".join(p for p, _ in scan.samples)
+    targets = np.fromiter((t for _, t in scan.samples), dtype=np.int32, count=len(scan.samples)).tobytes()
+    return str(scan.root), paths, targets, scan.class_to_idx, scan.skipped
+
+
+def _unpack(packed: tuple) -> FolderScan:
+    root, paths, targets, class_to_idx, skipped = packed
+    names = paths.split("\0") if paths else []
+    samples = list(zip(names, np.frombuffer(targets, dtype=np.int32).tolist(), strict=True))
+    return FolderScan(Path(root), samples, class_to_idx, skipped)
+
+
 def _folder_dataset(folder: Path) -> tuple[ImageDataset, str | None]:
-    scan = scan_class_folders(folder)
+    scan = scan_once(folder)
     return ImageDataset(str(folder), reader=ScannedFolderReader(scan)), scan.skipped_note()
 
 

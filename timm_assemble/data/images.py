@@ -151,26 +151,37 @@ def _kind(mode: int) -> str:
 
 
 class _Walk:
-    """One walk of a folder tree: every real folder and file visited once, whatever links point at them."""
+    """One walk of a folder tree: every real folder and file visited once, whatever links point at them.
+
+    As cheap as timm's `os.walk`: a file's type and inode come from its directory entry (no stat per file, no sort
+    per folder); only folders and links are stat'ed and sorted. Real files that are one file (hard links) are
+    resolved after the walk, the first in sample order kept; a link to a file is the duplicate, never its target.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.seen_dirs: dict[tuple[int, int], Path] = {}
-        self.seen_files: dict[tuple[int, int], Path] = {}
+        self.prefix = len(str(root)) + 1  # a path's length before its name relative to the root
+        self.seen_dirs: dict[tuple[int, int], str] = {}
         self.skipped: dict[str, list[str]] = {}
-        self.per_class: dict[str, list[Path]] = {}
+        self.per_class: dict[str, list[str]] = {}
+        self.seen_files: dict[tuple[int, int], tuple[str, str]] = {}  # (dev, inode) -> the (path, class) kept
+        self.same_files: dict[tuple[int, int], list[tuple[str, str]]] = {}  # hard links: every real name of a file
+        self.linked_files: list[tuple[tuple[int, int], str, str]] = []  # (key, path, class) of links to files
         # the real class folders, known before any link is followed: a link from one class into another
         # class's folder is the duplicate, whatever the walk order
-        self.class_dirs: dict[tuple[int, int], Path] = {}
+        self.class_dirs: dict[tuple[int, int], str] = {}
         for entry in os.scandir(root):
             if entry.is_dir(follow_symlinks=False) and not entry.name.startswith("."):
                 info = entry.stat(follow_symlinks=False)
-                self.class_dirs[(info.st_dev, info.st_ino)] = Path(entry.path)
+                self.class_dirs[(info.st_dev, info.st_ino)] = entry.path
 
-    def skip(self, cls: str, path: Path, why: str) -> None:
-        self.skipped.setdefault(cls, []).append(f"{path.relative_to(self.root)} ({why})")
+    def relative(self, path: str) -> str:
+        return path[self.prefix :] or "."
 
-    def folder(self, path: Path, cls: str, ancestors: frozenset[tuple[int, int]]) -> None:
+    def skip(self, cls: str, path: str, why: str) -> None:
+        self.skipped.setdefault(cls, []).append(f"{self.relative(path)} ({why})")
+
+    def folder(self, path: str, cls: str, ancestors: frozenset[tuple[int, int]]) -> None:
         """Visit `path` (a folder, or a link to one) unless it was visited already or loops back."""
         info = os.stat(path)
         key = (info.st_dev, info.st_ino)
@@ -178,46 +189,86 @@ class _Walk:
             return self.skip(cls, path, "symlink loop")
         owner = self.seen_dirs.get(key) or self.class_dirs.get(key)
         if owner is not None and owner != path:
-            return self.skip(cls, path, f"same folder as {owner.relative_to(self.root) or '.'}")
+            return self.skip(cls, path, f"same folder as {self.relative(owner)}")
         self.seen_dirs[key] = path
-        if path != self.root:
+        at_root = path == str(self.root)
+        if not at_root:
             self.per_class.setdefault(cls, [])  # an empty class folder is still a class (and reported as empty)
-        with os.scandir(path) as it:  # real entries first: a link to a sibling is the duplicate, not the target
-            entries = sorted(it, key=lambda e: (e.is_symlink(), natural_key(e.name)))
-        for entry in entries:
-            self.entry(Path(entry.path), entry.name if path == self.root else cls, ancestors | {key})
+        ancestors = ancestors | {key}
+        later: list[os.DirEntry] = []  # folders and links, in name order after the files: links last
+        with os.scandir(path) as it:
+            for entry in it:
+                entry_cls = "" if at_root else cls  # a file (or a skipped entry) directly in the root has no class
+                if entry.name.startswith("."):
+                    self.skip(entry_cls, entry.path, "hidden")
+                elif entry.is_file(follow_symlinks=False):  # the entry's type and inode: no stat (timm's os.walk)
+                    if os.path.splitext(entry.name)[1].lower() not in _IMAGE_SUFFIXES:
+                        self.skip(entry_cls, entry.path, "not an image extension")
+                    else:
+                        self.real_file(entry.path, entry_cls, (info.st_dev, entry.inode()))
+                elif entry.is_dir(follow_symlinks=False) or entry.is_symlink():
+                    later.append(entry)
+                else:
+                    kind = _kind(entry.stat(follow_symlinks=False).st_mode)
+                    self.skip(entry_cls, entry.path, f"{kind}, not a regular file")
+        for entry in sorted(later, key=lambda e: (e.is_symlink(), natural_key(e.name))):
+            self.link_or_folder(entry.path, entry.name if at_root else cls, entry.is_symlink(), ancestors)
 
-    def entry(self, path: Path, cls: str, ancestors: frozenset[tuple[int, int]]) -> None:
-        at_root = path.parent == self.root  # a file (or a skipped entry) directly in the root has no class
-        if path.name.startswith("."):
-            return self.skip("" if at_root else cls, path, "hidden")
+    def link_or_folder(self, path: str, cls: str, link: bool, ancestors: frozenset[tuple[int, int]]) -> None:
+        if not link:
+            return self.folder(path, cls, ancestors)
+        at_root = os.path.dirname(path) == str(self.root)
         try:
             info = os.stat(path)
-        except OSError as err:
-            why = "broken symlink" if path.is_symlink() else err.strerror or "unreadable"
-            return self.skip("" if at_root else cls, path, why)
-        key = (info.st_dev, info.st_ino)
+        except OSError:
+            return self.skip("" if at_root else cls, path, "broken symlink")
         if stat.S_ISDIR(info.st_mode):
             return self.folder(path, cls, ancestors)
         cls = "" if at_root else cls
         if not stat.S_ISREG(info.st_mode):
-            self.skip(cls, path, f"{_kind(info.st_mode)}, not a regular file")
-        elif path.suffix.lower() not in IMAGE_EXTENSIONS:
-            self.skip(cls, path, "not an image extension")
-        elif key in self.seen_files:
-            self.skip(cls, path, f"same file as {self.seen_files[key].relative_to(self.root)}")
-        else:
-            self.seen_files[key] = path
+            return self.skip(cls, path, f"{_kind(info.st_mode)}, not a regular file")
+        if os.path.splitext(path)[1].lower() not in _IMAGE_SUFFIXES:
+            return self.skip(cls, path, "not an image extension")
+        self.linked_files.append(((info.st_dev, info.st_ino), path, cls))
+
+    def real_file(self, path: str, cls: str, key: tuple[int, int]) -> None:
+        first = self.seen_files.setdefault(key, (path, cls))
+        if first[0] == path:
             self.per_class.setdefault(cls, []).append(path)
+        else:
+            self.same_files.setdefault(key, [first]).append((path, cls))
+
+    def resolve(self) -> None:
+        """Each file once: of a file's real names the first in sample order (whatever the walk met first), then the
+        links to files not found yet; the others are named as skipped."""
+        for key, names in self.same_files.items():
+            first, *others = sorted(names, key=lambda n: natural_key(n[0]))
+            met = self.seen_files[key]
+            if first != met:
+                self.per_class[met[1]].remove(met[0])
+                self.per_class.setdefault(first[1], []).append(first[0])
+                self.seen_files[key] = first
+            for path, cls in others:
+                self.skip(cls, path, f"same file as {self.relative(first[0])}")
+        for key, path, cls in self.linked_files:
+            if key in self.seen_files:
+                self.skip(cls, path, f"same file as {self.relative(self.seen_files[key][0])}")
+            else:
+                self.seen_files[key] = (path, cls)
+                self.per_class.setdefault(cls, []).append(path)
+
+
+_IMAGE_SUFFIXES = frozenset(IMAGE_EXTENSIONS)
 
 
 def scan_image_folder(root: str | os.PathLike) -> FolderScan:
     """`root/<class>/**/<image>` by the one rule (see the module doc); images directly in `root` get class ""."""
     walk = _Walk(Path(root))
-    walk.folder(walk.root, "", frozenset())
+    walk.folder(str(walk.root), "", frozenset())
+    walk.resolve()
     names = sorted(walk.per_class, key=natural_key)
     class_to_idx = {name: i for i, name in enumerate(names)}
-    samples = [(str(p), class_to_idx[cls]) for cls, paths in walk.per_class.items() for p in paths]
+    samples = [(p, class_to_idx[cls]) for cls, paths in walk.per_class.items() for p in paths]
     return FolderScan(walk.root, sorted(samples, key=lambda s: natural_key(s[0])), class_to_idx, walk.skipped)
 
 

@@ -441,7 +441,7 @@ def resume(run: Run) -> None:
     """Restore the checkpoint (if any), make the run's outputs agree with it, write the run's config and command."""
     acc, cfg = run.accelerator, run.cfg
     if run.start_from is not None:
-        differing = _compare_configs(run.out / "config.toml", cfg)
+        differing = compare_configs(run.out / "config.toml", cfg)
         if differing and acc.is_main_process:
             _logger.warning("resuming with settings that differ from the saved config.toml: %s", ", ".join(differing))
         run.state = ckpt.load_checkpoint(acc, run.start_from, run.state.run)
@@ -499,6 +499,7 @@ def describe(run: Run) -> None:
     """What is about to happen, in a few lines."""
     cfg, acc, built = run.cfg, run.accelerator, run.built
     n_params = sum(p.numel() for p in acc.unwrap_model(run.model).parameters())
+    repeats = run.recipe.images_per_sample
     run.log(f"[{cfg.mode}] {cfg.description or cfg.model}")
     run.log(f"  weights: {built.source}" + (f" (base model {run.base_model})" if run.base_model else ""))
     for note in built.notes:
@@ -508,8 +509,8 @@ def describe(run: Run) -> None:
         + (f", backbone frozen ({run.frozen} tensors)" if run.frozen else "")
     )
     run.log(
-        f"  data: {len(run.train_loader.dataset)} train / {len(run.val_loader.dataset)} val images "
-        f"from {cfg.data_dir or cfg.dataset}"
+        f"  data: {run.splits.num_train} train / {run.splits.num_val} val images from {cfg.data_dir or cfg.dataset}"
+        + (f", each {run.recipe.images_per_sample} times per epoch (official mixup pairs)" if repeats > 1 else "")
     )
     run.log(f"  classes: {run.splits.summary()}")
     for note in run.splits.notes:
@@ -682,7 +683,7 @@ def _metric_value(metric: str, stats: dict[str, Any]) -> float:
     return stats["val_loss"] if metric == "loss" else stats[metric]
 
 
-def _compare_configs(saved: Path, cfg: TrainConfig) -> list[str]:
+def compare_configs(saved: Path, cfg: TrainConfig) -> list[str]:
     """Settings that differ from the run being resumed (informational: the user may extend epochs)."""
     if not saved.is_file():
         return []
@@ -841,8 +842,18 @@ def finish(run: Run) -> RunResult:
     return RunResult(run.out, export_dir, state.best_metric, state.best_epoch, state.epoch, state.step, rows, run.lr)
 
 
-def run(cfg: TrainConfig, command: str | None = None) -> RunResult:
-    """Train (or fine-tune) as `cfg` says; returns where the results are. Raises TimmAssembleError for bad input."""
+def end_training(accelerator: Accelerator, keep_process_group: bool) -> None:
+    if not keep_process_group:
+        accelerator.end_training()
+        return
+    for tracker in accelerator.trackers:  # what end_training does besides destroying the process group
+        tracker.finish()
+
+
+def run(cfg: TrainConfig, command: str | None = None, keep_process_group: bool = False) -> RunResult:
+    """Train (or fine-tune) as `cfg` says; returns where the results are. Raises TimmAssembleError for bad input.
+    `keep_process_group`: the caller trains again in the same launch (a study's next rung), so the process group
+    outlives the run (accelerate's `end_training` destroys it and it cannot be rebuilt on torchrun's store)."""
     current = setup(cfg, command)
     try:
         resume(current)
@@ -854,7 +865,7 @@ def run(cfg: TrainConfig, command: str | None = None) -> RunResult:
             end_of_epoch(current, epoch, stats, started)
         return finish(current)
     finally:
-        current.accelerator.end_training()
+        end_training(current.accelerator, keep_process_group)
         if current.lock is not None:
             current.lock.release()
 

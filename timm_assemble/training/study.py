@@ -8,9 +8,16 @@ size replace the presets' 120-600 epochs and 224/256 px), in a run folder `STUDY
 throughput, params and MACs of all of them in one process (interleaved), the corruption error normalised by rung
 e0's errors on the same corrupted images (by AlexNet's on ImageNet), and the deltas along the ladder.
 
-A killed study continues with `--resume auto`: complete rungs are kept, an interrupted one resumes from its own
-checkpoints. Several processes may share one study folder: a rung is claimed (`STUDY/.<rung>.claim`, created
-exclusively, naming the owner's PID and host) for its training and measurement, and another process skips it.
+A killed study continues with `--resume auto`: complete rungs are kept and an interrupted one resumes from its own
+checkpoints, when their saved settings (`STUDY/<rung>/config.toml`) are the ones asked now; a rung trained under
+other settings is refused before anything trains, naming them.
+
+Under N processes (`accelerate launch --num_processes N -m timm_assemble study ...`) every rung trains data-parallel
+on all N, one rung after another, and is measured by the main process. Studies may also share one study folder (the
+rungs sharded across launches, each a process group of its own): a rung is claimed (`STUDY/.<rung>.claim`, created
+exclusively, naming the owner's PID and host) for its training and measurement, and another study skips it. The
+table is final only when every asked rung is complete: the study that completes the last one writes it, once (under
+the study folder's lock); a study that ends with a rung held by another exits non-zero, naming the holder.
 """
 
 from __future__ import annotations
@@ -22,27 +29,33 @@ import os
 import socket
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import timm
+import torch.distributed as dist
 from accelerate import PartialState
 from accelerate.state import AcceleratorState, GradientState
-from accelerate.utils import broadcast_object_list
+from accelerate.utils import broadcast_object_list, parse_flag_from_env
 
 from ..data.datasets import split_folder
 from ..errors import TimmAssembleError
 from ..evaluation.benchmark import benchmark
 from ..evaluation.robustness import robustness
 from ..fileio import atomic_path, atomic_write, write_new
+from ..locks import FolderLock
 from . import engine
-from .config import TrainConfig, list_presets, load_preset, resolve_config
+from .config import TrainConfig, format_config, list_presets, load_preset, resolve_config, tomllib
 
 LADDER = tuple(name for name in list_presets() if name[0] == "e" and name[1:].isdigit())
 DEFAULT_RUNGS = ("e0", "e3", "e6", "e9", "e11")
 KD_FIELDS = ("teacher", "teacher_weights", "teacher_logits")
 MARKER = "study-rung.json"
 NO_CORRUPTIONS = "none"
+MEASURE_WAIT = timedelta(days=7)  # the other ranks wait while the main process measures a rung (corruptions: hours)
+
+
 @dataclass
 class StudyOptions:
     """A study: which rungs, on what budget, measured how. `train` holds the train flags every rung gets."""
@@ -66,7 +79,14 @@ class StudyOptions:
 
 def parse_rungs(text: str) -> list[str]:
     """`e0,e3,e6` or `all` -> rung names in ladder order."""
-    names = list(LADDER) if text.strip() == "all" else [n.strip().lower() for n in text.split(",") if n.strip()]
+    names = [n.strip().lower() for n in text.split(",") if n.strip()]
+    if "all" in names:
+        if len(names) > 1:
+            raise TimmAssembleError(
+                f"--rungs {text}: 'all' is every rung ({LADDER[0]}..{LADDER[-1]}) and stands alone; "
+                "pass --rungs all, or list the rungs (e.g. e0,e3,e6)"
+            )
+        return list(LADDER)
     unknown = [n for n in names if n not in LADDER]
     if unknown or not names:
         raise TimmAssembleError(
@@ -232,21 +252,34 @@ def engine_device() -> str:
     return "cuda" if cuda_in_use() else "cpu"
 
 
-def run_rung(opts: StudyOptions, rung: str, cfg: TrainConfig, notes: list[str]) -> dict[str, Any] | None:
-    """Train (or resume) the rung and measure it on the main process; the marker is written last."""
+def process_state() -> PartialState:
+    """The launch's processes, seen as the engine's Accelerator will see them: accelerate reads ACCELERATE_USE_CPU
+    (the `--multi_gpu` form on CPU) only when an Accelerator is built, and a PartialState made first without it
+    leaves every rank alone."""
+    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+
+
+def measurement_barrier(state: PartialState) -> Any:
+    """A gloo group for the other ranks to wait on while the main process measures a rung: its timeout outlasts the
+    measurement (the default group's, 10-30 min, is shorter than the corruptions of a large validation set). If the
+    main process fails, the launcher ends the others. None in one process."""
+    return dist.new_group(backend="gloo", timeout=MEASURE_WAIT) if state.num_processes > 1 else None
+
+
+def run_rung(opts: StudyOptions, rung: str, cfg: TrainConfig, notes: list[str], barrier: Any = None) -> None:
+    """Train (or resume) the rung on every process and measure it on the main one; the marker is written last."""
     AcceleratorState._reset_state()  # each rung builds its own Accelerator (mixed precision may differ)
     GradientState._reset_state()
-    state = PartialState()
-    if state.is_main_process:
+    main = PartialState().is_main_process
+    if main:
         for note in notes:
             print(f"{rung}: {note}")
-    result = engine.run(cfg, command=f"{opts.command}  # rung {rung}")
-    record = None
-    if state.is_main_process:
+    result = engine.run(cfg, command=f"{opts.command}  # rung {rung}", keep_process_group=True)
+    if main:
         record = measure(opts, rung, cfg, result, notes)
         atomic_write(Path(opts.output_dir) / rung / MARKER, json.dumps(record, indent=2) + "\n")
-    state.wait_for_everyone()
-    return record
+    if barrier is not None:
+        dist.barrier(group=barrier)
 
 
 def describe_budget(configs: dict[str, TrainConfig]) -> str:
@@ -262,6 +295,40 @@ def describe_budget(configs: dict[str, TrainConfig]) -> str:
     )
 
 
+def settings_changed(study: Path, rung: str, cfg: TrainConfig) -> str | None:
+    """How the rung's saved settings differ from the asked ones (`train --resume`'s comparison), None if they
+    do not (or nothing is saved yet)."""
+    saved = study / rung / "config.toml"
+    differing = engine.compare_configs(saved, cfg)
+    if not differing:
+        return None
+    old, new = tomllib.loads(saved.read_text()), tomllib.loads(format_config(cfg))
+    return "; ".join(f"{k} {old.get(k, '(unset)')!r} -> {new.get(k, '(unset)')!r}" for k in differing)
+
+
+def check_resumable(opts: StudyOptions, planned: dict[str, tuple[TrainConfig, list[str]]]) -> None:
+    """Before anything trains: a finished rung needs --resume auto, and a rung kept or resumed must have been trained
+    under the settings asked now (a table compares rungs on one budget)."""
+    study = Path(opts.output_dir)
+    if opts.overwrite:
+        return
+    finished = [r for r in planned if read_marker(study, r) is not None]
+    if finished and not opts.resume:
+        raise TimmAssembleError(
+            f"{study / finished[0]} is a finished rung; pass --resume auto to keep it and continue the study, "
+            "or --overwrite to train it again"
+        )
+    changed = {r: c for r, (cfg, _) in planned.items() if opts.resume and (c := settings_changed(study, r, cfg))}
+    if changed:
+        rung, what = next(iter(changed.items()))
+        raise TimmAssembleError(
+            f"--resume auto: rung{'s' if len(changed) > 1 else ''} {', '.join(changed)} in {study} "
+            f"{'were' if len(changed) > 1 else 'was'} trained with other settings ({rung}: {what}); run the study "
+            f"with its settings, train {'them' if len(changed) > 1 else 'it'} again with --rungs "
+            f"{','.join(changed)} --overwrite, or choose another --output-dir"
+        )
+
+
 def run_study(opts: StudyOptions) -> dict[str, Any]:
     """Train and measure the asked rungs that are not complete yet, then assemble the table of all complete ones."""
     study = Path(opts.output_dir)
@@ -271,26 +338,37 @@ def run_study(opts: StudyOptions) -> dict[str, Any]:
         raise TimmAssembleError(f"--resume {opts.resume}: a study resumes with --resume auto (each rung its own)")
     rungs = parse_rungs(",".join(opts.rungs))
     planned = {r: rung_config(opts, r) for r in rungs}  # every config checked before anything trains
-    for rung in rungs:
-        if read_marker(study, rung) is not None and not opts.resume and not opts.overwrite:
-            raise TimmAssembleError(
-                f"{study / rung} is a finished rung; pass --resume auto to keep it and continue the study, "
-                "or --overwrite to train it again"
-            )
-    state = PartialState()
+    check_resumable(opts, planned)
+    state = process_state()
+    barrier = measurement_barrier(state)
     if state.is_main_process:
         print(describe_budget({r: c for r, (c, _) in planned.items()}))
+        if state.num_processes > 1:
+            print(f"{state.num_processes} processes: every rung trains data-parallel on all of them, in turn")
     started = time.perf_counter()
+    held: dict[str, str] = {}
     for rung, (cfg, notes) in planned.items():
         decision = [_decide(opts, rung) if state.is_main_process else None]
         broadcast_object_list(decision)  # every process trains the same rungs
+        if decision[0] == "busy" and state.is_main_process:
+            held[rung] = claim_owner(study, rung)
         if decision[0] != "run":
             continue
         try:
-            run_rung(opts, rung, cfg, notes)
+            run_rung(opts, rung, cfg, notes, barrier)
         finally:
-            release(study, rung)
-    return assemble(opts, rungs, time.perf_counter() - started) if state.is_main_process else {}
+            if state.is_main_process:
+                release(study, rung)
+    state.destroy_process_group()  # the rungs kept it for one another; the table is the main process's alone
+    if not state.is_main_process:
+        return {}
+    held = {r: who for r, who in held.items() if read_marker(study, r) is None}  # finished meanwhile: fine
+    if held:
+        raise TimmAssembleError(
+            f"no table: {', '.join(f'{r} is held by {who}' for r, who in held.items())}; the study that completes "
+            "the last rung writes the table (or run this command again with --resume auto when it has finished)"
+        )
+    return write_final_table(opts, rungs, time.perf_counter() - started)
 
 
 def _decide(opts: StudyOptions, rung: str) -> str:
@@ -328,9 +406,12 @@ def mce_column(records: list[dict[str, Any]]) -> tuple[list[float | None], str]:
     robust = [r["robustness"] for r in records]
     if robust and all(x and x["ce_reference"] == "alexnet" and x["mce"] is not None for x in robust):
         return [x["mce"] for x in robust], "mCE: AlexNet-normalised (ImageNet-C protocol, corrupted on the fly)"
-    e0 = next((r["robustness"] for r in records if r["rung"] == "e0"), None)
-    if e0 is None:
+    reference = next((r for r in records if r["rung"] == "e0"), None)
+    if reference is None:
         return [None] * len(records), "mCE: needs rung e0 (the reference) in the study"
+    e0 = reference["robustness"]
+    if e0 is None:
+        return [None] * len(records), f"mCE: not measured for e0, the reference ({reference.get('robustness_note')})"
     values = []
     for x in robust:
         same = x is not None and all(x.get(k) == e0.get(k) for k in ("input_size", "corruptions", "corruption_set"))
@@ -433,12 +514,44 @@ def measure_speed(opts: StudyOptions, records: list[dict[str, Any]]) -> dict[str
     )  # fmt: skip
 
 
+def write_final_table(opts: StudyOptions, asked: list[str], seconds: float) -> dict[str, Any]:
+    """The table, once: under the study folder's lock (studies sharing the folder finish one at a time), and not
+    again when the table on disk already holds exactly the complete rungs (printed instead)."""
+    study = Path(opts.output_dir)
+    lock = FolderLock(study, "study folder", hint="another study is writing its table; wait a moment")
+    lock.acquire(timeout=600)
+    try:
+        written = current_table(study, complete_records(study))
+        if written is not None:
+            print((study / "study.md").read_text(), end="")
+            print(f"{study / 'study.md'} already holds these rungs: kept")
+            return written
+        return assemble(opts, asked, seconds)
+    finally:
+        lock.release()
+
+
+def complete_records(study: Path) -> list[dict[str, Any]]:
+    """The markers of the complete rungs in the study folder, in ladder order."""
+    return [m for m in (read_marker(study, r) for r in LADDER if (study / r).is_dir()) if m is not None]
+
+
+def current_table(study: Path, records: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The report in study.json when it is final and made of exactly these rung records; None otherwise."""
+    try:
+        report = json.loads((study / "study.json").read_text())
+    except (OSError, ValueError):
+        return None
+    final = isinstance(report, dict) and report.get("missing") == [] and report.get("rungs") == records
+    return report if final and (study / "study.md").is_file() else None
+
+
 def assemble(opts: StudyOptions, asked: list[str], seconds: float) -> dict[str, Any]:
     """The table of every complete rung in the study folder; the rungs asked for or started but not complete are
     named as missing. Writes study.md, study.csv, study.json and study.png."""
     study = Path(opts.output_dir)
     present = [r for r in LADDER if (study / r).is_dir()]
-    records = [m for m in (read_marker(study, r) for r in present) if m is not None]
+    records = complete_records(study)
     done = [r["rung"] for r in records]
     missing = [r for r in LADDER if (r in asked or r in present) and r not in done]
     speed = measure_speed(opts, records)
