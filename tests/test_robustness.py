@@ -15,7 +15,13 @@ from PIL import Image
 from timm_assemble.cli import main
 from timm_assemble.data import make_synthetic_image_folder
 from timm_assemble.errors import TimmAssembleError
-from timm_assemble.evaluation.data import ImageListDataset, NpyCorruptionFolder, imagenet_synsets, index_image_folder
+from timm_assemble.evaluation.data import (
+    ImageListDataset,
+    NpyCorruptionFolder,
+    imagenet_synsets,
+    images_shorter_side,
+    index_image_folder,
+)
 from timm_assemble.evaluation.robustness import (
     ALEXNET_CLEAN_ERROR,
     ALEXNET_ERRORS,
@@ -264,3 +270,12 @@ def test_relative_corruption_errors() -> None:
     base = {"fog": {s: 0.4 for s in range(1, 6)}}
     assert relative_corruption_errors(errors, 0.2, "baseline", base, 0.1)["fog"] == pytest.approx(0.3 / 0.3)
     assert relative_corruption_errors(errors, 0.2, "baseline", base, 0.4)["fog"] is None  # no added error
+
+
+def test_the_images_size_is_probed_from_headers_and_broken_files_are_skipped(tmp_path: Path) -> None:
+    for i, size in enumerate(((40, 32), (64, 64), (32, 48))):
+        Image.new("RGB", size).save(tmp_path / f"{i}.png")
+    (tmp_path / "3.png").write_bytes(b"not an image")
+    assert images_shorter_side([str(p) for p in sorted(tmp_path.iterdir())]) == 32  # median of 32, 64, 32
+    with pytest.raises(TimmAssembleError, match="none of the images probed for their size could be opened"):
+        images_shorter_side([str(tmp_path / "3.png")])

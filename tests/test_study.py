@@ -196,6 +196,7 @@ def test_a_study_killed_in_its_second_rung_resumes_training_only_what_is_left(tm
     markdown = (study / "study.md").read_text()
     assert markdown.startswith("| rung | what it adds | top-1 | Δ prev | Δ e0 |") and "| e6 |" in markdown
     assert "| mCE | corruption set |" in markdown and "| cifar-c |" in markdown
+    assert "Corruption set cifar-c: shorter side 32 (bilinear), square centre crop, corrupted at 32 px." in markdown
     assert (study / "study.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -20,7 +20,7 @@ from timm.data import ImageNetInfo, create_transform
 from timm.data.transforms import MaybeToTensor
 from torchvision import transforms
 
-from ..data.images import open_image, scan_image_folder
+from ..data.images import READ_ERRORS, open_image, scan_image_folder
 from ..errors import TimmAssembleError
 
 _logger = logging.getLogger(__name__)
@@ -131,8 +131,13 @@ def images_shorter_side(paths: Sequence[str], probes: int = 9) -> int:
     what picks the corruption set that matches the data."""
     sides = []
     for path in limit_samples(list(paths), probes):
-        with Image.open(path) as img:
-            sides.append(min(img.size))
+        try:
+            with Image.open(path) as img:
+                sides.append(min(img.size))
+        except READ_ERRORS:  # a broken file is reported when it is read; its size says nothing here
+            continue
+    if not sides:
+        raise TimmAssembleError(f"none of the images probed for their size could be opened, e.g. {paths[0]}")
     return int(np.median(sides))
 
 

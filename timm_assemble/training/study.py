@@ -241,7 +241,7 @@ def measure(opts: StudyOptions, rung: str, cfg: TrainConfig, result: engine.RunR
             limit=opts.robustness_images, device=opts.device or engine_device(), corruption_set=opts.corruption_set,
         )  # fmt: skip
         keep = ("input_size", "corruptions", "severities", "error", "clean_top1", "label_map", "mce", "ce_reference",
-                "corruption_set", "geometry")  # fmt: skip
+                "corruption_set", "geometry", "geometry_detail")  # fmt: skip
         record["robustness"] = {k: found[k] for k in keep} | {"data_dir": str(folder)}
     return record
 
@@ -561,6 +561,13 @@ def assemble(opts: StudyOptions, asked: list[str], seconds: float) -> dict[str, 
     notes = [
         f"top-1/top-5: the run's own evaluation of its best epoch on the validation split ({data}).",
         mce_note + ".",
+        *sorted(
+            {
+                f"Corruption set {x['corruption_set']}: {x.get('geometry_detail')}."
+                for x in (r["robustness"] for r in records)
+                if x and x.get("corruption_set")
+            }
+        ),
         f"img/s, params, GMACs: all rungs in one process, interleaved, batch {speed['config'].get('batch_size')}, "
         f"{speed['config'].get('img_size')} px, on {speed['config'].get('device_name')}.",
         "Epochs in 'what it adds' are the paper's; this study's are in the epochs column. Small budgets do not "
