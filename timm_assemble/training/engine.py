@@ -709,7 +709,7 @@ def end_of_epoch(run: Run, epoch: int, stats: dict[str, Any], started: float) ->
         **stats,
         **{k: v for k, v in ev.items() if k != "confusion"},
     )
-    best_model, confusion, chosen = acc.unwrap_model(run.model), ev["confusion"], ev
+    best_model, confusion, chosen = acc.unwrap_model(run.model, keep_torch_compile=False), ev["confusion"], ev
     if run.ema is not None:
         chosen = evaluate(run, run.ema.module)
         row.update(ema_val_loss=chosen["val_loss"], ema_top1=chosen["top1"], ema_top5=chosen["top5"])
@@ -744,8 +744,9 @@ def end_of_epoch(run: Run, epoch: int, stats: dict[str, Any], started: float) ->
 
 def export_best(run: Run, row: dict[str, Any], model: nn.Module | None = None) -> None:
     """model/ from the weights that scored `row` (the EMA ones when the run keeps an EMA)."""
-    if model is None:
-        model = run.ema.module if run.ema is not None else run.accelerator.unwrap_model(run.model)
+    if model is None:  # the eager module: timm's save_for_hf cannot take a torch.compile wrapper
+        plain = run.accelerator.unwrap_model(run.model, keep_torch_compile=False)
+        model = run.ema.module if run.ema is not None else plain
     export_best_model(
         model, run.export_dir, cfg=run.cfg, arch_kwargs=run.built.arch_kwargs,
         label_names=run.splits.label_names, data_cfg=run.export_data_cfg, row=row, command=run.command,
