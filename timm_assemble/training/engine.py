@@ -512,7 +512,7 @@ def describe(run: Run) -> None:
     )
     run.log(
         f"  data: {run.splits.num_train} train / {run.splits.num_val} val images from {cfg.data_dir or cfg.dataset}"
-        + (f", each {run.recipe.images_per_sample} times per epoch (official mixup pairs)" if repeats > 1 else "")
+        + (f", each {repeats} times per epoch (official mixup pairs)" if repeats > 1 else "")
     )
     run.log(f"  classes: {run.splits.summary()}")
     for note in run.splits.notes:

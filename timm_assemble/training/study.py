@@ -53,7 +53,7 @@ DEFAULT_RUNGS = ("e0", "e3", "e6", "e9", "e11")
 KD_FIELDS = ("teacher", "teacher_weights", "teacher_logits")
 MARKER = "study-rung.json"
 NO_CORRUPTIONS = "none"
-HOW_NOT_WHAT = {"workers", "log_interval", "tracker_project", "push_every", "compile", "channels_last"}  # may change
+HOW_NOT_WHAT = {"workers", "log_interval", "tracker_project", "push_every", "compile", "channels_last"}  # how, not what
 MEASURE_WAIT = timedelta(days=7)  # the other ranks wait while the main process measures a rung (corruptions: hours)
 
 
