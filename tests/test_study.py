@@ -89,6 +89,8 @@ def test_resume_refuses_a_rung_trained_under_other_settings_before_anything_trai
         (tmp_path / "study" / rung / "config.toml").write_text(format_config(cfg))
     (tmp_path / "study" / "e0" / library.MARKER).write_text("{}")  # e0 complete, e3 interrupted
     library.check_resumable(dataclasses.replace(old, resume="auto"), planned)  # same settings: kept / resumed
+    faster, replanned = plan(tmp_path, ["e0", "e3"], epochs=1, img_size=32, workers=7, log_interval=3)
+    library.check_resumable(dataclasses.replace(faster, resume="auto"), replanned)  # how it runs, not what
     with pytest.raises(TimmAssembleError, match="pass --resume auto to keep it"):
         library.check_resumable(old, planned)
     new, replanned = plan(tmp_path, ["e0", "e3"], epochs=2, img_size=64)
@@ -145,7 +147,9 @@ def snapshot(folder):
 
 
 @pytest.mark.slow
-def test_a_study_killed_in_its_second_rung_resumes_training_only_what_is_left(tmp_path, monkeypatch, fresh_accelerate):
+def test_a_study_killed_in_its_second_rung_resumes_training_only_what_is_left(
+    tmp_path, monkeypatch, fresh_accelerate, capsys
+):
     monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
     data = tiny_data(tmp_path / "data", classes=3, train=16, val=4)
     study = tmp_path / "study"
@@ -198,6 +202,11 @@ def test_a_study_killed_in_its_second_rung_resumes_training_only_what_is_left(tm
     assert "| mCE | corruption set |" in markdown and "| cifar-c |" in markdown
     assert "Corruption set cifar-c: shorter side 32 (bilinear), square centre crop, corrupted at 32 px." in markdown
     assert (study / "study.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    before = snapshot(study)
+    other = [*flags, *rungs, "--resume", "auto", "--epochs", "1", "--img-size", "64"]  # the last of a flag wins
+    assert main(other) == 2  # other settings: refused before anything trains
+    assert "epochs 2 -> 1; img_size 32 -> 64" in capsys.readouterr().err and snapshot(study) == before
 
 
 @pytest.mark.parametrize(

@@ -510,7 +510,7 @@ def describe(run: Run) -> None:
     )
     run.log(
         f"  data: {run.splits.num_train} train / {run.splits.num_val} val images from {cfg.data_dir or cfg.dataset}"
-        + (f", each {run.recipe.images_per_sample} times per epoch (official mixup pairs)" if repeats > 1 else "")
+        + (f", each {repeats} times per epoch (official mixup pairs)" if repeats > 1 else "")
     )
     run.log(f"  classes: {run.splits.summary()}")
     for note in run.splits.notes:
@@ -707,7 +707,7 @@ def end_of_epoch(run: Run, epoch: int, stats: dict[str, Any], started: float) ->
         **stats,
         **{k: v for k, v in ev.items() if k != "confusion"},
     )
-    best_model, confusion, chosen = acc.unwrap_model(run.model), ev["confusion"], ev
+    best_model, confusion, chosen = acc.unwrap_model(run.model, keep_torch_compile=False), ev["confusion"], ev
     if run.ema is not None:
         chosen = evaluate(run, run.ema.module)
         row.update(ema_val_loss=chosen["val_loss"], ema_top1=chosen["top1"], ema_top5=chosen["top5"])
@@ -743,8 +743,9 @@ def end_of_epoch(run: Run, epoch: int, stats: dict[str, Any], started: float) ->
 
 def export_best(run: Run, row: dict[str, Any], model: nn.Module | None = None) -> None:
     """model/ from the weights that scored `row` (the EMA ones when the run keeps an EMA)."""
-    if model is None:
-        model = run.ema.module if run.ema is not None else run.accelerator.unwrap_model(run.model)
+    if model is None:  # the eager module: timm's save_for_hf cannot take a torch.compile wrapper
+        plain = run.accelerator.unwrap_model(run.model, keep_torch_compile=False)
+        model = run.ema.module if run.ema is not None else plain
     export_best_model(
         model, run.export_dir, cfg=run.cfg, arch_kwargs=run.built.arch_kwargs,
         label_names=run.splits.label_names, data_cfg=run.export_data_cfg, row=row, command=run.command,

@@ -53,6 +53,7 @@ DEFAULT_RUNGS = ("e0", "e3", "e6", "e9", "e11")
 KD_FIELDS = ("teacher", "teacher_weights", "teacher_logits")
 MARKER = "study-rung.json"
 NO_CORRUPTIONS = "none"
+HOW_NOT_WHAT = {"workers", "log_interval", "tracker_project", "push_every", "compile", "channels_last"}  # how, not what
 MEASURE_WAIT = timedelta(days=7)  # the other ranks wait while the main process measures a rung (corruptions: hours)
 
 
@@ -299,7 +300,7 @@ def settings_changed(study: Path, rung: str, cfg: TrainConfig) -> str | None:
     """How the rung's saved settings differ from the asked ones (`train --resume`'s comparison), None if they
     do not (or nothing is saved yet)."""
     saved = study / rung / "config.toml"
-    differing = engine.compare_configs(saved, cfg)
+    differing = [k for k in engine.compare_configs(saved, cfg) if k not in HOW_NOT_WHAT]
     if not differing:
         return None
     old, new = tomllib.loads(saved.read_text()), tomllib.loads(format_config(cfg))
