@@ -27,7 +27,7 @@ SAME = (
     "grad_accum_steps model_kwargs batch_size workers seed log_interval eval_metric amp amp_dtype opt momentum "
     "weight_decay clip_grad layer_decay sched lr lr_base lr_base_size warmup_lr min_lr epochs hflip color_jitter "
     "aa reprob mixup cutmix mixup_prob mixup_switch_prob mixup_mode bn_momentum bn_eps model_ema model_ema_decay "
-    "model_ema_warmup"
+    "model_ema_warmup sync_bn"
 ).split()
 # keys whose value cannot change what is trained (or that are handled with another key)
 IGNORED = set(
