@@ -184,7 +184,7 @@ def _killed(ranks, out):
 
 
 @pytest.mark.slow
-def test_train_on_two_processes_kill_9_of_the_launcher_then_resume_auto(tmp_path):
+def test_train_on_two_processes_kill_9_of_the_launcher_then_resume_auto(tmp_path, capsys):
     """Launched, killed with its workers orphaned, resumed: the same epochs as a run never killed."""
     data = _data(tmp_path)
     whole = finish(_args("train.py", data, tmp_path / "whole"), tmp_path / "whole.log", TWO_PROCESSES,
@@ -210,6 +210,7 @@ def test_train_on_two_processes_kill_9_of_the_launcher_then_resume_auto(tmp_path
     best = next(r for r in rows if r["epoch"] == rows[-1]["best_epoch"])
     args = ["validate", "--model", f"local-dir:{out / 'model'}", "--data-dir", str(data / "val")]
     assert cli_main([*args, "--json", str(tmp_path / "validate.json")]) == 0
+    assert "\r" not in capsys.readouterr().err  # progress off a terminal: plain lines, no bar redraws
     measured = json.loads((tmp_path / "validate.json").read_text())
     assert measured["num_images"] == 15 and measured["top1"] == pytest.approx(best["top1"], abs=1e-3)
     assert measured["loss"] == pytest.approx(best["val_loss"], rel=1e-4)

@@ -46,6 +46,7 @@ from ..layers import drop_block_keep_prob, set_drop_block_keep_prob
 from ..loading import load_weights
 from ..locks import FolderLock
 from ..processes import LauncherWatch, check_launch
+from ..progress import Progress, format_seconds
 from ..weights.publish import plan_publish, publish
 from . import checkpoint as ckpt
 from .best_model import check_push_target, export_best_model, released_base_model
@@ -73,7 +74,6 @@ from .model_setup import (
 )
 from .precision import Precision, choose_precision, cpu_has_native_bf16
 from .preflight import check_model_settings
-from .progress import Progress, format_seconds
 from .teacher import TeacherView, recipe_train_data, teacher_transform
 
 _logger = logging.getLogger(__name__)
