@@ -28,8 +28,6 @@ from .errors import SharedError
 # the variables accelerate's state reads a world size and a rank from (torchrun, then MPI flavours)
 WORLD_SIZE_VARS = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
 RANK_VARS = ("RANK", "PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK")
-# set in every worker by accelerate's launchers, torchrun or MPI: the process has a launcher to outlive
-LAUNCHER_VARS = ("LOCAL_RANK", "ACCELERATE_MIXED_PRECISION", *WORLD_SIZE_VARS)
 
 
 def _int_env(names: tuple[str, ...]) -> int | None:
@@ -84,9 +82,18 @@ def _is_accelerate_launch(args: list[str], i: int) -> bool:
     return args[i] == "accelerate.commands.launch"
 
 
+def _accelerate_launch_at(args: list[str]) -> int | None:
+    return next((i for i in range(len(args)) if _is_accelerate_launch(args, i)), None)
+
+
+def under_launcher() -> bool:
+    """Started by torchrun (its workers have LOCAL_RANK) or by `accelerate launch` (the parent process)."""
+    return "LOCAL_RANK" in os.environ or _accelerate_launch_at(_parent_args()) is not None
+
+
 def accelerate_launch_request(args: list[str]) -> int | None:
     """`--num_processes` of an `accelerate launch` command line (None when `args` is not one, or sets none)."""
-    start = next((i for i, a in enumerate(args) if _is_accelerate_launch(args, i)), None)
+    start = _accelerate_launch_at(args)
     if start is None:
         return None
     flags = args[start + 1 :]
@@ -115,10 +122,6 @@ def _program() -> str:
     return shlex.join([*shlex.split(script), *sys.argv[1:]]) if sys.argv else "SCRIPT ..."
 
 
-def cpu_multi_process_command(processes: int) -> str:
-    return f"ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes {processes} {_program()}"
-
-
 def check_launch(process_group_size: int, cuda_available: bool) -> None:
     """One line (from the main process; every rank stops) when the launch asked for more processes than form
     the process group: each would train alone."""
@@ -131,10 +134,9 @@ def check_launch(process_group_size: int, cuda_available: bool) -> None:
         why = "--multi_gpu needs CUDA GPUs and this machine has none, so each process runs alone"
     else:
         why = f"accelerate's process group holds {process_group_size}, so each process would run alone"
-    if cuda_available:
-        fix = f"accelerate launch --multi_gpu --num_processes {launch.processes} {_program()}"
-    else:
-        fix = cpu_multi_process_command(launch.processes)
+    fix = f"accelerate launch --multi_gpu --num_processes {launch.processes} {_program()}"
+    if not cuda_available:
+        fix = "ACCELERATE_USE_CPU=1 " + fix
     raise SharedError(
         f"the launch asked for {launch.processes} processes ({launch.source}) but {why}; run: {fix}",
         main=is_main_by_env(),
@@ -172,13 +174,14 @@ class LauncherWatch:
     A thread checks the parent every `interval` seconds and sends the main thread SIGTERM, whose handler raises
     `Stopped`: the run unwinds through every cleanup (temporary checkpoint folders, the output lock). A main
     thread blocked in a collective whose peer is gone cannot take it: `grace` seconds later the process exits.
-    Active only under a launcher; a plain `python train.py` keeps running when its shell goes (nohup).
+    Active only under a launcher (`under_launcher`); a plain `python train.py` keeps running when its shell
+    goes (nohup).
     """
 
     def __init__(self, interval: float = 0.25, grace: float = 20.0) -> None:
         self.interval, self.grace = interval, grace
         self.parent = os.getppid()
-        self.active = any(name in os.environ for name in LAUNCHER_VARS)
+        self.active = under_launcher()
         self._done = threading.Event()
         self._previous = None
         self._thread: threading.Thread | None = None
