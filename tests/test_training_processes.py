@@ -37,8 +37,17 @@ CPU_FIX = "ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2"
         (["bash"], None),
     ],
 )
-def test_the_request_read_from_an_accelerate_launch_command_line(args, asked):
+def test_the_request_read_from_an_accelerate_launch_command_line(args, asked, monkeypatch):
+    monkeypatch.setattr("accelerate.commands.config.default_config_file", "/nonexistent/default_config.yaml")
     assert processes.accelerate_launch_request(args) == asked
+
+
+def test_the_request_read_from_the_accelerate_config_the_launcher_reads(tmp_path):
+    config = tmp_path / "multi_cpu.yaml"  # MULTI_CPU without mpirun: accelerate starts ONE process
+    config.write_text("compute_environment: LOCAL_MACHINE\ndistributed_type: MULTI_CPU\nnum_processes: 2\n")
+    launch = ["accelerate", "launch", "--config_file", str(config)]
+    assert processes.accelerate_launch_request([*launch, "train.py"]) == 2
+    assert processes.accelerate_launch_request([*launch, "--num_processes", "3", "train.py"]) == 3
 
 
 def test_a_launch_larger_than_the_process_group_stops_with_the_command_that_works(monkeypatch):

@@ -52,7 +52,7 @@ class Launch:
     """How many processes the launcher started or was asked for, and how that is known."""
 
     processes: int
-    source: str  # "WORLD_SIZE=2", "accelerate launch --num_processes 2": where the number comes from
+    source: str  # where the number comes from: "WORLD_SIZE=2", "accelerate launch: --num_processes or its config"
     single_process_launcher: bool = False  # accelerate's simple launcher: N asked for, one started
 
 
@@ -98,8 +98,25 @@ def accelerate_launch_request(args: list[str]) -> int | None:
         return None
     flags = args[start + 1 :]
     script_at = next((i for i, a in enumerate(flags) if a.endswith(".py") or a == "-m"), len(flags))
-    value = _flag_value(flags[:script_at], "--num_processes", "--num-processes")
-    return int(value) if value and value.isdigit() else None
+    flags = flags[:script_at]
+    value = _flag_value(flags, "--num_processes", "--num-processes")
+    if value is None:
+        return _config_processes(_flag_value(flags, "--config_file", "--config-file"), cpu="--cpu" in flags)
+    return int(value) if value.isdigit() else None
+
+
+def _config_processes(path: str | None, cpu: bool) -> int | None:
+    """`num_processes` of the accelerate config the launcher read: `--config_file`, else the default one
+    (which accelerate skips under `--cpu`)."""
+    from accelerate.commands.config import default_config_file
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    if path is None and (cpu or not os.path.isfile(default_config_file)):
+        return None
+    try:
+        return int(load_config_from_file(path).num_processes)
+    except Exception:  # unreadable: the launcher itself says so
+        return None
 
 
 def launched() -> Launch:
@@ -110,7 +127,7 @@ def launched() -> Launch:
         return Launch(size, f"{name}={size}")
     asked = accelerate_launch_request(_parent_args())
     if asked is not None and asked > 1:
-        return Launch(asked, f"accelerate launch --num_processes {asked}", single_process_launcher=True)
+        return Launch(asked, "accelerate launch: --num_processes or its config", single_process_launcher=True)
     return Launch(1, "no launcher")
 
 
