@@ -56,6 +56,8 @@ def test_a_launch_larger_than_the_process_group_stops_with_the_command_that_work
     monkeypatch.setattr(sys, "argv", ["train.py", "--epochs", "2"])
     processes.check_launch(1, cuda_available=False)  # no launcher: nothing to compare
     monkeypatch.setenv("WORLD_SIZE", "2")
+    processes.check_launch(1, cuda_available=False)  # exported by a job script, no rank: no launch yet
+    monkeypatch.setenv("RANK", "0")
     processes.check_launch(2, cuda_available=False)  # the process group holds them all
     with pytest.raises(
         SharedError, match=r"asked for 2 processes \(WORLD_SIZE=2\)"
@@ -76,8 +78,7 @@ def test_a_launch_larger_than_the_process_group_stops_with_the_command_that_work
 
 def test_commands_that_are_not_data_parallel_refuse_several_processes(monkeypatch, capsys, tmp_path):
     monkeypatch.setenv("WORLD_SIZE", "2")
-    for name in processes.RANK_VARS:
-        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("RANK", "0")
     assert cli_main(["validate", "--model", "resnet18", "--data-dir", str(tmp_path)]) == 2
     (line,) = capsys.readouterr().err.splitlines()
     assert "validate runs in one process (WORLD_SIZE=2 asked for 2)" in line

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 
 from .errors import SharedError
 
-# the variables accelerate's state reads a world size and a rank from (torchrun, then MPI flavours)
+# the variables accelerate's state reads a world size and a rank from (torchrun, then MPI flavours); a
+# launcher sets both of a pair in every process it starts (a job script may export a world size for later)
 WORLD_SIZE_VARS = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
 RANK_VARS = ("RANK", "PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK")
 
@@ -121,10 +122,10 @@ def _config_processes(path: str | None, cpu: bool) -> int | None:
 
 def launched() -> Launch:
     """What the launcher of this process started, or asked for when it started only this one."""
-    size = _int_env(WORLD_SIZE_VARS)
-    if size is not None:
-        name = next(n for n in WORLD_SIZE_VARS if os.environ.get(n, "").strip().isdigit())
-        return Launch(size, f"{name}={size}")
+    for size_var, rank_var in zip(WORLD_SIZE_VARS, RANK_VARS, strict=True):
+        size = _int_env((size_var,))
+        if size is not None and _int_env((rank_var,)) is not None:
+            return Launch(size, f"{size_var}={size}")
     asked = accelerate_launch_request(_parent_args())
     if asked is not None and asked > 1:
         return Launch(asked, "accelerate launch: --num_processes or its config", single_process_launcher=True)
