@@ -1,7 +1,7 @@
 """Several processes as one job: the launch checked, one voice, and no worker outliving its launcher.
 
 A launcher says how many processes it started (torchrun's `WORLD_SIZE`, MPI's sizes) or was asked for
-(`accelerate launch --num_processes N` on its command line: with `--cpu` it runs N in ONE process). accelerate's
+(`accelerate launch --num_processes N`, or its config: with `--cpu` it still runs ONE process). accelerate's
 state says how many form the process group. When the two differ, every rank would train alone and race the
 others for the run folder: the job stops first with one line naming the command that works.
 
