@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 
 import pytest
 import timm
@@ -293,3 +294,39 @@ def test_printed_config_round_trips(tmp_path, capsys):
     again, _ = parse_config("train", ["--config", str(tmp_path / "saved.toml")])
     original, _ = parse_config("train", ["--preset", "e5", "--epochs", "7"])
     assert again == original and again.epochs == 7
+
+
+@pytest.mark.slow
+def test_resume_restores_every_output_and_removes_what_a_killed_run_left(tmp_path, monkeypatch):
+    """Killed while model/ was exported, before the plots and the last metrics row: `--resume auto` writes
+    them again from the checkpoint (model/ from checkpoints/best: the best epoch is not the last one), the
+    trackers get the unrecorded epoch, and the killed run's temporary and backup files go."""
+    from safetensors.torch import load_file
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    data = tiny_data(tmp_path / "data", classes=2, train=16, val=4)
+    out = tmp_path / "run"
+    extra = dict(epochs=2, model_ema=True, model_ema_decay=0.9)
+    monkeypatch.setattr(engine, "_better", lambda metric, new, old: old is None)  # epoch 1 stays the best
+    run(tiny_config(data, out, **extra))
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    (out / "metrics.jsonl").write_text(json.dumps(rows[0]) + "\n")  # epoch 2 checkpointed, not yet recorded
+    shutil.rmtree(out / "model")
+    for name in ("curves.png", "confusion_matrix.png"):
+        (out / name).unlink()
+    left = [out / ".model.99.0123abcd.tmp", out / ".curves.png.99.0123abcd.tmp", out / ".summary.csv.9.89abcdef.old"]
+    left[0].mkdir()
+    (left[0] / "model.safetensors").write_bytes(b"half")
+    for path in left[1:]:
+        path.write_bytes(b"half")
+
+    run(tiny_config(data, out, resume="auto", log_with="tensorboard", **extra))
+    assert [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+    assert (out / "curves.png").is_file() and (out / "confusion_matrix.png").is_file()
+    assert not [p for p in left if p.exists()]
+    ema = torch.load(out / "checkpoints/best/custom_checkpoint_0.pkl", weights_only=True)
+    exported = load_file(out / "model/model.safetensors")
+    assert json.loads((out / "checkpoints/best/train_state.json").read_text())["epoch"] == 1
+    assert all(torch.equal(exported[k], ema[f"module.{k}"]) for k in exported)  # the best epoch's EMA weights
+    (events,) = out.glob("timm-assemble/events.out.tfevents.*")
+    assert [e.step for e in EventAccumulator(str(events)).Reload().Scalars("epoch/top1")] == [rows[1]["step"]]

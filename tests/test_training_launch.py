@@ -6,56 +6,12 @@ and `--workers 0`; they run train.py in a subprocess under the real launcher, ou
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
+from launch_testing import finish, metrics_rows, start, wait_for
 from training_helpers import tiny_data
-
-ROOT = Path(__file__).resolve().parents[1]
-LAUNCH = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "1"]
-TIMEOUT_S = 600
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-    env.pop("ACCELERATE_MIXED_PRECISION", None)
-    return env
-
-
-def _start(args: list[str], log: Path) -> subprocess.Popen:
-    with log.open("w") as f:  # the child keeps its own handle: output goes to a file, not a terminal
-        return subprocess.Popen(
-            [*LAUNCH, *args], cwd=ROOT, env=_env(), stdout=f, stderr=subprocess.STDOUT, start_new_session=True
-        )
-
-
-def _wait_for(log: Path, text: str, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + TIMEOUT_S
-    while text not in log.read_text():
-        if proc.poll() is not None:
-            pytest.fail(f"the run ended (rc {proc.returncode}) before printing {text!r}:\n{log.read_text()[-3000:]}")
-        if time.monotonic() > deadline:
-            os.killpg(proc.pid, signal.SIGKILL)
-            pytest.fail(f"no {text!r} after {TIMEOUT_S} s")
-        time.sleep(0.1)
-
-
-def _finish(args: list[str], log: Path) -> str:
-    proc = _start(args, log)
-    try:
-        proc.wait(TIMEOUT_S)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    text = log.read_text()
-    assert proc.returncode == 0, text[-3000:]
-    return text
 
 
 @pytest.mark.slow
@@ -65,19 +21,18 @@ def test_kill_9_after_the_first_checkpoint_then_resume_auto(tmp_path):
     args = ["train.py", "--preset", "e11", "--teacher", "none", "--epochs", "2", "--warmup-epochs", "1"]
     args += ["--img-size", "64", "--batch-size", "8", "--data-dir", str(data), "--output-dir", str(out)]
     args += ["--model-kwargs", "width=8", "--workers", "0"]
-    proc = _start(args, tmp_path / "first.log")
-    _wait_for(tmp_path / "first.log", "saved checkpoint (epoch 1", proc)
+    proc = start(args, tmp_path / "first.log")
+    wait_for(tmp_path / "first.log", "saved checkpoint (epoch 1", proc)
     os.killpg(proc.pid, signal.SIGKILL)  # kill -9 the launcher and the training process
     assert proc.wait(60) == -signal.SIGKILL
     first = (tmp_path / "first.log").read_text()
     assert "epoch 2/2  train loss" not in first, "the run finished before it was killed"
-    metrics = out / "metrics.jsonl"  # written after the checkpoint: the kill may have come before it
-    rows = [json.loads(line) for line in metrics.read_text().splitlines()] if metrics.exists() else []
+    rows = metrics_rows(out)  # written after the checkpoint: the kill may have come before it
     assert [r["epoch"] for r in rows] in ([1], [])
 
-    resumed = _finish([*args, "--resume", "auto"], tmp_path / "resumed.log")
+    resumed = finish([*args, "--resume", "auto"], tmp_path / "resumed.log")
     assert "resumed from" in resumed and "at epoch 1, step 4" in resumed
-    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    rows = metrics_rows(out)
     assert [r["epoch"] for r in rows] == [1, 2] and rows[-1]["step"] == 8
     assert (out / "model" / "model.safetensors").is_file()
 
@@ -92,7 +47,7 @@ def test_bf16_on_cpu_with_tensorboard_and_plain_progress_lines(tmp_path):
     args += ["--model-kwargs", "width=8", "--epochs", "1", "--warmup-epochs", "0", "--img-size", "32"]
     args += ["--batch-size", "4", "--log-with", "tensorboard", "--log-interval", "2", "--data-dir", str(data)]
     args += ["--output-dir", str(out), "--workers", "0"]
-    text = _finish(args, tmp_path / "run.log")
+    text = finish(args, tmp_path / "run.log")
     assert "mixed precision: bf16 (chosen by accelerate launch / accelerate config)" in text
     assert "KD: off (--teacher none)" in text
     assert "\r" not in text  # no progress bar redraws in a file

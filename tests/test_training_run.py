@@ -17,13 +17,14 @@ from huggingface_hub import ModelCard
 from training_helpers import one_thread, reset_accelerate, tiny_config, tiny_data
 
 import timm_assemble  # noqa: F401
+from timm_assemble import progress
 from timm_assemble.cli.train import parse_config
 from timm_assemble.errors import TimmAssembleError
 from timm_assemble.fileio import sha256_file
+from timm_assemble.progress import Progress
 from timm_assemble.training import config as config_module
 from timm_assemble.training import engine
 from timm_assemble.training.precision import choose_precision
-from timm_assemble.training.progress import Progress
 from timm_assemble.weights.records import hub_repo_id
 
 
@@ -201,6 +202,25 @@ def test_progress_is_a_bar_on_a_terminal_and_lines_in_a_file(capsys):
     assert log.getvalue() == "" and "\r" not in printed
     assert printed.splitlines()[0].startswith("epoch 1/1  5/10 (50%)  loss 1.0  ETA ")
     assert len(printed.splitlines()) == 2
+
+
+def test_every_command_shows_progress_through_one_mechanism(monkeypatch, capsys):
+    """Evaluation, robustness, benchmark and convert loops: plain periodic lines on stderr in a log file (stdout
+    keeps the results), a bar on a terminal, nothing from a launch's other processes."""
+    monkeypatch.setattr(progress, "PLAIN_EVERY_S", 0.0)
+    monkeypatch.delenv("RANK", raising=False)
+    assert list(progress.track(range(3), "robustness gaussian_noise 1")) == [0, 1, 2]
+    captured = capsys.readouterr()
+    assert captured.out == "" and "\r" not in captured.err
+    assert [line.split("  ")[:2] for line in captured.err.splitlines()] == [
+        ["robustness gaussian_noise 1", f"{n}/3 ({100 * n / 3:.0f}%)"] for n in (1, 2, 3)
+    ]
+    monkeypatch.setattr(progress.sys, "stderr", _Stream(tty=True))
+    list(progress.track(range(3), "validate"))
+    assert "\r" in progress.sys.stderr.getvalue()
+    monkeypatch.setenv("RANK", "1")
+    list(progress.track(range(3), "validate"))
+    assert capsys.readouterr() == ("", "")
 
 
 @pytest.mark.slow

@@ -20,6 +20,12 @@ class UnknownModelError(TimmAssembleError, RuntimeError):
 
 class WeightsUnavailableError(TimmAssembleError, OSError):
     """Weights (or a model folder's files) that cannot be found locally or fetched (an OSError, as timm's)."""
+class SharedError(TimmAssembleError):
+    """The same bad input seen by every process of a launch: only the main one (`main`) says it."""
+
+    def __init__(self, message: str, main: bool = True) -> None:
+        super().__init__(message)
+        self.main = main
 
 
 DEBUG_ENV = "TIMM_ASSEMBLE_DEBUG"
@@ -34,7 +40,8 @@ def exit_code(prog: str, err: BaseException, debug: bool = False) -> int:
     if debug or os.environ.get(DEBUG_ENV, "0") not in ("", "0"):
         raise err
     if isinstance(err, TimmAssembleError):
-        print(f"{prog}: error: {err}", file=sys.stderr)
+        if getattr(err, "main", True):
+            print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
     if isinstance(err, KeyboardInterrupt):
         print(f"{prog}: interrupted", file=sys.stderr)

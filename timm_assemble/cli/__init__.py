@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from ..errors import DEBUG_ENV, exit_code
 from ..fileio import reading
+from ..processes import check_one_process, quiet_unless_main
 from .args import ArgumentParser, Command, declared_inputs
 
 # module -> the Command(s) it defines, in `--help` order
@@ -18,6 +19,10 @@ _COMMAND_MODULES = (
     "train", "convert", "publish", "download", "weights", "validate", "robustness", "benchmark", "predict", "export",
     "teacher", "study",
 )  # fmt: skip
+
+
+# the commands that run as several processes under `accelerate launch` / torchrun; the others stop there
+DATA_PARALLEL = ("train", "finetune", "study")
 
 
 def commands() -> list[Command]:
@@ -52,7 +57,10 @@ def main(argv: Sequence[str] | None = None, program: str = "timm-assemble") -> i
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 0
+    quiet_unless_main()
     try:
+        if args.command not in DATA_PARALLEL:
+            check_one_process(f"{program} {args.command}")
         with reading(*declared_inputs(args, getattr(args, "inputs", ()))):
             return int(args.func(args) or 0)
     except (Exception, KeyboardInterrupt) as err:

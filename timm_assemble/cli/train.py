@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from ..errors import DEBUG_ENV, exit_code
 from ..fileio import reading
+from ..processes import quiet_unless_main
 from ..training.config import (
     DEMO_PRESET,
     FIELDS,
@@ -115,6 +116,7 @@ def main(mode: str, argv: Sequence[str] | None = None, program: str | None = Non
     """Entry point of the checkout's `train.py` / `finetune.py`; returns the exit code."""
     program = program or f"{mode}.py"
     argv = list(sys.argv[1:] if argv is None else argv)
+    quiet_unless_main()
     try:
         return run_parsed(mode, build_parser(mode, program).parse_args(argv), program, argv)
     except (Exception, KeyboardInterrupt) as err:

@@ -20,10 +20,10 @@ from pathlib import Path
 import timm
 import torch
 from timm.data import ImageNetInfo
-from tqdm import tqdm
 
 from ..errors import TimmAssembleError
 from ..fileio import check_dir_target, reading, sha256_file
+from ..progress import track
 from ..weights.card import OFFICIAL_CODE_URL, CardSpec, render_model_card
 from ..weights.hub_folder import export_hub_folder
 from ..weights.tensors import check_finite
@@ -218,7 +218,7 @@ def convert_checkpoint(
     model = timm.create_model(name, num_classes=num_classes, **model_args).eval()
     state = model.state_dict()
     with torch.no_grad():
-        for name, target in tqdm(mapping.items(), desc="converting", unit="tensor", disable=None):
+        for name, target in track(mapping.items(), "converting"):
             state[target.key].copy_(torch.from_numpy(transform(target, reader.read(name), not keep_background)))
             report.converted.append(name)
         for key, value in state.items():

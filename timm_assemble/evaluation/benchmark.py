@@ -23,10 +23,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from ..errors import TimmAssembleError
 from ..fileio import atomic_path
+from ..progress import evaluation_progress, track
 from .model import create_eval_model
 from .options import AMP_DTYPES, autocast, default_device, resolve_device
 
@@ -187,11 +187,12 @@ def time_interleaved(
     `paired_ratio` of two steps is robust to the drift a shared machine shows. Default: one group per step.
     """
     groups = [list(g) for g in groups] if groups is not None else [[name] for name in steps]
-    with tqdm(total=len(steps) * (warmup + repeats * iters), desc=desc, dynamic_ncols=True) as bar:
+    bar = evaluation_progress(len(steps) * (warmup + repeats * iters), desc, leave=True)
+    try:
         for name in steps:
             for _ in range(warmup):
                 steps[name]()
-                bar.update()
+                bar.advance()
             _sync(device)
         times: dict[Any, list[float]] = {n: [] for n in steps}
         for r in range(repeats):
@@ -203,7 +204,9 @@ def time_interleaved(
                         steps[name]()
                     _sync(device)
                     times[name].append((time.perf_counter() - start) / iters)
-                    bar.update(iters)
+                    bar.advance(iters)
+    finally:
+        bar.close()
     return times
 
 
@@ -315,7 +318,7 @@ def _benchmark(
 
     built: dict[str, torch.nn.Module] = {}
     rows: dict[str, dict[str, Any]] = {}
-    for name in tqdm(models, desc="build", dynamic_ncols=True):
+    for name in track(models, "build", leave=True):
         model = create_eval_model(name, pretrained=False, model_kwargs=model_kwargs).to(dev)
         if channels_last:
             model = model.to(memory_format=torch.channels_last)

@@ -4,8 +4,8 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
+from ..progress import track
 from ..weights.tensors import check_finite_logits
 from .options import autocast
 
@@ -74,7 +74,7 @@ def run_scorers(loader: torch.utils.data.DataLoader, scorers: Sequence[Scorer], 
     """One pass over `loader`, every batch scored by every scorer."""
     for s in scorers:
         s.reset()
-    for images, targets in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True):
+    for images, targets in track(loader, desc):
         for s in scorers:
             s.update(images, targets)
     return [s.result() for s in scorers]

@@ -44,6 +44,7 @@ class TrainState:
     best_epoch: int | None = None
     run: dict[str, Any] = field(default_factory=dict)  # what is trained (`run_identity`): checked on resume
     rows: list[dict[str, Any]] = field(default_factory=list)  # metrics.jsonl rows up to `epoch`
+    best_confusion: list[list[int]] | None = None  # the best epoch's confusion matrix (what its plot draws)
 
 
 @dataclass
@@ -87,6 +88,7 @@ STATE_SCHEMA = {
     "best_epoch": Maybe(Check(object, lambda v: v is None or (type(v) is int and v >= 0), "an epoch or null")),
     "run": Maybe(dict),
     "rows": Maybe(ListOf(Check(dict, lambda r: type(r.get("epoch")) is int, "a metrics row with an epoch"))),
+    "best_confusion": Maybe(ListOf(ListOf(_COUNT))),
 }
 
 
@@ -322,6 +324,24 @@ def _state_bytes(accelerator: Accelerator) -> int:
             elif isinstance(item, (list, tuple)):
                 stack.extend(item)
     return total
+
+
+def best_weights(ckpt_dir: Path, epoch: int, ema: bool) -> dict[str, torch.Tensor] | None:
+    """The weights `checkpoints/best` holds for `epoch` (the EMA's when the run keeps one); None when it holds
+    another epoch or cannot be read."""
+    from safetensors.torch import load_file
+
+    path = ckpt_dir / "best"
+    state, _ = inspect_checkpoint(path)
+    if state is None or state.epoch != epoch:
+        return None
+    try:
+        if ema:  # ModelEmaV3's state dict: its copy of the model is `module`
+            saved = torch.load(path / "custom_checkpoint_0.pkl", map_location="cpu", weights_only=True)
+            return {k.removeprefix("module."): v for k, v in saved.items()}
+        return load_file(path / "model.safetensors")
+    except Exception:  # damaged in a way the sizes do not show: the export stays missing, training goes on
+        return None
 
 
 def load_checkpoint(accelerator: Accelerator, point: ResumePoint, run: dict[str, Any]) -> TrainState:

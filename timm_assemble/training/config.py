@@ -129,6 +129,12 @@ class TrainConfig:
     )
     channels_last: bool = field(default=False, metadata=dict(help="channels_last memory format"))
     compile: bool = field(default=False, metadata=dict(help="torch.compile the model"))
+    sync_bn: bool = field(
+        default=False,
+        metadata=dict(
+            help="SyncBatchNorm across processes (CUDA); off: per-replica BatchNorm statistics, as the official recipe"
+        ),
+    )
 
     # augmentation and regularisation
     aa: str | None = field(

@@ -7,10 +7,12 @@ append metrics, checkpoint (`last`, and `best` when the eval metric improved), e
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import os
 import shlex
+import shutil
 import sys
 import tempfile
 import time
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -26,6 +29,7 @@ from accelerate import Accelerator, DataLoaderConfiguration
 from accelerate.tracking import LOGGER_TYPE_TO_CLASS, get_available_trackers
 from accelerate.utils import ProjectConfiguration, broadcast_object_list, set_seed
 from timm.data import create_transform, resolve_data_config
+from timm.layers import convert_sync_batchnorm
 from timm.optim import create_optimizer_v2, param_groups_weight_decay
 from timm.scheduler import create_scheduler_v2, scheduler_kwargs
 from timm.utils import ModelEmaV3
@@ -35,12 +39,14 @@ from ..data.auto_augment import create_train_transform
 from ..data.datasets import DataSplits, SkippingCollate, build_data_splits
 from ..data.images import set_max_image_pixels
 from ..data.synthetic import make_synthetic_image_folder
-from ..errors import TimmAssembleError
+from ..errors import SharedError, TimmAssembleError
 from ..evaluation.scoring import topk_correct
-from ..fileio import atomic_write, check_output_dir, outside_timm_run
+from ..fileio import atomic_write, check_output_dir, leftover_names, outside_timm_run
 from ..layers import drop_block_keep_prob, set_drop_block_keep_prob
 from ..loading import load_weights
 from ..locks import FolderLock
+from ..processes import LauncherWatch, check_launch
+from ..progress import Progress, format_seconds
 from ..weights.publish import plan_publish, publish
 from . import checkpoint as ckpt
 from .best_model import check_push_target, export_best_model, released_base_model
@@ -68,12 +74,12 @@ from .model_setup import (
 )
 from .precision import Precision, choose_precision, cpu_has_native_bf16
 from .preflight import check_model_settings
-from .progress import Progress, format_seconds
 from .teacher import TeacherView, recipe_train_data, teacher_transform
 
 _logger = logging.getLogger(__name__)
 
 CONFUSION_MAX_CLASSES = 50
+CURVES_NAME, CONFUSION_NAME = "curves.png", "confusion_matrix.png"
 
 
 @dataclass
@@ -153,7 +159,7 @@ def lock_output_dir(out: Path, accelerator: Accelerator) -> FolderLock:
             refusal[0] = str(err)
     broadcast_object_list(refusal)
     if refusal[0] is not None:
-        raise TimmAssembleError(refusal[0])
+        raise SharedError(refusal[0], main=accelerator.is_main_process)
     return lock
 
 
@@ -313,6 +319,16 @@ def tracker_config(cfg: TrainConfig, run: Run) -> dict[str, Any]:
     return {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in values.items() if v is not None}
 
 
+def check_sync_bn(cfg: TrainConfig, accelerator: Accelerator) -> None:
+    """SyncBatchNorm runs on GPUs only: on CPU processes it would fail in the first batch."""
+    if cfg.sync_bn and accelerator.num_processes > 1 and accelerator.device.type == "cpu":
+        raise SharedError(
+            "--sync-bn: SyncBatchNorm needs GPUs and these processes run on CPU; drop --sync-bn (per-replica "
+            "BatchNorm, as the official recipe)",
+            main=accelerator.is_main_process,
+        )
+
+
 def setup(cfg: TrainConfig, command: str | None = None) -> Run:
     """Everything before the first step, every check first: a bad input fails before anything is written."""
     precision = choose_precision(cfg)
@@ -327,6 +343,8 @@ def setup(cfg: TrainConfig, command: str | None = None) -> Run:
         log_with=tracker_names(cfg) or None,
         project_config=ProjectConfiguration(logging_dir=tempfile.gettempdir()),  # the run folder, once known
     )
+    check_launch(accelerator.num_processes, torch.cuda.is_available())
+    check_sync_bn(cfg, accelerator)
     command = command or shlex.join(["python", *sys.argv])
     set_seed(cfg.seed)
     set_max_image_pixels(cfg.max_image_pixels)  # before the loaders' workers are forked: they inherit it
@@ -369,6 +387,8 @@ def _setup_locked(
         model = model.to(memory_format=torch.channels_last)
         if teacher is not None:
             teacher = teacher.to(memory_format=torch.channels_last)
+    if cfg.sync_bn and accelerator.num_processes > 1:
+        model = convert_sync_batchnorm(model)  # before the EMA copy, as timm's train.py
     model = model.to(accelerator.device)
     optimizer = build_optimizer(cfg, model, lr)
     ema = ModelEmaV3(model, decay=cfg.model_ema_decay, use_warmup=cfg.model_ema_warmup) if cfg.model_ema else None
@@ -449,26 +469,34 @@ def resume(run: Run) -> None:
         run.log(f"--resume auto: {ckpt.scratch_note(run.out)}")
     run.scheduler.step_update(num_updates=run.state.step)
     run.scheduler.step(run.state.epoch)
+    unlogged: list[dict[str, Any]] = []
     if acc.is_main_process:
         if run.start_from is None and cfg.overwrite:
             ckpt.clear_run(run.out)
         elif cfg.resume:
-            align_outputs(run)
+            unlogged = align_outputs(run)
         atomic_write(run.out / "config.toml", format_config(cfg))
         atomic_write(run.out / "command.txt", run.command + "\n")
     acc.wait_for_everyone()
     names = {"wandb": {"name": run.out.name}, "mlflow": {"run_name": run.out.name}}
     acc.init_trackers(cfg.tracker_project, config=tracker_config(cfg, run), init_kwargs=names)
+    for row in unlogged:
+        log_epoch(run, row)
 
 
-def align_outputs(run: Run) -> None:
-    """After a resume, metrics.jsonl, summary.csv and model/ hold exactly the epochs the checkpoint holds.
+def align_outputs(run: Run) -> list[dict[str, Any]]:
+    """After a resume, every output holds exactly the epochs the checkpoint holds: metrics.jsonl, summary.csv,
+    the plots and model/ are rewritten from it, and what a killed run left half-written is removed. Returns
+    the checkpoint's rows the killed run had not recorded yet (its trackers had not seen them either).
 
     Rows come from the checkpoint (older checkpoints carry none: the file's rows up to its epoch are kept).
-    When the checkpoint is the best epoch, model/ is exported again from its weights (a kill may have come
+    model/ is exported again when missing or when the checkpoint is the best epoch (a kill may have come
     between the checkpoint and the export); a model/ that may hold a later epoch is moved aside, not deleted.
     """
-    state = run.state
+    state, out = run.state, run.out
+    for name in (METRICS_NAME, SUMMARY_NAME, CURVES_NAME, CONFUSION_NAME, "model", "config.toml", "command.txt"):
+        for leftover in leftover_names(out / name, "tmp") + leftover_names(out / name, "old"):
+            shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
     try:
         old = read_metrics(run.metrics_path)
     except TimmAssembleError as err:  # the checkpoint's rows replace a damaged file
@@ -478,13 +506,13 @@ def align_outputs(run: Run) -> None:
     if rows != old:
         if rows:
             write_metrics(run.metrics_path, rows)
-            write_summary(run.out / SUMMARY_NAME, rows)
+            write_summary(out / SUMMARY_NAME, rows)
         else:
             run.metrics_path.unlink(missing_ok=True)
-            (run.out / SUMMARY_NAME).unlink(missing_ok=True)
-    if rows and state.best_epoch == state.epoch:
-        export_best(run, rows[-1])
-        return
+            (out / SUMMARY_NAME).unlink(missing_ok=True)
+    if rows:
+        plot_curves(rows, out / CURVES_NAME, title=run.cfg.description or run.cfg.model)
+        plot_best_confusion(run)
     later = any(r.get("best_epoch") == r["epoch"] > state.epoch for r in old)
     if run.export_dir.is_dir() and (state.best_epoch is None or later):
         aside = run.export_dir.with_name(f"model.moved-aside.{uuid.uuid4().hex[:8]}")
@@ -493,6 +521,27 @@ def align_outputs(run: Run) -> None:
             "%s may hold an epoch the checkpoint does not (resumed at epoch %d): moved to %s",
             run.export_dir, state.epoch, aside,
         )  # fmt: skip
+    if rows and state.best_epoch is not None and (state.best_epoch == state.epoch or not run.export_dir.is_dir()):
+        export_best_epoch(run, rows)
+    recorded = {r["epoch"] for r in old}
+    return [r for r in rows if r["epoch"] not in recorded]
+
+
+def export_best_epoch(run: Run, rows: list[dict[str, Any]]) -> None:
+    """model/ of the checkpoint's best epoch: the weights in memory when that is the resumed epoch, else those
+    of `checkpoints/best`."""
+    state, out = run.state, run.export_dir
+    row = next(r for r in rows if r["epoch"] == state.best_epoch)
+    if state.best_epoch == state.epoch:
+        export_best(run, row)
+        return
+    weights = ckpt.best_weights(run.out / "checkpoints", state.best_epoch, ema=run.ema is not None)
+    if weights is None:
+        _logger.warning("%s is missing and checkpoints/best cannot restore it: the next best epoch writes it", out)
+        return
+    model = copy.deepcopy(run.accelerator.unwrap_model(run.model)).cpu()
+    model.load_state_dict(weights)
+    export_best(run, row, model)
 
 
 def describe(run: Run) -> None:
@@ -520,6 +569,11 @@ def describe(run: Run) -> None:
         f"{run.updates_per_epoch} updates/epoch"
     )
     run.log(f"  mixed precision: {run.precision.mode} ({run.precision.reason})")
+    if acc.num_processes > 1:
+        bn = "synchronised across processes (--sync-bn)" if cfg.sync_bn else "per-replica statistics (no --sync-bn)"
+        run.log(f"  BatchNorm: {bn}")
+    elif cfg.sync_bn:
+        run.log("  NOTE: --sync-bn changes nothing in one process")
     if run.precision.mode == "bf16" and acc.device.type == "cpu" and not cpu_has_native_bf16():
         run.log(
             "  NOTE: no native bf16 on this CPU (AVX512-BF16/AMX): slow reference convolutions, much slower than fp32"
@@ -553,7 +607,7 @@ def train_one_epoch(run: Run, epoch: int) -> dict[str, Any]:
     first_bad = torch.full((), -1, device=acc.device, dtype=torch.long)  # first step with a non-finite loss
     seen, skipped = 0, 0
     window = _Window(time.perf_counter())
-    progress = Progress(len(run.train_loader), f"epoch {epoch + 1}/{cfg.epochs}", enabled=acc.is_local_main_process)
+    progress = Progress(len(run.train_loader), f"epoch {epoch + 1}/{cfg.epochs}", enabled=acc.is_main_process)
     keep_prob = 1.0
     start = time.perf_counter()
     for images, targets, bad in run.train_loader:
@@ -645,7 +699,7 @@ def evaluate(run: Run, model: nn.Module) -> dict[str, Any]:
     sums = torch.zeros(4, device=acc.device, dtype=torch.float64)  # loss, count, top-1, top-5 hits
     confusion = torch.zeros((n, n), device=acc.device, dtype=torch.long)
     skipped = 0
-    progress = Progress(len(run.val_loader), "eval", enabled=acc.is_local_main_process)
+    progress = Progress(len(run.val_loader), "eval", enabled=acc.is_main_process)
     for images, targets, bad in run.val_loader:
         skipped += run.report_skipped(bad)
         if run.cfg.channels_last:
@@ -719,6 +773,8 @@ def end_of_epoch(run: Run, epoch: int, stats: dict[str, Any], started: float) ->
     is_best = _better(cfg.eval_metric, value, state.best_metric)
     if is_best:
         state.best_metric, state.best_epoch = value, epoch + 1
+        if run.num_classes <= CONFUSION_MAX_CLASSES:
+            state.best_confusion = confusion.tolist()
     row["best_" + cfg.eval_metric] = state.best_metric
     row["best_epoch"] = state.best_epoch
     state.epoch = epoch + 1
@@ -726,19 +782,29 @@ def end_of_epoch(run: Run, epoch: int, stats: dict[str, Any], started: float) ->
     run.log(epoch_line(run, row, is_best))
     ckpt.save_checkpoint(acc, run.out / "checkpoints", state, best=is_best)
     run.log(f"  saved checkpoint (epoch {state.epoch}, step {state.step}) in {run.out / 'checkpoints'}")
-    acc.log({f"epoch/{k}": v for k, v in row.items() if isinstance(v, (int, float))}, step=state.step)
+    log_epoch(run, row)
     if acc.is_main_process:
         write_metrics(run.metrics_path, state.rows)
         write_summary(run.out / SUMMARY_NAME, state.rows)
         if is_best:
             export_best(run, row, best_model)
-            if run.num_classes <= CONFUSION_MAX_CLASSES:
-                title = f"best epoch {epoch + 1}: top-1 {value:.2f}"
-                plot_confusion(confusion, run.splits.label_names, run.out / "confusion_matrix.png", title=title)
-        plot_curves(state.rows, run.out / "curves.png", title=cfg.description or cfg.model)
+            plot_best_confusion(run)
+        plot_curves(state.rows, run.out / CURVES_NAME, title=cfg.description or cfg.model)
     if acc.is_main_process and cfg.push_every and state.epoch % cfg.push_every == 0 and state.epoch < cfg.epochs:
         push_during_run(run)
     acc.wait_for_everyone()
+
+
+def log_epoch(run: Run, row: dict[str, Any]) -> None:
+    """An epoch's numbers to the trackers."""
+    run.accelerator.log({f"epoch/{k}": v for k, v in row.items() if isinstance(v, (int, float))}, step=row["step"])
+
+
+def plot_best_confusion(run: Run) -> None:
+    state = run.state
+    if state.best_confusion is not None:
+        title = f"best epoch {state.best_epoch}: {run.cfg.eval_metric} {state.best_metric:.2f}"
+        plot_confusion(np.array(state.best_confusion), run.splits.label_names, run.out / CONFUSION_NAME, title=title)
 
 
 def export_best(run: Run, row: dict[str, Any], model: nn.Module | None = None) -> None:
@@ -855,20 +921,21 @@ def run(cfg: TrainConfig, command: str | None = None, keep_process_group: bool =
     """Train (or fine-tune) as `cfg` says; returns where the results are. Raises TimmAssembleError for bad input.
     `keep_process_group`: the caller trains again in the same launch (a study's next rung), so the process group
     outlives the run (accelerate's `end_training` destroys it and it cannot be rebuilt on torchrun's store)."""
-    current = setup(cfg, command)
-    try:
-        resume(current)
-        describe(current)
-        for epoch in range(current.state.epoch, cfg.epochs):
-            current.train_loader.set_epoch(epoch)
-            started = time.perf_counter()
-            stats = train_one_epoch(current, epoch)
-            end_of_epoch(current, epoch, stats, started)
-        return finish(current)
-    finally:
-        end_training(current.accelerator, keep_process_group)
-        if current.lock is not None:
-            current.lock.release()
+    with LauncherWatch():  # a worker whose launcher is gone stops, cleaning up as it unwinds
+        current = setup(cfg, command)
+        try:
+            resume(current)
+            describe(current)
+            for epoch in range(current.state.epoch, cfg.epochs):
+                current.train_loader.set_epoch(epoch)
+                started = time.perf_counter()
+                stats = train_one_epoch(current, epoch)
+                end_of_epoch(current, epoch, stats, started)
+            return finish(current)
+        finally:
+            end_training(current.accelerator, keep_process_group)
+            if current.lock is not None:
+                current.lock.release()
 
 
 __all__ = ["Run", "RunResult", "TrainConfig", "run"]
