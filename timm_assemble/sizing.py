@@ -40,8 +40,11 @@ class Claim:
     source: str
 
     def __str__(self) -> str:
-        flag = self.source.startswith("--")
-        return f"{self.source} {self.value}" if flag else f"{self.name} {self.value} ({self.source})"
+        if self.source == "--" + self.name.replace("_", "-"):
+            return f"{self.source} {self.value}"  # --img-size 100000
+        if self.source.startswith("--"):
+            return f"{self.source} {self.name}={self.value}"  # --model-kwargs width=100000
+        return f"{self.name} {self.value} ({self.source})"
 
 
 @dataclass(frozen=True)
