@@ -55,7 +55,8 @@ def _refused(argv: list[str], capsys, expected: str) -> None:
         code = exit.code
     assert code == 2
     err = capsys.readouterr().err
-    assert expected in err and len(err.strip().splitlines()) == 1, err
+    errors = [line for line in err.splitlines() if "error" in line]  # (a progress bar may precede it)
+    assert len(errors) == 1 and expected in errors[0], err
 
 
 # ---------------------------------------------------------------------------------------------- the issue's examples
@@ -166,6 +167,23 @@ def test_train_img_size_100000_is_one_line_before_any_allocation(tmp_path, capsy
 
 
 @pytest.mark.parametrize(
+    "command",
+    [
+        ["validate", "--data-dir", "DATA", "--model", "MODEL"],
+        ["robustness", "--data-dir", "DATA", "--model", "MODEL", "--corruptions", "contrast"],
+        ["export", "MODEL", "--out", "OUT", "--format", "torchscript"],
+        ["benchmark", "--models", "test_resnet", "--batch-size", "64"],
+    ],
+)
+def test_every_batch_is_in_the_budget_before_it_is_made(data, model_dir, tmp_path, capsys, command):
+    """The evaluation batch (validate, robustness), the parity batch (export) and the timing batch (benchmark)."""
+    swap = {"DATA": str(data), "MODEL": f"local-dir:{model_dir}", "OUT": str(tmp_path / "m.pt")}
+    argv = [swap.get(a, a) for a in command]
+    _refused([*argv, "--img-size", "60000"], capsys, "--img-size 60000")
+    assert not (tmp_path / "m.pt").exists()
+
+
+@pytest.mark.parametrize(
     "change, expected",
     [
         (dict(num_classes=10**9), "num_classes 1000000000 ("),
@@ -213,3 +231,10 @@ def test_a_non_finite_or_out_of_range_mean_is_refused_when_parsed(tmp_path, caps
     _refused(["train", "--mean", "0.5", "inf", "0.5", "--print-config"], capsys, "--mean: must be in [0, 1], got inf")
     (tmp_path / "c.toml").write_text("mean = [nan, 0.5, 0.5]\n")
     _refused(["train", "-c", str(tmp_path / "c.toml"), "--print-config"], capsys, "mean must be in [0, 1], got nan")
+
+
+def test_an_output_path_through_a_symlink_loop_is_one_line(tmp_path):
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    for write in (lambda p: atomic_write(p, "{}"), lambda p: atomic_dir(p).__enter__()):
+        with pytest.raises(TimmAssembleError, match="goes round a loop of symlinks"):
+            write(tmp_path / "loop" / "x.json")

@@ -6,6 +6,7 @@ from ..deploy import export as library
 from ..deploy.export import FORMATS, ONNX_MIN_OPSET, PARITY_TOLERANCE, export_model
 from ..errors import TimmAssembleError
 from ..evaluation.model import create_eval_model, model_data_config
+from ..sizing import Claim, check_batch
 from .args import Command
 
 
@@ -32,8 +33,9 @@ def run(cfg: ExportConfig) -> int:
         raise TimmAssembleError("--out PATH is required")
     model = create_eval_model(cfg.model, pretrained=cfg.pretrained, num_classes=cfg.num_classes,
                               checkpoint=cfg.checkpoint)  # fmt: skip
-    data = model_data_config(model)
+    data = model_data_config(model, batch_size=1)
     img_size = cfg.img_size or data["input_size"][-1]
+    check_batch(model, (3, img_size, img_size), 2, [Claim("img_size", img_size, "--img-size")])  # the parity batch
     rows = export_model(model, cfg.out, cfg.format, img_size, cfg.fold, cfg.opset, cfg.overwrite)
     print(f"wrote {cfg.out} ({cfg.format}, {'BN folded' if cfg.fold else 'not folded'}, dynamic batch and size)")
     for r in rows:

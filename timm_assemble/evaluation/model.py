@@ -8,6 +8,7 @@ from timm.models import parse_model_name
 
 from ..errors import TimmAssembleError
 from ..loading import create_model
+from ..sizing import Claim, check_batch
 
 
 def create_eval_model(
@@ -42,11 +43,18 @@ def create_eval_model(
     return model.eval()
 
 
-def model_data_config(model: torch.nn.Module, img_size: int | None = None, crop_pct: float | None = None) -> dict:
-    """The model's eval data config (test size, as timm's validate.py), with optional overrides."""
+def model_data_config(
+    model: torch.nn.Module, img_size: int | None = None, crop_pct: float | None = None, batch_size: int | None = None
+) -> dict:
+    """The model's eval data config (test size, as timm's validate.py), with optional overrides; with `batch_size`,
+    that batch at that size is checked against the size budget first (`--img-size`, `--batch-size` named)."""
     args: dict[str, Any] = {}
     if img_size:
         args["img_size"] = int(img_size)
     if crop_pct:
         args["crop_pct"] = float(crop_pct)
-    return resolve_data_config(args, model=model, use_test_size=True)
+    config = resolve_data_config(args, model=model, use_test_size=True)
+    if batch_size is not None:
+        size = Claim("img_size", config["input_size"][-1], "--img-size" if img_size else "the model's test size")
+        check_batch(model, config["input_size"], batch_size, [Claim("batch_size", batch_size, "--batch-size"), size])
+    return config

@@ -17,7 +17,7 @@ def validate(model_name: str, data_dir: str, **settings: Any) -> dict[str, Any]:
     folder, split = split_folder(data_dir, opts.split)
     dev = resolve_device(opts.device)
     model = create_eval_model(model_name, opts.pretrained, opts.num_classes, opts.checkpoint, opts.reset_classifier)
-    data_config = model_data_config(model, opts.img_size, opts.crop_pct)
+    data_config = model_data_config(model, opts.img_size, opts.crop_pct, opts.batch_size)
     index = index_image_folder(folder, model.num_classes)
     samples = limit_samples(index.samples, opts.limit)
     geometry = resize_crop(data_config)
