@@ -115,6 +115,16 @@ def test_train_with_a_timm_args_yaml_never_writes_into_timms_run_folder(tmp_path
     assert f"{run} is a timm train.py run folder (timm owns it): this run writes to {run}-1" in caplog.text
 
 
+
+def test_a_study_or_run_folder_inside_the_data_is_refused_before_anything_is_made(data, tmp_path, capsys):
+    before = sorted(p.name for p in data.iterdir())
+    study = ["study", "--data-dir", str(data), "--output-dir", str(data / "study"), "--rungs", "e0"]
+    _refused([*study, "--epochs", "1"], capsys, f"it is inside the input folder --data-dir {data}")
+    train = ["train", "--data-dir", str(data), "--output-dir", str(data / "run"), "--workers", "0"]
+    _refused(train, capsys, f"it is inside the input folder --data-dir {data}")
+    assert sorted(p.name for p in data.iterdir()) == before  # no folder made either
+
+
 # ---------------------------------------------------------------------------------------------- the mechanism
 
 
