@@ -125,6 +125,25 @@ def test_a_study_or_run_folder_inside_the_data_is_refused_before_anything_is_mad
     assert sorted(p.name for p in data.iterdir()) == before  # no folder made either
 
 
+
+def test_overwrite_never_deletes_the_initial_checkpoint_it_starts_from(data, model_dir, tmp_path, capsys):
+    """`--overwrite` drops the old run's checkpoints: not when the new run's --initial-checkpoint is one of them."""
+    from training_helpers import reset_accelerate
+
+    run = tmp_path / "run"
+    start = run / "checkpoints" / "best" / "model.safetensors"
+    start.parent.mkdir(parents=True)
+    shutil.copy(model_dir / "model.safetensors", start)
+    (run / "metrics.jsonl").write_text('{"epoch": 0}\n')
+    reset_accelerate()
+    argv = ["train", "--model", "test_resnet", "--initial-checkpoint", str(start), "--data-dir", str(data)]
+    argv += ["--output-dir", str(run), "--overwrite", "--img-size", "32", "--batch-size", "2", "--workers", "0"]
+    argv += ["--val-fraction", "0.5"]
+    _refused(argv, capsys, f"it holds the input --initial-checkpoint {start}")
+    assert start.read_bytes() == (model_dir / "model.safetensors").read_bytes()
+    assert (run / "metrics.jsonl").read_text() == '{"epoch": 0}\n'
+
+
 # ---------------------------------------------------------------------------------------------- the mechanism
 
 

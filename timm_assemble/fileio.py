@@ -197,6 +197,16 @@ def outside_timm_run(folder: Path) -> Path:
     return chosen
 
 
+def remove_output(path: Path) -> None:
+    """Delete an earlier output (file or folder) that a command starts over from (`--overwrite`), unless it is, or
+    holds, a declared input: starting over never deletes what the new run reads."""
+    check_not_input(path, folder=True)
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
 def check_output_dir(target: str | os.PathLike, flag: str = "") -> Path:
     """Before the work: `target` may hold a command's output files (absent or a real folder, not an input nor
     inside one, not in a folder timm owns)."""
