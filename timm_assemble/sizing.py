@@ -51,7 +51,7 @@ class Claim:
 
 @dataclass(frozen=True)
 class Estimate:
-    parameters: int
+    parameters: int  # parameters and buffers
     activations: int  # values every module outputs for one image (kept for the backward pass when training)
     peak: int  # the largest output for one image (what inference holds at once, about twice)
 
