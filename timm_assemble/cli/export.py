@@ -33,7 +33,7 @@ def run(cfg: ExportConfig) -> int:
         raise TimmAssembleError("--out PATH is required")
     model = create_eval_model(cfg.model, pretrained=cfg.pretrained, num_classes=cfg.num_classes,
                               checkpoint=cfg.checkpoint)  # fmt: skip
-    data = model_data_config(model, batch_size=1)
+    data = model_data_config(model)
     img_size = cfg.img_size or data["input_size"][-1]
     check_batch(model, (3, img_size, img_size), 2, [Claim("img_size", img_size, "--img-size")])  # the parity batch
     rows = export_model(model, cfg.out, cfg.format, img_size, cfg.fold, cfg.opset, cfg.overwrite)
