@@ -55,7 +55,8 @@ def _refused(argv: list[str], capsys, expected: str) -> None:
         code = exit.code
     assert code == 2
     err = capsys.readouterr().err
-    assert expected in err and len(err.strip().splitlines()) == 1, err
+    errors = [line for line in err.splitlines() if "error" in line]  # (a progress bar may precede it)
+    assert len(errors) == 1 and expected in errors[0], err
 
 
 # ---------------------------------------------------------------------------------------------- the issue's examples
@@ -114,6 +115,35 @@ def test_train_with_a_timm_args_yaml_never_writes_into_timms_run_folder(tmp_path
     assert f"{run} is a timm train.py run folder (timm owns it): this run writes to {run}-1" in caplog.text
 
 
+
+def test_a_study_or_run_folder_inside_the_data_is_refused_before_anything_is_made(data, tmp_path, capsys):
+    before = sorted(p.name for p in data.iterdir())
+    study = ["study", "--data-dir", str(data), "--output-dir", str(data / "study"), "--rungs", "e0"]
+    _refused([*study, "--epochs", "1"], capsys, f"it is inside the input folder --data-dir {data}")
+    train = ["train", "--data-dir", str(data), "--output-dir", str(data / "run"), "--workers", "0"]
+    _refused(train, capsys, f"it is inside the input folder --data-dir {data}")
+    assert sorted(p.name for p in data.iterdir()) == before  # no folder made either
+
+
+
+def test_overwrite_never_deletes_the_initial_checkpoint_it_starts_from(data, model_dir, tmp_path, capsys):
+    """`--overwrite` drops the old run's checkpoints: not when the new run's --initial-checkpoint is one of them."""
+    from training_helpers import reset_accelerate
+
+    run = tmp_path / "run"
+    start = run / "checkpoints" / "best" / "model.safetensors"
+    start.parent.mkdir(parents=True)
+    shutil.copy(model_dir / "model.safetensors", start)
+    (run / "metrics.jsonl").write_text('{"epoch": 0}\n')
+    reset_accelerate()
+    argv = ["train", "--model", "test_resnet", "--initial-checkpoint", str(start), "--data-dir", str(data)]
+    argv += ["--output-dir", str(run), "--overwrite", "--img-size", "32", "--batch-size", "2", "--workers", "0"]
+    argv += ["--val-fraction", "0.5"]
+    _refused(argv, capsys, f"it holds the input --initial-checkpoint {start}")
+    assert start.read_bytes() == (model_dir / "model.safetensors").read_bytes()
+    assert (run / "metrics.jsonl").read_text() == '{"epoch": 0}\n'
+
+
 # ---------------------------------------------------------------------------------------------- the mechanism
 
 
@@ -166,6 +196,23 @@ def test_train_img_size_100000_is_one_line_before_any_allocation(tmp_path, capsy
 
 
 @pytest.mark.parametrize(
+    "command",
+    [
+        ["validate", "--data-dir", "DATA", "--model", "MODEL"],
+        ["robustness", "--data-dir", "DATA", "--model", "MODEL", "--corruptions", "contrast"],
+        ["export", "MODEL", "--out", "OUT", "--format", "torchscript"],
+        ["benchmark", "--models", "test_resnet", "--batch-size", "64"],
+    ],
+)
+def test_every_batch_is_in_the_budget_before_it_is_made(data, model_dir, tmp_path, capsys, command):
+    """The evaluation batch (validate, robustness), the parity batch (export) and the timing batch (benchmark)."""
+    swap = {"DATA": str(data), "MODEL": f"local-dir:{model_dir}", "OUT": str(tmp_path / "m.pt")}
+    argv = [swap.get(a, a) for a in command]
+    _refused([*argv, "--img-size", "60000"], capsys, "--img-size 60000")
+    assert not (tmp_path / "m.pt").exists()
+
+
+@pytest.mark.parametrize(
     "change, expected",
     [
         (dict(num_classes=10**9), "num_classes 1000000000 ("),
@@ -213,3 +260,10 @@ def test_a_non_finite_or_out_of_range_mean_is_refused_when_parsed(tmp_path, caps
     _refused(["train", "--mean", "0.5", "inf", "0.5", "--print-config"], capsys, "--mean: must be in [0, 1], got inf")
     (tmp_path / "c.toml").write_text("mean = [nan, 0.5, 0.5]\n")
     _refused(["train", "-c", str(tmp_path / "c.toml"), "--print-config"], capsys, "mean must be in [0, 1], got nan")
+
+
+def test_an_output_path_through_a_symlink_loop_is_one_line(tmp_path):
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    for write in (lambda p: atomic_write(p, "{}"), lambda p: atomic_dir(p).__enter__()):
+        with pytest.raises(TimmAssembleError, match="goes round a loop of symlinks"):
+            write(tmp_path / "loop" / "x.json")

@@ -49,6 +49,7 @@ _USER_FIXABLE = {
     errno.ENAMETOOLONG: "the file name is too long",
     errno.ENOTDIR: "a part of its path is a file, not a folder",
     errno.ENOENT: "its folder does not exist or does not accept new files",
+    errno.ELOOP: "its path goes round a loop of symlinks",
 }
 
 
@@ -85,8 +86,8 @@ def check_file_target(target: str | os.PathLike) -> Path:
         mode = os.lstat(target).st_mode
     except FileNotFoundError:
         return target
-    except NotADirectoryError as err:
-        raise TimmAssembleError(f"cannot write {target}: a part of its path is a file, not a folder") from err
+    except OSError as err:  # a file or a symlink loop in the path
+        raise write_error(target, err) from err
     if stat.S_ISREG(mode):
         return target
     if stat.S_ISLNK(mode):
@@ -104,6 +105,8 @@ def check_dir_target(target: str | os.PathLike) -> Path:
         mode = os.lstat(target).st_mode
     except FileNotFoundError:
         return target
+    except OSError as err:  # a file or a symlink loop in the path
+        raise write_error(target, err) from err
     if stat.S_ISDIR(mode):
         return target
     if stat.S_ISLNK(mode):
@@ -126,6 +129,15 @@ def reading(*inputs: tuple[str | os.PathLike | None, str]) -> Iterator[None]:
         del _INPUTS[len(_INPUTS) - len(declared) :]
 
 
+def _resolved(path: Path) -> Path:
+    """`path` with its symlinks followed; as given (absolute) when a loop makes that impossible (writing or reading
+    it then fails with its own one line)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):
+        return path.absolute()
+
+
 def _same_file(a: Path, b: Path) -> bool:
     try:
         return os.path.samefile(a, b)
@@ -137,10 +149,10 @@ def check_not_input(target: str | os.PathLike, flag: str = "", folder: bool = Fa
     """Refuse a write to `target` that would replace a declared input (`reading`): the input itself (by path, symlink
     or hard link), anything inside an input folder, or, for a `folder` output, a folder holding an input; and any
     write into a timm train.py run folder. `flag` names the option the user gave `target` with."""
-    where = Path(target).resolve()
+    where = _resolved(Path(target))
     given = f"{flag} {target}" if flag else str(target)
     for path, how in _INPUTS:
-        source = path.resolve()
+        source = _resolved(path)
         if where == source or _same_file(where, source):
             problem = f"it is the input {how} {path}"
         elif source in where.parents:
@@ -183,6 +195,16 @@ def outside_timm_run(folder: Path) -> Path:
     chosen = Path(f"{folder}-{count}")
     _logger.warning("%s is a timm train.py run folder (timm owns it): this run writes to %s", folder, chosen)
     return chosen
+
+
+def remove_output(path: Path) -> None:
+    """Delete an earlier output (file or folder) that a command starts over from (`--overwrite`), unless it is, or
+    holds, a declared input: starting over never deletes what the new run reads."""
+    check_not_input(path, folder=True)
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def check_output_dir(target: str | os.PathLike, flag: str = "") -> Path:

@@ -102,7 +102,7 @@ def predict(
     if top_k < 1:
         raise TimmAssembleError(f"--top-k must be >= 1, got {top_k}")
     paths = checked_images(images)
-    transform = create_transform(**model_data_config(model, data_config), is_training=False)
+    transform = create_transform(**model_data_config(model, data_config, batch_size), is_training=False)
     device = next(model.parameters()).device
     loader = torch.utils.data.DataLoader(_Images(paths, transform), batch_size=batch_size, num_workers=workers)
     names = label_names(model)

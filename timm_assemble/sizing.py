@@ -10,6 +10,8 @@ error or a machine-wide out-of-memory kill.
 
 from __future__ import annotations
 
+import copy
+import itertools
 import json
 import warnings
 from dataclasses import dataclass
@@ -40,13 +42,16 @@ class Claim:
     source: str
 
     def __str__(self) -> str:
-        flag = self.source.startswith("--")
-        return f"{self.source} {self.value}" if flag else f"{self.name} {self.value} ({self.source})"
+        if self.source == "--" + self.name.replace("_", "-"):
+            return f"{self.source} {self.value}"  # --img-size 100000
+        if self.source.startswith("--"):
+            return f"{self.source} {self.name}={self.value}"  # --model-kwargs width=100000
+        return f"{self.name} {self.value} ({self.source})"
 
 
 @dataclass(frozen=True)
 class Estimate:
-    parameters: int
+    parameters: int  # parameters and buffers
     activations: int  # values every module outputs for one image (kept for the backward pass when training)
     peak: int  # the largest output for one image (what inference holds at once, about twice)
 
@@ -108,7 +113,7 @@ def estimate(model: nn.Module, img_size: int, in_chans: int = 3) -> Estimate:
     outputs: list[int] = []
 
     def count(module: nn.Module, args: Any, output: Any) -> None:
-        if isinstance(output, torch.Tensor):
+        if isinstance(output, torch.Tensor) and not any(output is a for a in args):  # in-place: no new memory
             outputs.append(output.numel())
 
     if not all(p.is_meta for p in model.parameters()):
@@ -184,3 +189,26 @@ def check_model_size(
     in_chans = int(kwargs.get("in_chans", getattr(model, "in_chans", 3)) or 3)
     return check_budget(model, f"model {name}", claims, size, batch_size, training, in_chans)
 
+
+
+def meta_copy(model: nn.Module) -> nn.Module:
+    """A copy of the built `model` on the meta device: its shapes, none of its memory."""
+    memo: dict[int, Any] = {}
+    for tensor in itertools.chain(model.parameters(), model.buffers()):
+        empty = torch.empty_like(tensor, device="meta")
+        memo[id(tensor)] = nn.Parameter(empty, tensor.requires_grad) if isinstance(tensor, nn.Parameter) else empty
+    return copy.deepcopy(model, memo)
+
+
+def check_batch(
+    model: nn.Module,
+    input_size: tuple[int, int, int],
+    batch_size: int,
+    claims: list[Claim],
+    training: bool = False,
+) -> Estimate:
+    """The budget of running the built `model` on a batch of `batch_size` x `input_size` (C, H, W) before the
+    batch is made: the claims' bounds, then weights and activations against the machine's memory."""
+    check_claims(claims)
+    what = f"{'training' if training else 'running'} {type(model).__name__} on {batch_size} images"
+    return check_budget(meta_copy(model), what, claims, input_size[-1], batch_size, training, input_size[0])

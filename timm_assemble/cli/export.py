@@ -7,6 +7,7 @@ from ..deploy.export import FORMATS, ONNX_MIN_OPSET, PARITY_TOLERANCE, export_mo
 from ..errors import TimmAssembleError
 from ..evaluation.model import model_data_config, model_from_options
 from ..evaluation.options import DataConfigOptions, ModelOptions, num_classes_field
+from ..sizing import Claim, check_batch
 from .args import Command
 
 
@@ -35,6 +36,7 @@ def run(cfg: ExportConfig) -> int:
     img_size = data["input_size"][-1]
     if img_size < 16:
         raise TimmAssembleError(f"export needs an input size of at least 16 px, got {img_size}")
+    check_batch(model, (3, img_size, img_size), 2, [Claim("img_size", img_size, "--img-size")])  # the parity batch
     rows = export_model(model, cfg.out, cfg.format, img_size, cfg.fold, cfg.opset, cfg.overwrite)
     print(f"wrote {cfg.out} ({cfg.format}, {'BN folded' if cfg.fold else 'not folded'}, dynamic batch and size)")
     for r in rows:

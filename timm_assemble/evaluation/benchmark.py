@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from ..errors import TimmAssembleError
 from ..fileio import atomic_path
 from ..progress import evaluation_progress, track
+from ..sizing import Claim, check_batch
 from .model import create_eval_model
 from .options import AMP_DTYPES, autocast, default_device, resolve_device
 
@@ -323,6 +324,8 @@ def _benchmark(
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
         size, crop_pct = eval_size(model) if as_published else (img_size, None)
+        claims = [Claim("img_size", size, "--img-size"), Claim("batch_size", batch, "--batch-size")]
+        check_batch(model, (3, size, size), batch, claims, training=train)
         flops = count_flops(model, (3, size, size), dev)
         rows[name] = {
             "model": name,

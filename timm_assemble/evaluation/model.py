@@ -8,6 +8,7 @@ from timm.models import parse_model_name
 
 from ..errors import TimmAssembleError
 from ..loading import create_model
+from ..sizing import Claim, check_batch
 
 
 def create_eval_model(
@@ -48,10 +49,19 @@ def create_eval_model(
     return model.eval()
 
 
-def model_data_config(model: torch.nn.Module, overrides: dict[str, Any] | None = None) -> dict:
+def model_data_config(
+    model: torch.nn.Module, overrides: dict[str, Any] | None = None, batch_size: int | None = None
+) -> dict:
     """The model's eval data config (test size, as timm's validate.py), with `overrides` in timm's argument names
-    (img_size, input_size, crop_pct, crop_mode, interpolation, mean, std)."""
-    return resolve_data_config(dict(overrides or {}), model=model, use_test_size=True)
+    (img_size, input_size, crop_pct, crop_mode, interpolation, mean, std); with `batch_size`, that batch at that
+    size is checked against the size budget first (the flag that set the size named)."""
+    overrides = dict(overrides or {})
+    config = resolve_data_config(overrides, model=model, use_test_size=True)
+    if batch_size is not None:
+        flag = next((f"--{k.replace('_', '-')}" for k in ("input_size", "img_size") if overrides.get(k)), None)
+        size = Claim("img_size", config["input_size"][-1], flag or "the model's test size")
+        check_batch(model, config["input_size"], batch_size, [Claim("batch_size", batch_size, "--batch-size"), size])
+    return config
 
 
 def model_from_options(opts: Any, reset_classifier: bool = False) -> torch.nn.Module:

@@ -248,7 +248,7 @@ def robustness(
         raise TimmAssembleError(f"--jpeg-quality must be in 0..100 (0 = no JPEG round trip), got {jpeg_quality}")
     dev = resolve_device(opts.device)
     model = model_from_options(opts, opts.reset_classifier)
-    data_config = model_data_config(model, opts.data_config_args())
+    data_config = model_data_config(model, opts.data_config_args(), opts.batch_size)
     scorers = [Scorer(model, data_config, dev, opts.amp_mode, opts.channels_last)]
     if baseline is not None:
         base_model = create_eval_model(baseline, opts.pretrained, opts.num_classes, None, opts.reset_classifier)

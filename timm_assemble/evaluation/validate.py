@@ -17,7 +17,7 @@ def validate(model_name: str, data_dir: str, **settings: Any) -> dict[str, Any]:
     folder, split = split_folder(data_dir, opts.split)
     dev = resolve_device(opts.device)
     model = model_from_options(opts, opts.reset_classifier)
-    data_config = model_data_config(model, opts.data_config_args())
+    data_config = model_data_config(model, opts.data_config_args(), opts.batch_size)
     index = index_image_folder(folder, model.num_classes)
     samples = limit_samples(index.samples, opts.limit)
     geometry = resize_crop(data_config)

@@ -27,7 +27,7 @@ from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list
 
 from ..errors import TimmAssembleError
-from ..fileio import atomic_write, leftover_names, os_error_of, replace_dir, temp_name, write_error
+from ..fileio import atomic_write, leftover_names, os_error_of, remove_output, replace_dir, temp_name, write_error
 from ..schema import Check, ListOf, MapOf, Maybe, check_schema
 
 STATE_NAME = "train_state.json"
@@ -214,11 +214,8 @@ def check_output_dir(out_dir: Path, resume: str | None, overwrite: bool) -> None
 
 def clear_run(out_dir: Path) -> None:
     """Starting over (`--overwrite`): drop the old checkpoints and metrics; `model/` goes at the first export."""
-    checkpoints = out_dir / "checkpoints"
-    if checkpoints.is_dir():
-        shutil.rmtree(checkpoints)
-    checkpoints.unlink(missing_ok=True)
-    (out_dir / "metrics.jsonl").unlink(missing_ok=True)
+    remove_output(out_dir / "checkpoints")  # never one the new run reads (--initial-checkpoint inside it)
+    remove_output(out_dir / "metrics.jsonl")
 
 
 def check_same_run(point: ResumePoint, run: dict[str, Any]) -> None:

@@ -43,7 +43,7 @@ from ..data.datasets import split_folder
 from ..errors import TimmAssembleError
 from ..evaluation.benchmark import benchmark
 from ..evaluation.robustness import robustness
-from ..fileio import atomic_path, atomic_write, write_new
+from ..fileio import atomic_path, atomic_write, check_output_dir, write_new
 from ..locks import FolderLock
 from . import engine
 from .config import TrainConfig, format_config, list_presets, load_preset, resolve_config, tomllib
@@ -378,7 +378,7 @@ def _decide(opts: StudyOptions, rung: str) -> str:
     if read_marker(study, rung) is not None and not opts.overwrite:
         print(f"{rung}: complete, kept")
         return "kept"
-    study.mkdir(parents=True, exist_ok=True)
+    check_output_dir(study).mkdir(parents=True, exist_ok=True)  # not into an input or a timm run folder
     if claim(study, rung) is None:
         print(
             f"{rung}: skipped, claimed by {claim_owner(study, rung)} (delete {claim_path(study, rung)} if it is gone)"
