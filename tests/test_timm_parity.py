@@ -249,3 +249,24 @@ def test_config_json_is_what_timm_save_for_hf_writes(tmp_path):
     ours, theirs = (json.loads((tmp_path / d / "config.json").read_text()) for d in ("ours", "timm"))
     assert ours == theirs
     assert "hf_hub_id" not in ours["pretrained_cfg"]
+
+
+@pytest.mark.slow
+def test_cards_carry_timm_model_stats_counted_as_timm_counts():
+    """resnet50 measures as timm's card for resnet50.a1_in1k lists it (25.6 M params, 4.1 GMACs, 11.1 M
+    activations at 224 x 224); our cards carry the same block with our model's numbers."""
+    from timm_assemble.model_stats import model_stats
+    from timm_assemble.weights.card import CardSpec, render_model_card
+
+    stats = model_stats(timm.create_model("resnet50"), (3, 224, 224))
+    measured = tuple(round(stats[k], 1) for k in ("params_m", "gmacs", "activations_m"))
+    assert measured == (25.6, 4.1, 11.1)
+    model = timm.create_model("assemble_resnet50", width=8, num_classes=3)
+    ours = model_stats(model, (3, 64, 64))
+    config = dict(architecture="assemble_resnet50", num_classes=3, pretrained_cfg={})
+    card = render_model_card(CardSpec(None, config, "summary", "provenance", title="t", stats=ours))
+    block = (
+        f"- **Model Stats:**\n  - Params (M): {ours['params_m']:g}\n  - GMACs: {ours['gmacs']:g}\n"
+        f"  - Activations (M): {ours['activations_m']:g}\n  - Image size: 64 x 64\n"
+    )
+    assert "## Model Details\n\n- **Model Type:** Image classification / feature backbone\n" in card and block in card

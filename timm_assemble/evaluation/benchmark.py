@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from ..errors import TimmAssembleError
 from ..fileio import atomic_path
+from ..model_stats import count_flops
 from .model import create_eval_model
 from .options import AMP_DTYPES, autocast, default_device, resolve_device
 
@@ -64,20 +65,6 @@ def _published(name: str, as_published: bool) -> dict[str, Any]:
         return {"imagenet_top1": None, "imagenet_top1_source": None}
     weights = name if as_published else ref["weights"]
     return {"imagenet_top1": ref["top1"], "imagenet_top1_source": f"{weights} @ {ref['img_size']}px, {ref['source']}"}
-
-
-def count_flops(model: torch.nn.Module, input_size: tuple[int, int, int], device: torch.device) -> float | None:
-    """Forward FLOPs for one image, counted by torch's FlopCounterMode (conv/matmul-type ops; 1 MAC = 2 FLOPs)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    x = torch.randn(1, *input_size, device=device)
-    counter = FlopCounterMode(display=False)
-    try:
-        with torch.no_grad(), counter:
-            model(x)
-    except RuntimeError:
-        return None
-    return float(counter.get_total_flops())
 
 
 def _sync(device: torch.device) -> None:
