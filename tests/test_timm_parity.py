@@ -270,3 +270,18 @@ def test_cards_carry_timm_model_stats_counted_as_timm_counts():
         f"  - Activations (M): {ours['activations_m']:g}\n  - Image size: 64 x 64\n"
     )
     assert "## Model Details\n\n- **Model Type:** Image classification / feature backbone\n" in card and block in card
+
+
+@pytest.mark.parametrize("command", ["finetune", "validate", "robustness", "predict", "export"])
+def test_pretrained_is_a_switch_bare_and_a_value_when_given(command):
+    """Bare `--pretrained` is timm's switch (the model's weights); `none` / `--no-pretrained` random weights."""
+    parser = cli.build_parser()
+    required = dict(finetune=[], export=["m"], predict=["-m", "m", "x.png"], validate=["-m", "m", "--data-dir", "d"])
+    required = required.get(command, ["--model", "m"])
+
+    def parsed(*flags):
+        return vars(parser.parse_args([command, *required, *flags]))["pretrained"]
+
+    on, off = ("default", "none") if command == "finetune" else (True, False)
+    assert parsed("--pretrained") == parsed("--pretrained", "default") == on
+    assert parsed("--pretrained", "none") == parsed("--no-pretrained") == off
