@@ -283,3 +283,34 @@ def test_pretrained_is_a_switch_bare_and_a_value_when_given(command):
     on, off = ("default", "none") if command == "finetune" else (True, False)
     assert parsed("--pretrained") == parsed("--pretrained", "default") == on
     assert parsed("--pretrained", "none") == parsed("--no-pretrained") == off
+
+
+@pytest.mark.slow
+def test_predict_and_benchmark_take_the_same_model_flags(tmp_path, capsys):
+    """The model flags are one set: predict loads a timm train.py checkpoint's EMA weights at width 8, benchmark
+    builds width 8 at --input-size."""
+    data_dir = _image_folder(tmp_path / "data", classes=4, per_class=1)
+    checkpoint = _timm_train_checkpoint(tmp_path / "run")
+    model_flags = ["--model-kwargs", "width=8", "--num-classes", "4", "--device", "cpu"]
+    argv = ["predict", "-m", "assemble_resnet50", *model_flags, "--checkpoint", str(checkpoint), "--use-ema",
+            "--input-size", "3", "48", "48", "-b", "2", "--json", str(data_dir)]  # fmt: skip
+    assert cli.main(argv) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 4
+    out = tmp_path / "bench.json"
+    argv = ["benchmark", "-m", "assemble_resnet50", *model_flags, "--input-size", "3", "32", "32", "-b", "2",
+            "--warmup", "0", "--repeats", "1", "--iters", "1", "--json", str(out)]  # fmt: skip
+    assert cli.main(argv) == 0
+    (row,) = json.loads(out.read_text())["models"]
+    expected = sum(p.numel() for p in timm.create_model("assemble_resnet50", width=8, num_classes=4).parameters())
+    assert row["img_size"] == 32 and row["params_m"] == round(expected / 1e6, 3)
+    assert row["imagenet_top1"] is None  # width 8 is not the network whose top-1 is published
+
+
+def test_use_train_size_and_gp_reach_the_model_and_its_data_config():
+    from timm_assemble.evaluation.model import model_data_config
+    from timm_assemble.evaluation.options import ModelOptions
+
+    model = timm.create_model("assemble_resnet50", width=8, **ModelOptions(gp="max").create_kwargs())
+    assert model.global_pool.pool_type == "max"
+    assert model_data_config(model)["input_size"] == model.pretrained_cfg["test_input_size"]
+    assert model_data_config(model, dict(use_train_size=True))["input_size"] == model.pretrained_cfg["input_size"]

@@ -57,12 +57,15 @@ def eval_size(model: torch.nn.Module) -> tuple[int, float]:
     return int(size[-1]), float(cfg.get("test_crop_pct") or cfg.get("crop_pct") or 0.875)
 
 
+NO_REFERENCE: dict[str, Any] = {"imagenet_top1": None, "imagenet_top1_source": None}
+
+
 def _published(name: str, as_published: bool) -> dict[str, Any]:
     """The published top-1 columns of a row: per weight at its eval size, or per architecture name."""
     table = reference_results()
     ref = table["as_published" if as_published else "models"].get(name)
     if ref is None:
-        return {"imagenet_top1": None, "imagenet_top1_source": None}
+        return NO_REFERENCE
     weights = name if as_published else ref["weights"]
     return {"imagenet_top1": ref["top1"], "imagenet_top1_source": f"{weights} @ {ref['img_size']}px, {ref['source']}"}
 
@@ -315,7 +318,7 @@ def _benchmark(
             "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 3),
             "gflops": None if flops is None else round(flops / 1e9, 3),
             "gmacs": None if flops is None else round(flops / 2e9, 3),
-            **_published(name, as_published),
+            **(NO_REFERENCE if model_kwargs else _published(name, as_published)),  # other kwargs: another network
         }
         if compile:
             try:
