@@ -314,3 +314,14 @@ def test_use_train_size_and_gp_reach_the_model_and_its_data_config():
     assert model.global_pool.pool_type == "max"
     assert model_data_config(model)["input_size"] == model.pretrained_cfg["test_input_size"]
     assert model_data_config(model, dict(use_train_size=True))["input_size"] == model.pretrained_cfg["input_size"]
+
+
+def test_schedulers_are_timms_and_plateau_steps_per_epoch():
+    from timm_assemble.errors import TimmAssembleError
+    from timm_assemble.training.config import resolve_config
+
+    with pytest.raises(TimmAssembleError, match="--sched plateau follows the eval metric once per epoch"):
+        resolve_config("train", dict(sched="plateau"))
+    assert resolve_config("train", dict(sched="plateau", sched_on_updates=False)).sched == "plateau"
+    with pytest.raises(TimmAssembleError, match="sched must be one of cosine, tanh, step"):
+        resolve_config("train", dict(sched="none"))

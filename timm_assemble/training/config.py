@@ -30,6 +30,7 @@ BASE_KEY = "base"  # a preset's `base = "e10"`: start from that preset's setting
 NO_TEACHER = "none"  # --teacher none: no distillation, whatever the preset says
 PRECISIONS = ("no", "fp16", "bf16")  # accelerate's names
 AMP_DTYPES = {"float16": "fp16", "bfloat16": "bf16"}  # timm's --amp-dtype -> accelerate's name
+SCHEDULERS = ("cosine", "tanh", "step", "multistep", "plateau", "poly")  # timm's create_scheduler_v2
 
 _logger = logging.getLogger(__name__)
 
@@ -251,7 +252,7 @@ class TrainConfig:
     )
     freeze_backbone: bool = field(default=False, metadata=dict(help="train the classifier only (linear probe)"))
     sched: str = field(
-        default="cosine", metadata=dict(help="timm scheduler: cosine, tanh, step, multistep, plateau, poly")
+        default="cosine", metadata=dict(help="timm scheduler", choices=SCHEDULERS)
     )
     sched_on_updates: bool = field(
         default=True, metadata=dict(help="step the schedule every update (--no-sched-on-updates: every epoch, timm's)")
@@ -574,6 +575,11 @@ def validate(cfg: TrainConfig) -> None:
             "drop_block_rate and drop_block_end both set the final DropBlock keep-prob: set one of them",
         ),
         (cfg.mixup_mode in ("pair", "batch", "elem"), f"bad mixup_mode {cfg.mixup_mode!r}"),
+        (cfg.sched in SCHEDULERS, f"sched must be one of {', '.join(SCHEDULERS)}, got {cfg.sched!r}"),
+        (
+            not (cfg.sched == "plateau" and cfg.sched_on_updates),
+            "--sched plateau follows the eval metric once per epoch: add --no-sched-on-updates (timm's default)",
+        ),
         (not (cfg.mixup_mode == "pair" and cfg.cutmix > 0), "mixup_mode 'pair' (the official mixup) has no cutmix"),
         (
             not (cfg.distilling and cfg.mixup > 0 and cfg.mixup_mode != "pair"),
