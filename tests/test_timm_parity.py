@@ -250,6 +250,7 @@ def test_config_json_is_what_timm_save_for_hf_writes(tmp_path):
     assert "hf_hub_id" not in ours["pretrained_cfg"]
 
 
+@pytest.mark.slow
 def test_cards_carry_timm_model_stats_counted_as_timm_counts():
     """resnet50 measures as timm's card for resnet50.a1_in1k lists it (25.6 M params, 4.1 GMACs, 11.1 M
     activations at 224 x 224); our cards carry the same block with our model's numbers."""
