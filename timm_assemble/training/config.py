@@ -118,13 +118,15 @@ class TrainConfig:
         default=None, metadata=dict(bounds="[1, inf)", help="evaluation input size (default: img_size)")
     )
     crop_pct: float | None = field(default=None, metadata=dict(bounds="(0, 1]", help="evaluation centre-crop fraction"))
-    mean: tuple[float, float, float] | None = field(
-        default=None, metadata=dict(help="input mean per channel, 0..1 pixels (default: the model's data config)")
+    mean: list[float] | None = field(
+        default=None,
+        metadata=dict(help="input mean per channel (one: every channel), 0..1 pixels (default: the model's)"),
     )
-    std: tuple[float, float, float] | None = field(
+    std: list[float] | None = field(
         default=None,
         metadata=dict(
-            bounds="(0, inf)", help="input std per channel, 0..1 pixels; 1/255 = subtract the mean only (official)"
+            bounds="(0, inf)",
+            help="input std per channel (one: every channel), 0..1 pixels; 1/255 = subtract the mean only (official)",
         ),
     )
     channels_last: bool = field(default=False, metadata=dict(help="channels_last memory format"))
@@ -575,6 +577,8 @@ def validate(cfg: TrainConfig) -> None:
             "drop_block_rate and drop_block_end both set the final DropBlock keep-prob: set one of them",
         ),
         (cfg.mixup_mode in ("pair", "batch", "elem"), f"bad mixup_mode {cfg.mixup_mode!r}"),
+        (cfg.mean is None or len(cfg.mean) in (1, 3), f"mean takes 1 or 3 values (timm's), got {cfg.mean}"),
+        (cfg.std is None or len(cfg.std) in (1, 3), f"std takes 1 or 3 values (timm's), got {cfg.std}"),
         (cfg.sched in SCHEDULERS, f"sched must be one of {', '.join(SCHEDULERS)}, got {cfg.sched!r}"),
         (
             not (cfg.sched == "plateau" and cfg.sched_on_updates),
