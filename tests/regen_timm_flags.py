@@ -79,8 +79,12 @@ def main(argv: list[str]) -> int:
         scripts[script] = flags_of(text)
         commits.add(commit)
     (commit,) = commits
-    data = dict(source="huggingface/pytorch-image-models", commit=commit, scripts=scripts)
-    print(json.dumps(data, indent=1))
+    head = json.dumps(dict(source="huggingface/pytorch-image-models", commit=commit))[:-1]
+    blocks = [
+        f" {json.dumps(script)}: [\n" + ",\n".join(f"  {json.dumps(r)}" for r in records) + "\n ]"
+        for script, records in scripts.items()
+    ]
+    print(head + ', "scripts": {\n' + ",\n".join(blocks) + "\n}}")  # one flag per line: diffs read well
     return 0
 
 

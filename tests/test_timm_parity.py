@@ -69,7 +69,6 @@ def _timm_validate(checkpoint, data_dir, use_ema, batch_size=32, input_size=(3, 
     return top1 / n, loss / n
 
 
-@pytest.mark.slow
 def test_validate_scores_a_timm_train_checkpoint_as_timm_validate_does(tmp_path, capsys):
     data_dir = _image_folder(tmp_path / "data")
     checkpoint = _timm_train_checkpoint(tmp_path / "run")
@@ -155,10 +154,10 @@ def _difference(command, record, ours):
         return "spellings split over several flags"
     (action,) = actions  # its dest is our field's name (--smoothing: label_smoothing); the meaning is compared
     switch = record["action"] in ("store_true", "store_false")
-    if switch != (action.nargs == 0 or (action.nargs == "?" and action.const is not None)) or (
-        switch and action.nargs == "?"
-    ):
-        return "a switch here and a value there" if action.nargs != "?" else "takes an optional value"
+    if switch and action.nargs == "?":
+        return "takes an optional value"
+    if switch != (action.nargs == 0):
+        return "a switch here and a value there"
     if not switch and record["action"] is None and action.nargs != record["nargs"]:
         return f"nargs {action.nargs}"
     if str(record["action"]).endswith("ParseKwargs") != (type(action).__name__ == "ParseKwargs"):
@@ -203,23 +202,53 @@ def test_sched_on_updates_and_decay_epochs_move_the_lr_as_timm(on_updates):
 
 
 def _readme_exceptions():
-    """The timm flags the README's "What differs" list names (backticked, each word of a `--a --b` span)."""
+    """{(timm flag, command or "*", kind of difference or "*")} the README's "What differs" list allows: the
+    "Defaults of our own" bullet allows other defaults, the two "do not have" bullets missing flags (per command,
+    as they name them), every other bullet anything about the flags it names."""
     import re
 
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     section = readme.split("**What differs, and why.**", 1)[1].split("**timm's own scripts.**", 1)[0]
-    words = {w for span in re.findall(r"`([^`]+)`", section) for w in span.split()}
     timm_flags = {f for records in FLAGS["scripts"].values() for r in records for f in r["flags"]}
-    return words & timm_flags
+
+    def flags(text):
+        return {w for span in re.findall(r"`([^`]+)`", text) for w in span.split()} & timm_flags
+
+    allowed = set()
+    for bullet in (" ".join(b.split()) for b in section.split("\n- ")[1:]):
+        if bullet.startswith("Defaults of our own"):
+            allowed |= {(f, "*", "default") for f in flags(bullet)}
+        elif bullet.startswith("timm `train.py` options"):
+            allowed |= {(f, c, "missing") for f in flags(bullet) for c in ("train", "finetune")}
+        elif bullet.startswith("timm `validate.py`"):
+            for commands, names in re.findall(r"not on ((?:`[a-z]+`(?: / )?)+): (.*?)(?=; not on|\. Data is)", bullet):
+                allowed |= {(f, c, "missing") for f in flags(names) for c in re.findall(r"`([a-z]+)`", commands)}
+        else:
+            allowed |= {(f, "*", "*") for f in flags(bullet)}
+    return allowed
 
 
 def test_every_timm_flag_is_ours_with_timm_meaning_or_a_listed_difference():
     differences = flag_differences()
-    named = _readme_exceptions()
-    unlisted = {flag: why for flag, why in differences.items() if flag not in named}
+    allowed = _readme_exceptions()
+
+    def listed(flag, command, kind):
+        return any((flag, c, k) in allowed for c in (command, "*") for k in (kind, "*"))
+
+    unlisted = {
+        flag: [(command, why) for command, why in found if not listed(flag, command, why.split()[0])]
+        for flag, found in differences.items()
+    }
+    unlisted = {flag: found for flag, found in unlisted.items() if found}
     assert not unlisted, f"timm flags missing or meaning something else, not in the README's What differs: {unlisted}"
-    stale = named - set(differences)
-    assert not stale, f"the README's What differs names flags that are the same as timm's: {sorted(stale)}"
+    stale = sorted(
+        (flag, command, kind)
+        for flag, command, kind in allowed
+        if not any(
+            command in ("*", c) and kind in ("*", why.split()[0]) for c, why in differences.get(flag, [])
+        )
+    )
+    assert not stale, f"the README's What differs names differences that are not there: {stale}"
 
 
 def test_a_setting_is_reported_from_where_it_came(tmp_path):
@@ -237,7 +266,8 @@ def test_a_setting_is_reported_from_where_it_came(tmp_path):
 
 
 def test_config_json_is_what_timm_save_for_hf_writes(tmp_path):
-    """Passing the model's full pretrained cfg (as convert does) adds no null keys ("tag": null, ...)."""
+    """A producer's pretrained cfg (the model's own, as convert passes it; tag=None, as a fine-tune unsets the
+    tag of the weights it started from) is written without null keys, exactly as timm's save_for_hf writes."""
     from timm.models import save_for_hf
 
     from timm_assemble.weights.hub_folder import export_hub_folder
@@ -247,5 +277,83 @@ def test_config_json_is_what_timm_save_for_hf_writes(tmp_path):
     export_hub_folder(model, tmp_path / "ours", model_args={"width": 8}, pretrained_cfg=unset)
     save_for_hf(model, tmp_path / "timm", model_args={"width": 8}, safe_serialization=True)
     ours, theirs = (json.loads((tmp_path / d / "config.json").read_text()) for d in ("ours", "timm"))
-    assert ours == theirs
-    assert "hf_hub_id" not in ours["pretrained_cfg"]
+    assert theirs["pretrained_cfg"].pop("tag") == "clova_in1k"  # the model's own, which the producer unset
+    assert ours == theirs and "hf_hub_id" not in ours["pretrained_cfg"]
+
+
+@pytest.mark.slow
+def test_cards_carry_timm_model_stats_counted_as_timm_counts():
+    """resnet50 measures as timm's card for resnet50.a1_in1k lists it (25.6 M params, 4.1 GMACs, 11.1 M
+    activations at 224 x 224); our cards carry the same block with our model's numbers."""
+    from timm_assemble.model_stats import model_stats
+    from timm_assemble.weights.card import CardSpec, render_model_card
+
+    stats = model_stats(timm.create_model("resnet50"), (3, 224, 224))
+    measured = tuple(round(stats[k], 1) for k in ("params_m", "gmacs", "activations_m"))
+    assert measured == (25.6, 4.1, 11.1)
+    model = timm.create_model("assemble_resnet50", width=8, num_classes=3)
+    ours = model_stats(model, (3, 64, 64))
+    config = dict(architecture="assemble_resnet50", num_classes=3, pretrained_cfg={})
+    card = render_model_card(CardSpec(None, config, "summary", "provenance", title="t", stats=ours))
+    block = (
+        f"- **Model Stats:**\n  - Params (M): {ours['params_m']:g}\n  - GMACs: {ours['gmacs']:g}\n"
+        f"  - Activations (M): {ours['activations_m']:g}\n  - Image size: 64 x 64\n"
+    )
+    assert "## Model Details\n\n- **Model Type:** Image classification / feature backbone\n" in card and block in card
+
+
+@pytest.mark.parametrize("command", ["finetune", "validate", "robustness", "predict", "export"])
+def test_pretrained_is_a_switch_bare_and_a_value_when_given(command):
+    """Bare `--pretrained` is timm's switch (the model's weights); `none` / `--no-pretrained` random weights."""
+    parser = cli.build_parser()
+    required = dict(finetune=[], export=["m"], predict=["-m", "m", "x.png"], validate=["-m", "m", "--data-dir", "d"])
+    required = required.get(command, ["--model", "m"])
+
+    def parsed(*flags):
+        return vars(parser.parse_args([command, *required, *flags]))["pretrained"]
+
+    on, off = ("default", "none") if command == "finetune" else (True, False)
+    assert parsed("--pretrained") == parsed("--pretrained", "default") == on
+    assert parsed("--pretrained", "none") == parsed("--no-pretrained") == off
+
+
+@pytest.mark.slow
+def test_predict_and_benchmark_take_the_same_model_flags(tmp_path, capsys):
+    """The model flags are one set: predict loads a timm train.py checkpoint's EMA weights at width 8, benchmark
+    builds width 8 at --input-size."""
+    data_dir = _image_folder(tmp_path / "data", classes=4, per_class=1)
+    checkpoint = _timm_train_checkpoint(tmp_path / "run")
+    model_flags = ["--model-kwargs", "width=8", "--num-classes", "4", "--device", "cpu"]
+    argv = ["predict", "-m", "assemble_resnet50", *model_flags, "--checkpoint", str(checkpoint), "--use-ema",
+            "--input-size", "3", "48", "48", "-b", "2", "--json", str(data_dir)]  # fmt: skip
+    assert cli.main(argv) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 4
+    out = tmp_path / "bench.json"
+    argv = ["benchmark", "-m", "assemble_resnet50", *model_flags, "--input-size", "3", "32", "32", "-b", "2",
+            "--warmup", "0", "--repeats", "1", "--iters", "1", "--json", str(out)]  # fmt: skip
+    assert cli.main(argv) == 0
+    (row,) = json.loads(out.read_text())["models"]
+    expected = sum(p.numel() for p in timm.create_model("assemble_resnet50", width=8, num_classes=4).parameters())
+    assert row["img_size"] == 32 and row["params_m"] == round(expected / 1e6, 3)
+    assert row["imagenet_top1"] is None  # width 8 is not the network whose top-1 is published
+
+
+def test_use_train_size_and_gp_reach_the_model_and_its_data_config():
+    from timm_assemble.evaluation.model import model_data_config
+    from timm_assemble.evaluation.options import ModelOptions
+
+    model = timm.create_model("assemble_resnet50", width=8, **ModelOptions(gp="max").create_kwargs())
+    assert model.global_pool.pool_type == "max"
+    assert model_data_config(model)["input_size"] == model.pretrained_cfg["test_input_size"]
+    assert model_data_config(model, dict(use_train_size=True))["input_size"] == model.pretrained_cfg["input_size"]
+
+
+def test_schedulers_are_timms_and_plateau_steps_per_epoch():
+    from timm_assemble.errors import TimmAssembleError
+    from timm_assemble.training.config import resolve_config
+
+    with pytest.raises(TimmAssembleError, match="--sched plateau follows the eval metric once per epoch"):
+        resolve_config("train", dict(sched="plateau"))
+    assert resolve_config("train", dict(sched="plateau", sched_on_updates=False)).sched == "plateau"
+    with pytest.raises(TimmAssembleError, match="sched must be one of cosine, tanh, step"):
+        resolve_config("train", dict(sched="none"))

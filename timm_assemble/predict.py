@@ -72,6 +72,8 @@ def checked_images(images: Sequence[str | Path]) -> list[Path]:
 
 
 class _Images(torch.utils.data.Dataset):
+    """Image files as model inputs, decoded when the loader asks (one batch at a time)."""
+
     def __init__(self, paths: list[Path], transform: Any):
         self.paths, self.transform = paths, transform
 

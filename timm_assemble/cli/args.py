@@ -101,17 +101,19 @@ class _OptionalValue(argparse.Action):
     """`--flag VALUE`, bare `--flag` (field metadata `const`) and `--no-flag` (metadata `off`): timm's switch
     and our value in one flag, so `--pretrained` means the same on every command."""
 
-    def __init__(self, option_strings: list[str], dest: str, off: Any, **kwargs: Any):
+    _BARE = object()  # what argparse passes when the flag has no value
+
+    def __init__(self, option_strings: list[str], dest: str, const: Any, off: Any, **kwargs: Any):
         negatives = [f"--no-{s[2:]}" for s in option_strings if s.startswith("--")]
-        super().__init__([*option_strings, *negatives], dest, nargs="?", **kwargs)
-        self.off = off
+        super().__init__([*option_strings, *negatives], dest, nargs="?", const=self._BARE, **kwargs)
+        self.bare, self.off = const, off
 
     def __call__(self, parser, namespace, values, option_string=None) -> None:  # noqa: ANN001 (argparse's API)
         if option_string.startswith("--no-"):
-            if values is not None:
+            if values is not self._BARE:
                 parser.error(f"argument {option_string}: takes no value")
             values = self.off
-        setattr(namespace, self.dest, values)
+        setattr(namespace, self.dest, self.bare if values is self._BARE else values)
 
 
 def _type_kwargs(annotation: Any, meta: typing.Mapping[str, Any]) -> dict[str, Any]:

@@ -33,7 +33,7 @@ def run(opts: PredictOptions) -> int:
     images = checked_images(opts.images)  # a bad image fails before a model is loaded (or downloaded)
     model = load_model(
         opts.model, opts.device, pretrained=opts.pretrained, num_classes=opts.num_classes, checkpoint=opts.checkpoint,
-        use_ema=opts.use_ema, model_kwargs=opts.model_kwargs, in_chans=opts.in_chans,
+        use_ema=opts.use_ema, model_kwargs=opts.create_kwargs(),
     )  # fmt: skip
     if opts.channels_last:
         model = model.to(memory_format=torch.channels_last)

@@ -23,6 +23,7 @@ from timm.data import ImageNetInfo
 
 from ..errors import TimmAssembleError
 from ..fileio import check_dir_target, reading, sha256_file
+from ..model_stats import model_stats
 from ..progress import track
 from ..weights.card import OFFICIAL_CODE_URL, CardSpec, render_model_card
 from ..weights.hub_folder import export_hub_folder
@@ -107,6 +108,7 @@ every tensor's CRC-32C verified).
         datasets=("imagenet-1k",),
         timm_name=report.model_name if report.width == DEFAULT_WIDTH else None,
         num_params=sum(p.numel() for p in model.parameters()),
+        stats=model_stats(model, tuple(model.pretrained_cfg["input_size"])),
     )
     return render_model_card(spec)
 

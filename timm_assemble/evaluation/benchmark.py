@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from ..errors import TimmAssembleError
 from ..fileio import atomic_path
+from ..model_stats import count_flops
 from ..progress import evaluation_progress, track
 from ..sizing import Claim, check_batch
 from .model import create_eval_model
@@ -57,28 +58,17 @@ def eval_size(model: torch.nn.Module) -> tuple[int, float]:
     return int(size[-1]), float(cfg.get("test_crop_pct") or cfg.get("crop_pct") or 0.875)
 
 
+NO_REFERENCE: dict[str, Any] = {"imagenet_top1": None, "imagenet_top1_source": None}
+
+
 def _published(name: str, as_published: bool) -> dict[str, Any]:
     """The published top-1 columns of a row: per weight at its eval size, or per architecture name."""
     table = reference_results()
     ref = table["as_published" if as_published else "models"].get(name)
     if ref is None:
-        return {"imagenet_top1": None, "imagenet_top1_source": None}
+        return NO_REFERENCE
     weights = name if as_published else ref["weights"]
     return {"imagenet_top1": ref["top1"], "imagenet_top1_source": f"{weights} @ {ref['img_size']}px, {ref['source']}"}
-
-
-def count_flops(model: torch.nn.Module, input_size: tuple[int, int, int], device: torch.device) -> float | None:
-    """Forward FLOPs for one image, counted by torch's FlopCounterMode (conv/matmul-type ops; 1 MAC = 2 FLOPs)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    x = torch.randn(1, *input_size, device=device)
-    counter = FlopCounterMode(display=False)
-    try:
-        with torch.no_grad(), counter:
-            model(x)
-    except RuntimeError:
-        return None
-    return float(counter.get_total_flops())
 
 
 def _sync(device: torch.device) -> None:
@@ -334,7 +324,7 @@ def _benchmark(
             "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 3),
             "gflops": None if flops is None else round(flops / 1e9, 3),
             "gmacs": None if flops is None else round(flops / 2e9, 3),
-            **_published(name, as_published),
+            **(NO_REFERENCE if model_kwargs else _published(name, as_published)),  # other kwargs: another network
         }
         if compile:
             try:

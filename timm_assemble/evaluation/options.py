@@ -122,7 +122,15 @@ class ModelOptions:
     in_chans: int | None = field(
         default=None, metadata=dict(help="input image channels (None: the model's)", bounds="[1, inf)")
     )
+    gp: str | None = field(
+        default=None, metadata=dict(help="global pool type (None: the model's), timm's --gp", metavar="POOL")
+    )
     model_kwargs: dict[str, Any] = model_kwargs_field()
+
+    def create_kwargs(self) -> dict[str, Any]:
+        """`create_model` keyword arguments of these flags, as timm's validate.py passes them."""
+        named = dict(in_chans=self.in_chans, global_pool=self.gp)
+        return {**{k: v for k, v in named.items() if v is not None}, **self.model_kwargs}
 
 
 @dataclass
@@ -133,6 +141,9 @@ class DataConfigOptions:
         default=None, metadata=dict(help="input size (None: the model's test size)", bounds="[1, inf)")
     )
     input_size: tuple[int, int, int] | None = input_size_field()
+    use_train_size: bool = field(
+        default=False, metadata=dict(help="the model's train input size and crop instead of its test ones")
+    )
     crop_pct: float | None = field(
         default=None, metadata=dict(help="centre-crop fraction (None: the model's)", bounds="(0, 1]")
     )
@@ -147,8 +158,8 @@ class DataConfigOptions:
 
     def data_config_args(self) -> dict[str, Any]:
         """The overrides that are set, as `timm.data.resolve_data_config` reads them."""
-        names = ("img_size", "input_size", "crop_pct", "crop_mode", "interpolation", "mean", "std")
-        return {n: getattr(self, n) for n in names if getattr(self, n) not in (None, "")}
+        names = ("img_size", "input_size", "use_train_size", "crop_pct", "crop_mode", "interpolation", "mean", "std")
+        return {n: getattr(self, n) for n in names if getattr(self, n) not in (None, "", False)}
 
 
 @dataclass

@@ -16,6 +16,7 @@ from huggingface_hub import get_token
 
 from ..errors import TimmAssembleError
 from ..fileio import atomic_write
+from ..model_stats import model_stats
 from ..weights.card import CardSpec, Metric, render_model_card
 from ..weights.hub_folder import CARD_NAME, CONFIG_NAME, export_hub_folder
 from ..weights.publish import check_repo_id
@@ -43,6 +44,7 @@ def build_card(
     pretrained: bool,
     base_model: str | None = None,
     title: str | None = None,
+    stats: dict[str, Any] | None = None,
 ) -> str:
     """The exported model's card; `repo_id` None: not on the Hub yet (`publish --repo-id` renders it for one)."""
     dataset = _dataset_name(cfg)
@@ -87,6 +89,7 @@ def build_card(
             provenance=provenance,
             metrics=metrics,
             num_params=num_params,
+            stats=stats,
             training_command=command,
             base_model=base_model,
             title=title,
@@ -121,7 +124,10 @@ def export_best_model(
     repo_id = cfg.push_to_hub or cfg.hub_repo_id
     num_params = sum(p.numel() for p in model.parameters())
     title = None if repo_id else out_dir.resolve().parent.name
-    card = build_card(cfg, config, row, command, weights_source, num_params, repo_id, pretrained, base_model, title)
+    stats = model_stats(model, tuple(config["pretrained_cfg"]["input_size"]))
+    card = build_card(
+        cfg, config, row, command, weights_source, num_params, repo_id, pretrained, base_model, title, stats
+    )
     atomic_write(out_dir / CARD_NAME, card)
     return out_dir
 

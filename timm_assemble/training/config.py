@@ -30,6 +30,7 @@ BASE_KEY = "base"  # a preset's `base = "e10"`: start from that preset's setting
 NO_TEACHER = "none"  # --teacher none: no distillation, whatever the preset says
 PRECISIONS = ("no", "fp16", "bf16")  # accelerate's names
 AMP_DTYPES = {"float16": "fp16", "bfloat16": "bf16"}  # timm's --amp-dtype -> accelerate's name
+SCHEDULERS = ("cosine", "tanh", "step", "multistep", "plateau", "poly")  # timm's create_scheduler_v2
 
 _logger = logging.getLogger(__name__)
 
@@ -117,14 +118,17 @@ class TrainConfig:
         default=None, metadata=dict(bounds="[1, inf)", help="evaluation input size (default: img_size)")
     )
     crop_pct: float | None = field(default=None, metadata=dict(bounds="(0, 1]", help="evaluation centre-crop fraction"))
-    mean: tuple[float, float, float] | None = field(
-        default=None,
-        metadata=dict(bounds="[0, 1]", help="input mean per channel, 0..1 pixels (default: the model's data config)"),
-    )
-    std: tuple[float, float, float] | None = field(
+    mean: list[float] | None = field(
         default=None,
         metadata=dict(
-            bounds="(0, inf)", help="input std per channel, 0..1 pixels; 1/255 = subtract the mean only (official)"
+            bounds="[0, 1]", help="input mean per channel (one: every channel), 0..1 pixels (default: the model's)"
+        ),
+    )
+    std: list[float] | None = field(
+        default=None,
+        metadata=dict(
+            bounds="(0, inf)",
+            help="input std per channel (one: every channel), 0..1 pixels; 1/255 = subtract the mean only (official)",
         ),
     )
     channels_last: bool = field(default=False, metadata=dict(help="channels_last memory format"))
@@ -258,7 +262,7 @@ class TrainConfig:
     )
     freeze_backbone: bool = field(default=False, metadata=dict(help="train the classifier only (linear probe)"))
     sched: str = field(
-        default="cosine", metadata=dict(help="timm scheduler: cosine, tanh, step, multistep, plateau, poly")
+        default="cosine", metadata=dict(help="timm scheduler", choices=SCHEDULERS)
     )
     sched_on_updates: bool = field(
         default=True, metadata=dict(help="step the schedule every update (--no-sched-on-updates: every epoch, timm's)")
@@ -581,6 +585,13 @@ def validate(cfg: TrainConfig) -> None:
             "drop_block_rate and drop_block_end both set the final DropBlock keep-prob: set one of them",
         ),
         (cfg.mixup_mode in ("pair", "batch", "elem"), f"bad mixup_mode {cfg.mixup_mode!r}"),
+        (cfg.mean is None or len(cfg.mean) in (1, 3), f"mean takes 1 or 3 values (timm's), got {cfg.mean}"),
+        (cfg.std is None or len(cfg.std) in (1, 3), f"std takes 1 or 3 values (timm's), got {cfg.std}"),
+        (cfg.sched in SCHEDULERS, f"sched must be one of {', '.join(SCHEDULERS)}, got {cfg.sched!r}"),
+        (
+            not (cfg.sched == "plateau" and cfg.sched_on_updates),
+            "--sched plateau follows the eval metric once per epoch: add --no-sched-on-updates (timm's default)",
+        ),
         (not (cfg.mixup_mode == "pair" and cfg.cutmix > 0), "mixup_mode 'pair' (the official mixup) has no cutmix"),
         (
             not (cfg.distilling and cfg.mixup > 0 and cfg.mixup_mode != "pair"),

@@ -167,7 +167,7 @@ def build_transforms(cfg: TrainConfig, model: nn.Module) -> tuple[Any, Any, dict
     """Train transform (RandomResizedCrop, flip, AA, erasing) and eval transform, both from the model's
     data config (mean/std/interpolation), with the sizes the config asks for."""
     data_cfg = resolve_data_config(model=model)
-    data_cfg.update({k: tuple(v) for k, v in (("mean", cfg.mean), ("std", cfg.std)) if v is not None})
+    data_cfg.update({k: tuple(v) * (3 // len(v)) for k, v in (("mean", cfg.mean), ("std", cfg.std)) if v})
     img_size = cfg.img_size or data_cfg["input_size"][-1]
     eval_size = cfg.eval_img_size or img_size
     crop_pct = cfg.crop_pct or data_cfg["crop_pct"]

@@ -85,6 +85,7 @@ class CardSpec:
     timm_name: str | None = None
     base_model: str | None = None
     num_params: int | None = None
+    stats: Mapping[str, Any] | None = None  # `model_stats.model_stats`: params, GMACs, activations, image size
     training_command: str | None = None
     extra_sections: Mapping[str, str] = field(default_factory=dict)
     title: str | None = None
@@ -135,10 +136,15 @@ def _front_matter(spec: CardSpec) -> str:
 
 def _details(spec: CardSpec) -> list[str]:
     cfg = spec.config.get("pretrained_cfg", {})
-    rows = [f"- **Architecture:** `{spec.config['architecture']}` (Assemble-ResNet, [paper]({PAPER_URL}))"]
+    rows = [
+        "- **Model Type:** Image classification / feature backbone",
+        f"- **Architecture:** `{spec.config['architecture']}` (Assemble-ResNet, [paper]({PAPER_URL}))",
+    ]
     if spec.config.get("model_args"):
         rows.append(f"- **Model arguments:** `{json.dumps(spec.config['model_args'], sort_keys=True)}`")
-    if spec.num_params is not None:
+    if spec.stats:
+        rows += _stats_block(spec.stats)
+    elif spec.num_params is not None:
         rows.append(f"- **Parameters:** {spec.num_params / 1e6:.2f} M")
     rows.append(f"- **Classes:** {spec.config.get('num_classes')}")
     if cfg.get("input_size"):
@@ -157,6 +163,16 @@ def _details(spec: CardSpec) -> list[str]:
     if spec.datasets:
         rows.append(f"- **Dataset:** {', '.join(spec.datasets)}")
     rows.append(f"- **License:** {spec.license}")
+    return rows
+
+
+def _stats_block(stats: Mapping[str, Any]) -> list[str]:
+    """timm's "Model Stats" block, with our measured values."""
+    rows = ["- **Model Stats:**", f"  - Params (M): {stats['params_m']:g}"]
+    if stats.get("gmacs") is not None:
+        rows.append(f"  - GMACs: {stats['gmacs']:g}")
+    rows.append(f"  - Activations (M): {stats['activations_m']:g}")
+    rows.append(f"  - Image size: {stats['image_size'][0]} x {stats['image_size'][1]}")
     return rows
 
 
@@ -223,7 +239,7 @@ def render_model_card(spec: CardSpec) -> str:
         "",
         spec.summary,
         "",
-        "## Model details",
+        "## Model Details",
         "",
         *_details(spec),
         "",

@@ -8,6 +8,7 @@ and publishes with `timm-assemble publish DIR`.
 from __future__ import annotations
 
 import copy
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -60,10 +61,19 @@ def export_hub_folder(
         if pretrained_cfg:  # filtered as timm filters the model's own: no unset (null) or weight-source keys
             model_config["pretrained_cfg"] = filter_pretrained_cfg(pretrained_cfg, remove_source=True)
         save_for_hf(model, staging, model_config=model_config, model_args=model_args, safe_serialization=True)
+        _leave_out(staging / CONFIG_NAME, [k for k, v in (pretrained_cfg or {}).items() if v is None])
         if model_card is not None:
             (staging / CARD_NAME).write_text(model_card, encoding="utf-8")
         _apply_umask(staging)
     return out_dir
+
+
+def _leave_out(config_path: Path, keys: Sequence[str]) -> None:
+    """Drop `keys` from the written pretrained_cfg: an entry set to None unsets the model's own value (the tag of
+    the weights a fine-tune started from), and timm's writer leaves unset keys out rather than writing null."""
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    if any(config["pretrained_cfg"].pop(k, None) is not None for k in keys):
+        config_path.write_text(json.dumps(config, indent=2), encoding="utf-8")
 
 
 def _apply_umask(folder: Path) -> None:

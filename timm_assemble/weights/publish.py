@@ -18,6 +18,7 @@ from typing import Any
 
 import safetensors.torch
 import timm
+import torch
 from huggingface_hub import HfApi, get_token
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError
 from huggingface_hub.utils import validate_repo_id
@@ -26,6 +27,7 @@ from safetensors import SafetensorError
 from .. import __version__
 from ..errors import TimmAssembleError
 from ..fileio import atomic_write
+from ..model_stats import model_stats
 from . import records
 from .cache import DEFAULT_WIDTH, PROVENANCE_NAME, file_sha256, read_entry
 from .card import CardSpec, card_spec_from_text, render_model_card
@@ -84,8 +86,8 @@ def _read_config(folder: Path) -> dict[str, Any]:
     return config
 
 
-def _check_weights(folder: Path, config: dict[str, Any]) -> int:
-    """Build the config's model and load the weights strictly; returns its parameter count."""
+def _check_weights(folder: Path, config: dict[str, Any]) -> torch.nn.Module:
+    """Build the config's model and load the weights strictly; returns the model."""
     architecture = config["architecture"]
     if not timm.is_model(architecture):
         raise TimmAssembleError(
@@ -111,7 +113,7 @@ def _check_weights(folder: Path, config: dict[str, Any]) -> int:
         raise TimmAssembleError(
             f"{weights} does not load strictly into {architecture} with {model_args}: {' '.join(first)}"
         ) from err
-    return sum(p.numel() for p in model.parameters())
+    return model
 
 
 def updated_record(record: WeightRecord, folder: Path, weights_sha256: str) -> WeightRecord:
@@ -140,7 +142,13 @@ def updated_record(record: WeightRecord, folder: Path, weights_sha256: str) -> W
     )
 
 
-def record_card_spec(record: WeightRecord, repo_id: str, config: dict[str, Any], num_params: int) -> CardSpec:
+def record_card_spec(
+    record: WeightRecord,
+    repo_id: str,
+    config: dict[str, Any],
+    num_params: int,
+    stats: dict[str, Any] | None = None,
+) -> CardSpec:
     """The card of one of our recorded weights: paper metrics marked as such, source checkpoint named."""
     source = record.source
     if isinstance(source, OfficialCheckpoint):
@@ -176,11 +184,14 @@ def record_card_spec(record: WeightRecord, repo_id: str, config: dict[str, Any],
         license=record.license,
         timm_name=record.name,
         num_params=num_params,
+        stats=stats,
         training_command=None if isinstance(source, OfficialCheckpoint) else source.command,
     )
 
 
-def _generic_card_spec(repo_id: str, config: dict[str, Any], num_params: int, folder: Path) -> CardSpec:
+def _generic_card_spec(
+    repo_id: str, config: dict[str, Any], num_params: int, folder: Path, stats: dict[str, Any] | None = None
+) -> CardSpec:
     return CardSpec(
         repo_id=repo_id,
         config=config,
@@ -188,6 +199,7 @@ def _generic_card_spec(repo_id: str, config: dict[str, Any], num_params: int, fo
         provenance=f"Uploaded with `timm-assemble publish` from a local folder ({folder.name}); no weight record "
         "describes it, so no metrics or source are claimed here.",
         num_params=num_params,
+        stats=stats,
     )
 
 
@@ -214,7 +226,9 @@ def plan_publish(folder: str | Path, repo_id: str, private: bool = False, update
             f"repo {repo_id} is the weight record {record.name} (architecture {record.architecture}), "
             f"but {folder / CONFIG_NAME} is {config['architecture']}"
         )
-    num_params = _check_weights(folder, config)
+    model = _check_weights(folder, config)
+    num_params = sum(p.numel() for p in model.parameters())
+    stats = model_stats(model, tuple(config.get("pretrained_cfg", {}).get("input_size") or (3, 224, 224)))
     weights_sha256 = file_sha256(folder / WEIGHTS_NAME)
     record_update = None
     if update_record:
@@ -229,16 +243,16 @@ def plan_publish(folder: str | Path, repo_id: str, private: bool = False, update
                 f"{folder / WEIGHTS_NAME} has sha256 {weights_sha256}, but the weight record {record.name} "
                 f"says {record.sha256}; publish the recorded file, or update the record if it is meant to change"
             )
-        card = render_model_card(record_card_spec(record, repo_id, config, num_params))
+        card = render_model_card(record_card_spec(record, repo_id, config, num_params, stats))
         card_rendered = True
     elif (folder / CARD_NAME).is_file():
         card = (folder / CARD_NAME).read_text(encoding="utf-8")
         spec = card_spec_from_text(card)  # a card of ours (training, convert): the same card, for this repo
         card_rendered = spec is not None
         if spec is not None:
-            card = render_model_card(dataclasses.replace(spec, repo_id=repo_id, title=None))
+            card = render_model_card(dataclasses.replace(spec, repo_id=repo_id, title=None, stats=spec.stats or stats))
     else:
-        card = render_model_card(_generic_card_spec(repo_id, config, num_params, folder))
+        card = render_model_card(_generic_card_spec(repo_id, config, num_params, folder, stats))
         card_rendered = True
     files = []
     for name in UPLOAD_FILES:
