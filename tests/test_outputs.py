@@ -202,11 +202,14 @@ def test_train_img_size_100000_is_one_line_before_any_allocation(tmp_path, capsy
         ["robustness", "--data-dir", "DATA", "--model", "MODEL", "--corruptions", "contrast"],
         ["export", "MODEL", "--out", "OUT", "--format", "torchscript"],
         ["benchmark", "--models", "test_resnet", "--batch-size", "64"],
+        ["predict", "--model", "MODEL", "IMAGE"],
     ],
 )
 def test_every_batch_is_in_the_budget_before_it_is_made(data, model_dir, tmp_path, capsys, command):
-    """The evaluation batch (validate, robustness), the parity batch (export) and the timing batch (benchmark)."""
-    swap = {"DATA": str(data), "MODEL": f"local-dir:{model_dir}", "OUT": str(tmp_path / "m.pt")}
+    """The evaluation batch (validate, robustness, predict), the parity batch (export) and the timing batch
+    (benchmark)."""
+    image = str(min(data.rglob("*.png")))
+    swap = {"DATA": str(data), "MODEL": f"local-dir:{model_dir}", "OUT": str(tmp_path / "m.pt"), "IMAGE": image}
     argv = [swap.get(a, a) for a in command]
     _refused([*argv, "--img-size", "60000"], capsys, "--img-size 60000")
     assert not (tmp_path / "m.pt").exists()
