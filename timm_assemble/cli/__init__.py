@@ -48,7 +48,8 @@ def build_parser(prog: str = "timm-assemble") -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, program: str = "timm-assemble") -> int:
     """Run one subcommand; returns the exit code (2 for bad input, with one line on stderr)."""
-    parser = build_parser(program if not program.startswith("-m ") else f"python {program}")
+    shown = program if not program.startswith("-m ") else f"python {program}"  # the name errors are signed with
+    parser = build_parser(shown)
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args([a for a in argv if a != "--debug"])  # --debug anywhere on the line
     args.debug = "--debug" in argv
@@ -60,8 +61,8 @@ def main(argv: Sequence[str] | None = None, program: str = "timm-assemble") -> i
     quiet_unless_main()
     try:
         if args.command not in DATA_PARALLEL:
-            check_one_process(f"{program} {args.command}")
+            check_one_process(f"{shown} {args.command}")
         with reading(*declared_inputs(args, getattr(args, "inputs", ()))):
             return int(args.func(args) or 0)
     except (Exception, KeyboardInterrupt) as err:
-        return exit_code(f"{program} {args.command}", err, args.debug)
+        return exit_code(f"{shown} {args.command}", err, args.debug)
