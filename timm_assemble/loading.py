@@ -19,7 +19,7 @@ import torch.nn as nn
 from timm.models import load_state_dict, parse_model_name
 
 from .errors import TimmAssembleError
-from .weights.tensors import check_finite, shape_diagnosis
+from .weights.tensors import check_finite, check_tensor_kinds, shape_diagnosis
 
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 
@@ -102,11 +102,17 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
     """The state dict in a weights file or training checkpoint (EMA preferred, wrapper prefixes removed)."""
     path = Path(path)
     if not path.is_file():
-        raise TimmAssembleError(f"weights file {path} does not exist")
+        why = "is not a regular file" if path.exists() else "does not exist"
+        raise TimmAssembleError(f"weights file {path} {why}")
     try:
-        return load_state_dict(str(path), use_ema=True, weights_only=True)
+        state = load_state_dict(str(path), use_ema=True, weights_only=True)
     except Exception as err:  # corrupt, truncated or foreign file: say which one
-        raise TimmAssembleError(f"cannot read weights file {path}: {one_line(err)}") from err
+        raise TimmAssembleError(
+            f"cannot read weights file {path} as a state dict or training checkpoint: {one_line(err)}"
+        ) from err
+    if not state:
+        raise TimmAssembleError(f"weights file {path} holds an empty state dict (EMA weights are read first)")
+    return state
 
 
 def load_weights(
@@ -118,8 +124,9 @@ def load_weights(
     """
     state = read_weights(path)
     what = what or f"weights file {path}"
-    check_finite(state.items(), what)
     own = model.state_dict()
+    check_tensor_kinds(state, own, what)
+    check_finite(state.items(), what)
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     if missing or unexpected:
