@@ -1,5 +1,6 @@
 """The one weight loader: safetensors or weights-only .pth, EMA first, wrapper prefixes, strict fit, one-line errors."""
 
+import json
 import os
 
 import pytest
@@ -172,3 +173,15 @@ def test_weights_of_another_float_dtype_load(tmp_path, dtype):
     load_weights(model, tmp_path / "w.safetensors")
     assert model.fc.weight.dtype == torch.float32
     torch.testing.assert_close(model.fc.weight, state[FC].to(dtype).float())
+
+
+def test_a_local_dir_whose_config_lies_about_the_width_names_it(tmp_path):
+    from timm_assemble.weights.hub_folder import export_hub_folder
+
+    folder = export_hub_folder(_model(), tmp_path / "m", model_args=dict(width=8))
+    config = json.loads((folder / "config.json").read_text())
+    config["model_args"]["width"] = 16
+    (folder / "config.json").write_text(json.dumps(config))
+    message = "its model.safetensors does not fit the model its config.json builds: .* imply width 8"
+    with pytest.raises(TimmAssembleError, match=message + ".*: pass --model-kwargs width=8$"):
+        create_model(f"local-dir:{folder}")

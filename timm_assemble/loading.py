@@ -16,6 +16,7 @@ from typing import Any
 import timm
 import torch
 import torch.nn as nn
+from safetensors import safe_open
 from timm.models import load_state_dict, parse_model_name
 
 from .errors import TimmAssembleError
@@ -90,12 +91,29 @@ def create_model(name: str, pretrained: bool = False, weights: str | None = None
     except Exception as err:  # no weights for the tag, unreachable Hub, unreadable or mis-shaped weights
         if not pretrained:
             raise
-        raise TimmAssembleError(f"cannot load pretrained weights of '{name}': {one_line(err)}") from err
+        diagnosis = _local_dir_mismatch(name, kwargs) if "size mismatch" in str(err) else None
+        raise TimmAssembleError(f"cannot load pretrained weights of '{name}': {diagnosis or one_line(err)}") from err
     if pretrained:
         check_finite(model.state_dict().items(), f"the pretrained weights of '{name}'")
     if weights is not None:
         load_weights(model, weights)
     return model
+
+
+def _local_dir_mismatch(name: str, kwargs: dict[str, Any]) -> str | None:
+    """What the shapes of a `local-dir:` folder's weights imply against the model its config.json builds."""
+    source, folder = parse_model_name(name)
+    if source != "local-dir":
+        return None
+    try:
+        with safe_open(Path(folder) / "model.safetensors", "pt") as weights:
+            shapes = {k: tuple(weights.get_slice(k).get_shape()) for k in weights.keys()}
+        with torch.device("meta"):  # shapes only
+            model = timm.create_model(name, pretrained=False, **kwargs)
+    except Exception:  # no safetensors file, or a model that cannot be built: timm's own line says it
+        return None
+    diagnosis = shape_diagnosis(shapes, model, model.pretrained_cfg.get("classifier", "fc"))
+    return diagnosis and f"its model.safetensors does not fit the model its config.json builds: {diagnosis}"
 
 
 def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
