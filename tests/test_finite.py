@@ -133,6 +133,7 @@ def test_a_model_with_non_finite_output_is_an_error_in_every_command(tmp_path, i
         assert main([args[0], "--model", f"local-dir:{overflowing}", *args[1:]]) == 2, name
         err = capsys.readouterr().err
         assert "the model's output is not finite (NaN or inf)" in err and err.count("\n") == 1, (name, err)
+        assert (f"(first: {image})" in err) == (name == "predict")  # predict names the image
         assert main([args[0], "--model", f"local-dir:{poisoned}", *args[1:]]) == 2, name
         assert "holds values that are not finite (NaN or inf) in 1 tensor(s): bn1.weight (1 NaN)" in (
             capsys.readouterr().err

@@ -85,7 +85,7 @@ def predict(model: nn.Module, images: Sequence[str | Path], top_k: int = 5) -> l
     for start in range(0, len(paths), BATCH):
         chunk = paths[start : start + BATCH]
         logits = model(torch.stack([transform(load_image(p)) for p in chunk]).to(device)).float()
-        check_finite_logits(logits, f"images (first: {chunk[0]})")
+        check_finite_logits(logits, "images", chunk)
         top = logits.softmax(dim=-1).topk(k, dim=-1)
         for path, p, idx in zip(chunk, top.values.tolist(), top.indices.tolist(), strict=True):
             preds = []

@@ -42,13 +42,15 @@ def check_finite(tensors: Iterable[tuple[str, torch.Tensor]], what: str) -> None
         )
 
 
-def check_finite_logits(logits: torch.Tensor, what: str) -> None:
-    """Raise when a model's output is not finite: a score or label computed from it would be meaningless."""
+def check_finite_logits(logits: torch.Tensor, what: str, items: Sequence[object] | None = None) -> None:
+    """Raise when a model's output is not finite: a score or label computed from it would be meaningless.
+    `items` name the rows (image files): the first one with a non-finite output is named."""
     finite = torch.isfinite(logits).all(dim=-1)
     if not bool(finite.all()):
+        first = f" (first: {items[int((~finite).nonzero()[0])]})" if items is not None else ""
         raise TimmAssembleError(
-            f"the model's output is not finite (NaN or inf) for {int((~finite).sum())} of {len(finite)} {what}: its "
-            "weights or the input normalisation (mean/std) are broken, so no prediction or score is given"
+            f"the model's output is not finite (NaN or inf) for {int((~finite).sum())} of {len(finite)} {what}{first}: "
+            "its weights or the input normalisation (mean/std) are broken, so no prediction or score is given"
         )
 
 
@@ -88,7 +90,7 @@ def shape_diagnosis(ckpt: Mapping[str, Shape], model: torch.nn.Module, classifie
                 f"the checkpoint's shapes imply width {stem_bn[0]} (bn1.weight has {stem_bn[0]} channels), the model "
                 f"has width {own['bn1.weight'][0]}: pass --model-kwargs width={stem_bn[0]}"
             )
-    if _positive(stem_conv, 4) and own.get("conv1.weight", (0, 0))[1:2] != tuple(stem_conv[1:2]):
+    if _positive(stem_conv, 4) and len(own.get("conv1.weight", ())) == 4 and own["conv1.weight"][1] != stem_conv[1]:
         return (
             f"the checkpoint's conv1.weight {list(stem_conv)} takes {stem_conv[1]} input channels, the model "
             f"{own['conv1.weight'][1]}: pass --model-kwargs in_chans={stem_conv[1]}"
