@@ -20,7 +20,7 @@ from safetensors import safe_open
 from timm.models import load_state_dict, parse_model_name
 
 from .errors import TimmAssembleError
-from .weights.tensors import check_finite, check_tensor_kinds, shape_diagnosis
+from .tensor_checks import check_finite, check_tensor_kinds, shape_diagnosis
 
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 

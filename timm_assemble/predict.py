@@ -18,7 +18,7 @@ from timm.data import ImageNetInfo, create_transform, infer_imagenet_subset, res
 from .data.images import READ_ERRORS, check_declared_size, image_files, open_image
 from .errors import TimmAssembleError
 from .loading import create_model
-from .weights.tensors import check_finite_logits
+from .tensor_checks import check_finite_logits
 
 BATCH = 32
 

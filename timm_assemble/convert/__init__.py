@@ -24,9 +24,9 @@ from tqdm import tqdm
 
 from ..errors import TimmAssembleError
 from ..fileio import check_dir_target, check_output_not_containing, sha256_file
+from ..tensor_checks import check_finite
 from ..weights.card import OFFICIAL_CODE_URL, CardSpec, render_model_card
 from ..weights.hub_folder import export_hub_folder
-from ..weights.tensors import check_finite
 from .mapping import (
     DENSE_KERNEL,
     NUM_OFFICIAL_CLASSES,

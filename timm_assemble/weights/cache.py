@@ -28,9 +28,9 @@ from ..errors import TimmAssembleError
 from ..fileio import atomic_write, sha256_file
 from ..locks import folder_lock
 from ..schema import PLAIN_NAME, SHA256, Check, MapOf, Maybe, check_schema, is_plain_name
+from ..tensor_checks import check_finite
 from ..version import __version__
 from .hub_folder import CONFIG_NAME, WEIGHTS_NAME
-from .tensors import check_finite
 
 CACHE_ENV = "TIMM_ASSEMBLE_CACHE"
 PROVENANCE_NAME = "provenance.json"

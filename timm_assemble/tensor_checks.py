@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import torch
 
-from ..errors import TimmAssembleError
+from .errors import TimmAssembleError
 
 Shape = Sequence[int]
 
