@@ -67,6 +67,20 @@ def test_convert_names_the_tensors_that_are_not_finite(tmp_path, capsys):
     assert err.count("\n") == 1 and not out.exists()
 
 
+@pytest.mark.slow
+def test_nan_outside_the_converted_weights_is_not_an_error(tmp_path):
+    """An optimizer slot and the dropped background row are never converted: NaN there is no reason to refuse."""
+    reader = TensorBundleReader(R50_W8 / "model.ckpt")
+    tensors = {name: reader.read(name) for name in reader}
+    tensors["resnet_model/dense/kernel/Momentum"] = np.full((2, 2), np.nan, np.float32)
+    tensors["resnet_model/dense/bias"] = tensors["resnet_model/dense/bias"].copy()
+    tensors["resnet_model/dense/bias"][0] = np.nan  # the background class
+    write_bundle(tmp_path / "model.ckpt", tensors)
+    assert main(["convert", "--model", "assemble_resnet50", "--checkpoint", str(tmp_path / "model.ckpt"),
+                 "--out", str(tmp_path / "out")]) == 0  # fmt: skip
+    assert torch.isfinite(create_model(f"local-dir:{tmp_path / 'out'}").fc.bias).all()
+
+
 # ---------------------------------------------------------------------------------------------- the loader
 
 
@@ -121,6 +135,7 @@ def test_a_model_with_non_finite_output_is_an_error_in_every_command(tmp_path, i
         errors = [line for line in err.splitlines() if ": error: " in line]  # robustness also names its set
         assert len(errors) == 1 and "the model's output is not finite (NaN or inf)" in errors[0], (name, err)
         assert err.endswith(errors[0] + "\n"), (name, err)
+        assert (f"(first: {image})" in err) == (name == "predict")  # predict names the image
         assert main([args[0], "--model", f"local-dir:{poisoned}", *args[1:]]) == 2, name
         assert "holds values that are not finite (NaN or inf) in 1 tensor(s): bn1.weight (1 NaN)" in (
             capsys.readouterr().err

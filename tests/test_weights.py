@@ -477,6 +477,13 @@ def _truncate(entry: Path, at: float) -> None:
     path.write_bytes(path.read_bytes()[: int(at * path.stat().st_size)])
 
 
+def _link_outside(entry: Path, filename: str) -> None:
+    """The same file, moved out of the entry and linked back: its hash still matches."""
+    outside = entry.parent / f".outside-{filename}"
+    (entry / filename).rename(outside)
+    (entry / filename).symlink_to(outside)
+
+
 # every tampering: (name, function of the entry folder and a number in [0, 1))
 TAMPERINGS = {
     "name-other-model": lambda e, x: _edit_provenance(e, lambda p: p.update(name=R152)),
@@ -508,6 +515,10 @@ TAMPERINGS = {
     "other-width-weights+rehash": lambda e, x: _edit_weights(e, lambda s: s.update(
         {"bn1.weight": torch.ones(16), "bn1.bias": torch.zeros(16)})),
     "folder-renamed-to-width-64": lambda e, x: e.rename(e.with_name(R50)),
+    "source-kind-a-list": lambda e, x: _edit_provenance(e, lambda p: p["source"].update(kind=["x"])),
+    "weights-a-link-outside": lambda e, x: _link_outside(e, "model.safetensors"),
+    "provenance-a-link-outside": lambda e, x: _link_outside(e, PROVENANCE_NAME),
+    "weights-a-fifo": lambda e, x: ((e / "model.safetensors").unlink(), os.mkfifo(e / "model.safetensors")),
     "untouched": lambda e, x: None,
 }
 
@@ -527,6 +538,7 @@ def _verdicts(cache: Path) -> tuple[bool, bool, str]:
     """(verify says ok, loading succeeds, its error) for the entry folder in `cache`."""
     (folder,) = [p for p in cache.iterdir() if not p.name.startswith(".")]
     width = int(folder.name.rpartition("-w")[2]) if "-w" in folder.name else 64
+    assert cli.main(["weights", "list"]) == 0  # lists any entry, readable or not
     code = cli.main(["weights", "verify", R50])
     try:
         timm.create_model(R50, pretrained=True, width=width)

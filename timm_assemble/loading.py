@@ -17,11 +17,12 @@ from typing import Any
 import timm
 import torch
 import torch.nn as nn
+from safetensors import safe_open
 from timm.models import load_state_dict, parse_model_name
 
 from .errors import TimmAssembleError, UnknownModelError, WeightsUnavailableError
 from .sizing import check_model_size, kwarg_claims, local_config_claims
-from .weights.tensors import check_finite, shape_diagnosis
+from .tensor_checks import check_finite, check_tensor_kinds, shape_diagnosis
 
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 
@@ -95,8 +96,9 @@ def create_model(
     except Exception as err:  # no weights for the tag, unreachable Hub, unreadable or mis-shaped weights
         if not pretrained:
             raise
+        diagnosis = _local_dir_mismatch(name, kwargs) if "size mismatch" in str(err) else None
         error = WeightsUnavailableError if isinstance(err, OSError) else TimmAssembleError  # as timm's own error
-        raise error(f"cannot load pretrained weights of '{name}': {one_line(err)}") from err
+        raise error(f"cannot load pretrained weights of '{name}': {diagnosis or one_line(err)}") from err
     if pretrained:
         check_finite(model.state_dict().items(), f"the pretrained weights of '{name}'")
     if weights is not None:
@@ -104,17 +106,41 @@ def create_model(
     return model
 
 
+def _local_dir_mismatch(name: str, kwargs: dict[str, Any]) -> str | None:
+    """What the shapes of a `local-dir:` folder's weights imply against the model its config.json builds."""
+    source, folder = parse_model_name(name)
+    if source != "local-dir":
+        return None
+    try:
+        with safe_open(Path(folder) / "model.safetensors", "pt") as weights:
+            shapes = {k: tuple(weights.get_slice(k).get_shape()) for k in weights.keys()}
+        with torch.device("meta"):  # shapes only
+            model = timm.create_model(name, pretrained=False, **kwargs)
+    except Exception:  # no safetensors file, or a model that cannot be built: timm's own line says it
+        return None
+    diagnosis = shape_diagnosis(shapes, model, model.pretrained_cfg.get("classifier", "fc"))
+    return diagnosis and f"its model.safetensors does not fit the model its config.json builds: {diagnosis}"
+
+
 def read_weights(path: str | Path, use_ema: bool = True) -> dict[str, torch.Tensor]:
     """The state dict in a weights file or training checkpoint (its EMA weights when `use_ema` and present, as
     timm's `load_state_dict`; wrapper prefixes removed)."""
     path = Path(path)
     if not path.is_file():
+        if path.exists():
+            raise TimmAssembleError(f"weights file {path} is not a regular file")
         raise WeightsUnavailableError(f"weights file {path} does not exist")
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):  # timm train.py checkpoints carry their args
-            return load_state_dict(str(path), use_ema=use_ema, weights_only=True)
+            state = load_state_dict(str(path), use_ema=use_ema, weights_only=True)
     except Exception as err:  # corrupt, truncated or foreign file: say which one
-        raise TimmAssembleError(f"cannot read weights file {path}: {one_line(err)}") from err
+        raise TimmAssembleError(
+            f"cannot read weights file {path} as a state dict or training checkpoint: {one_line(err)}"
+        ) from err
+    if not state:
+        read = " (EMA weights are read first)" if use_ema else ""
+        raise TimmAssembleError(f"weights file {path} holds an empty state dict{read}")
+    return state
 
 
 def load_weights(
@@ -130,8 +156,9 @@ def load_weights(
     """
     state = read_weights(path, use_ema)
     what = what or f"weights file {path}"
-    check_finite(state.items(), what)
     own = model.state_dict()
+    check_tensor_kinds(state, own, what)
+    check_finite(state.items(), what)
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     if missing or unexpected:

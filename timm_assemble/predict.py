@@ -19,7 +19,7 @@ from .data.images import READ_ERRORS, check_declared_size, image_files, open_ima
 from .errors import TimmAssembleError
 from .evaluation.model import create_eval_model, model_data_config
 from .evaluation.options import autocast
-from .weights.tensors import check_finite_logits
+from .tensor_checks import check_finite_logits
 
 BATCH = 32
 
@@ -118,7 +118,7 @@ def predict(
             batch = batch.contiguous(memory_format=torch.channels_last)
         with autocast(device, amp):
             logits = model(batch).float()
-        check_finite_logits(logits, f"images (first: {chunk[0]})")
+        check_finite_logits(logits, "images", chunk)
         top = logits.softmax(dim=-1).topk(k, dim=-1)
         for path, p, idx in zip(chunk, top.values.tolist(), top.indices.tolist(), strict=True):
             preds = []

@@ -120,7 +120,7 @@ def run_list(opts: ListArgs) -> int:
 
 def run_verify(opts: VerifyArgs) -> int:
     """Check every entry folder of the name with the validator loading uses: `ok` here is what loads."""
-    paths = entries_of(opts.name)
+    paths = entries_of(get_record(opts.name).name)
     if not paths:
         raise TimmAssembleError(f"nothing cached for {opts.name} in {cache_root()}")
     bad = []

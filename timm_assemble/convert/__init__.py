@@ -25,9 +25,9 @@ from ..errors import TimmAssembleError
 from ..fileio import check_dir_target, reading, sha256_file
 from ..model_stats import model_stats
 from ..progress import track
+from ..tensor_checks import check_finite
 from ..weights.card import OFFICIAL_CODE_URL, CardSpec, render_model_card
 from ..weights.hub_folder import export_hub_folder
-from ..weights.tensors import check_finite
 from .mapping import (
     DENSE_KERNEL,
     NUM_OFFICIAL_CLASSES,

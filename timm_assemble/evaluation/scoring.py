@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from ..progress import track
-from ..weights.tensors import check_finite_logits
+from ..tensor_checks import check_finite_logits
 from .options import autocast
 
 

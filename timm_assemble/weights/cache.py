@@ -28,9 +28,9 @@ from ..errors import TimmAssembleError
 from ..fileio import atomic_write, sha256_file
 from ..locks import folder_lock
 from ..schema import PLAIN_NAME, SHA256, Check, MapOf, Maybe, check_schema, is_plain_name
+from ..tensor_checks import check_finite
 from ..version import __version__
 from .hub_folder import CONFIG_NAME, WEIGHTS_NAME
-from .tensors import check_finite
 
 CACHE_ENV = "TIMM_ASSEMBLE_CACHE"
 PROVENANCE_NAME = "provenance.json"
@@ -100,7 +100,7 @@ _FILE = {"sha256": SHA256, "size": Check(int, lambda v: v >= 0, "a size >= 0")}
 PROVENANCE_SCHEMA = {
     "name": Check(str, lambda v: "." in v, "'<architecture>.<tag>'"),
     "model_args": {"width": Maybe(Check(int, lambda v: v >= 1, "a width >= 1"))},
-    "source": dict,
+    "source": {"kind": Maybe(str)},
     "result": Check(
         MapOf(_FILE, keys=is_plain_name, keys_what=PLAIN_NAME),
         lambda v: WEIGHTS_NAME in v,
@@ -115,6 +115,8 @@ _CONFIG = {"architecture": str, "model_args": Maybe({"width": Maybe(int)})}  # w
 def read_entry(path: Path) -> CacheEntry:
     """The entry at `path`; a TimmAssembleError says what is missing or unreadable (one schema, one line)."""
     provenance_path = path / PROVENANCE_NAME
+    if provenance_path.is_symlink():
+        raise TimmAssembleError(f"cache entry {path}: {PROVENANCE_NAME} is a link (an entry holds its own files)")
     try:
         provenance = json.loads(provenance_path.read_text(encoding="utf-8"))
     except FileNotFoundError as err:
@@ -151,7 +153,9 @@ def check_entry(path: Path) -> tuple[CacheEntry | None, list[str]]:
     problems = []
     for filename, recorded in entry.provenance["result"].items():
         file = path / filename
-        if not file.is_file():
+        if file.is_symlink() or (file.exists() and not file.is_file()):
+            problems.append(f"{filename} is a link or not a regular file (an entry holds its own files)")
+        elif not file.is_file():
             problems.append(f"{filename} is missing")
         elif (actual := file_sha256(file)) != recorded["sha256"]:
             problems.append(f"{filename} has sha256 {actual}, recorded {recorded['sha256']}")
