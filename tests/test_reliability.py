@@ -430,7 +430,8 @@ def test_validate_with_a_truncated_checkpoint(base, tmp_path, capsys):
     code, _, err = timm_assemble_cli(
         [*argv, "--checkpoint", str(weights), "--data-dir", str(base["data"] / "val")], capsys
     )
-    assert code == 2 and f"cannot read weights file {weights}: SafetensorError" in err
+    expected = f"cannot read weights file {weights} as a state dict or training checkpoint: SafetensorError"
+    assert code == 2 and expected in err
     one_line_error(err, code)
 
 
