@@ -38,6 +38,8 @@ from .errors import TimmAssembleError
 _logger = logging.getLogger(__name__)
 # what the running command reads, as (path, how the user gave it) pairs; set by `reading` only
 _INPUTS: list[tuple[Path, str]] = []
+# stores whose own code is writing into them now (`owning`), resolved: a cache fills itself while declared read
+_OWNED: list[Path] = []
 
 # errno values a user fixes by freeing space or choosing another folder, not by changing code
 _USER_FIXABLE = {
@@ -129,6 +131,17 @@ def reading(*inputs: tuple[str | os.PathLike | None, str]) -> Iterator[None]:
         del _INPUTS[len(_INPUTS) - len(declared) :]
 
 
+@contextlib.contextmanager
+def owning(store: str | os.PathLike) -> Iterator[None]:
+    """The code that keeps `store` (a weights cache) writes into it inside the block: that declared input stays
+    guarded against every other write."""
+    _OWNED.append(_resolved(Path(store)))
+    try:
+        yield
+    finally:
+        _OWNED.pop()
+
+
 def _resolved(path: Path) -> Path:
     """`path` with its symlinks followed; as given (absolute) when a loop makes that impossible (writing or reading
     it then fails with its own one line)."""
@@ -153,6 +166,8 @@ def check_not_input(target: str | os.PathLike, flag: str = "", folder: bool = Fa
     given = f"{flag} {target}" if flag else str(target)
     for path, how in _INPUTS:
         source = _resolved(path)
+        if source in _OWNED:
+            continue
         if where == source or _same_file(where, source):
             problem = f"it is the input {how} {path}"
         elif source in where.parents:

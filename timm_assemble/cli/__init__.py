@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from ..errors import DEBUG_ENV, exit_code
 from ..fileio import reading
 from ..processes import check_one_process, quiet_unless_main
-from .args import ArgumentParser, Command, declared_inputs
+from .args import ArgumentParser, Command, cache_inputs, declared_inputs
 
 # module -> the Command(s) it defines, in `--help` order
 _COMMAND_MODULES = (
@@ -62,7 +62,7 @@ def main(argv: Sequence[str] | None = None, program: str = "timm-assemble") -> i
     try:
         if args.command not in DATA_PARALLEL:
             check_one_process(f"{shown} {args.command}")
-        with reading(*declared_inputs(args, getattr(args, "inputs", ()))):
+        with reading(*declared_inputs(args, getattr(args, "inputs", ())), *cache_inputs()):
             return int(args.func(args) or 0)
     except (Exception, KeyboardInterrupt) as err:
         return exit_code(f"{shown} {args.command}", err, args.debug)

@@ -193,6 +193,16 @@ class Command:
 MODEL_FIELDS = ("model", "models", "teacher", "baseline", "pretrained")
 
 
+def cache_inputs() -> list[tuple[str, str]]:
+    """The weights caches any command may read from (ours and the Hub's, where they are now): declared as inputs,
+    so no output lands in them; the cache's own code fills ours (`fileio.owning`)."""
+    from huggingface_hub import constants
+
+    from ..weights.cache import CACHE_ENV, cache_root
+
+    return [(str(cache_root()), f"the weights cache (${CACHE_ENV})"), (constants.HF_HUB_CACHE, "the Hub cache")]
+
+
 def declared_inputs(values: Any, names: typing.Iterable[str]) -> list[tuple[str, str]]:
     """(path, flag) of what a command reads: the fields `names` of `values` (parsed flags or a config) that hold a
     path; of a model field, its `local-dir:` folder or an existing weights file (a registry or Hub name: none)."""

@@ -24,7 +24,7 @@ from ..training.config import (
     list_presets,
     resolve_config,
 )
-from .args import ArgumentParser, Command, add_dataclass_arguments, declared_inputs
+from .args import ArgumentParser, Command, add_dataclass_arguments, cache_inputs, declared_inputs
 
 MODES = ("train", "finetune")
 DESCRIPTIONS = {
@@ -101,7 +101,7 @@ def run_parsed(mode: str, args: argparse.Namespace, program: str, argv: Sequence
     from ..training.engine import run  # heavy imports only when training
 
     quiet_logging()
-    with reading((args.config, "--config"), *declared_inputs(cfg, INPUTS)):
+    with reading((args.config, "--config"), *declared_inputs(cfg, INPUTS), *cache_inputs()):
         run(cfg, command=launch_command(program, sys.argv[1:] if argv is None else argv))
     return 0
 

@@ -30,7 +30,7 @@ from ..convert import convert_checkpoint
 from ..convert.mapping import STEM_KERNEL, detect_official_model
 from ..convert.tensor_bundle import TensorBundleReader
 from ..errors import TimmAssembleError
-from ..fileio import atomic_dir, write_error
+from ..fileio import atomic_dir, owning, write_error
 from .cache import (
     DEFAULT_WIDTH,
     CacheEntry,
@@ -198,7 +198,7 @@ def _install(name: str, prefix: Path, source: Mapping[str, Any]) -> CacheEntry:
     target = entry_dir(name, width)
     inputs = [prefix.with_name(prefix.name + ".index"), *sorted(prefix.parent.glob(prefix.name + ".data-*"))]
     files = {p.name: {"sha256": file_sha256(p), "size": p.stat().st_size} for p in inputs}
-    with atomic_dir(target, overwrite=True) as tmp:  # disk full: the partial entry is removed, one clear error
+    with owning(cache_root()), atomic_dir(target, overwrite=True) as tmp:  # disk full: partial entry removed
         convert_checkpoint(get_record(name).architecture, prefix, tmp, overwrite=True)
         write_provenance(tmp, name, {"width": width}, {**source, "files": files})
     return read_entry(target)

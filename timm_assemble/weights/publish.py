@@ -26,10 +26,10 @@ from safetensors import SafetensorError
 
 from .. import __version__
 from ..errors import TimmAssembleError
-from ..fileio import atomic_write
+from ..fileio import atomic_write, owning
 from ..model_stats import model_stats
 from . import records
-from .cache import DEFAULT_WIDTH, PROVENANCE_NAME, file_sha256, read_entry
+from .cache import DEFAULT_WIDTH, PROVENANCE_NAME, cache_root, file_sha256, read_entry
 from .card import CardSpec, card_spec_from_text, render_model_card
 from .hub_folder import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME
 from .records import OfficialCheckpoint, WeightRecord, find_record_for_repo, write_record
@@ -311,8 +311,10 @@ def describe_plan(plan: PublishPlan) -> str:
 
 
 def _write_card(folder: Path, card: str) -> None:
-    """Atomically replace `folder/README.md` with the card that is about to be uploaded."""
-    atomic_write(folder / CARD_NAME, card)
+    """Atomically replace `folder/README.md` with the card that is about to be uploaded (a cache entry's card is
+    the cache's own file)."""
+    with owning(cache_root()):
+        atomic_write(folder / CARD_NAME, card)
 
 
 def publish(plan: PublishPlan, token: str | None = None) -> str:
