@@ -245,6 +245,10 @@ def test_every_batch_is_in_the_budget_before_it_is_made(data, model_dir, tmp_pat
         (dict(num_classes=10**9), "num_classes 1000000000 ("),
         (dict(architecture="assemble_resnet50", model_args=dict(width=10**6)), "width 1000000 (model_args of"),
         (dict(architecture="assemble_resnet50", model_args=dict(width=10**4)), "width 10000 (model_args of"),
+        (dict(num_classes=1e9), "num_classes must be a whole number of classes, got 1000000000.0"),
+        (dict(num_classes="2"), "num_classes must be a whole number of classes, got '2'"),
+        (dict(num_classes=None), "num_classes must be a whole number of classes, got None"),
+        (dict(num_classes=True), "num_classes must be a whole number of classes, got True"),
     ],
 )
 def test_a_model_folder_claiming_a_huge_shape_is_one_line(model_dir, tmp_path, change, expected):

@@ -77,7 +77,10 @@ def local_config_claims(name: str) -> list[Claim]:
         return []  # the loader names an unreadable config
     if not isinstance(config, dict):
         return []
-    claims = kwarg_claims({"num_classes": config["num_classes"]} if "num_classes" in config else {}, str(path))
+    classes = config.get("num_classes", 0)
+    if not isinstance(classes, int) or isinstance(classes, bool):  # timm would build the weights' size or crash
+        raise TimmAssembleError(f"{path}: num_classes must be a whole number of classes, got {classes!r}")
+    claims = kwarg_claims({"num_classes": classes} if "num_classes" in config else {}, str(path))
     claims += kwarg_claims(config.get("model_args") or {}, f"model_args of {path}")
     size = (config.get("pretrained_cfg") or {}).get("input_size")
     if isinstance(size, list) and size and isinstance(size[-1], int):
