@@ -217,6 +217,7 @@ def test_a_study_killed_in_its_second_rung_resumes_training_only_what_is_left(
         (["--pretrained", "default", "--output-dir", "x"], "use --from pretrained"),
         (["--rungs", "e0,e42", "--output-dir", "x"], "unknown rung(s) e42"),
         (["--rungs", "all,e0", "--output-dir", "x"], "'all' is every rung (e0..e12) and stands alone"),
+        (["--rungs", ",", "--output-dir", "x"], "--rungs ',' names no rung; pass --rungs all"),
         (["--resume", "ckpt/last", "--output-dir", "x"], "a study resumes with --resume auto"),
     ],
 )

@@ -88,11 +88,11 @@ def parse_rungs(text: str) -> list[str]:
                 "pass --rungs all, or list the rungs (e.g. e0,e3,e6)"
             )
         return list(LADDER)
+    if not names:
+        raise TimmAssembleError(f"--rungs {text!r} names no rung; pass --rungs all, or list them (e.g. e0,e3,e6)")
     unknown = [n for n in names if n not in LADDER]
-    if unknown or not names:
-        raise TimmAssembleError(
-            f"--rungs: unknown rung(s) {', '.join(unknown) or '(none)'}; known: {', '.join(LADDER)}"
-        )
+    if unknown:
+        raise TimmAssembleError(f"--rungs: unknown rung(s) {', '.join(unknown)}; known: {', '.join(LADDER)}")
     return sorted(set(names), key=LADDER.index)
 
 
