@@ -209,6 +209,15 @@ def test_a_study_killed_in_its_second_rung_resumes_training_only_what_is_left(
     assert "epochs 2 -> 1; img_size 32 -> 64" in capsys.readouterr().err and snapshot(study) == before
 
 
+def test_a_training_run_folder_is_no_study_folder(tmp_path, capsys):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.toml").write_text('model = "assemble_resnet50"\n')
+    assert main(["study", "--rungs", "e0", "--output-dir", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert f"--output-dir {tmp_path / 'run'} is a training run folder (config.toml)" in err and err.count("\n") == 1
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["config.toml"]
+
+
 @pytest.mark.parametrize(
     "flags, message",
     [

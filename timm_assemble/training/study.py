@@ -337,6 +337,11 @@ def run_study(opts: StudyOptions) -> dict[str, Any]:
         raise TimmAssembleError(f"--from must be scratch or pretrained, got {opts.start_from!r}")
     if opts.resume not in (None, "auto"):
         raise TimmAssembleError(f"--resume {opts.resume}: a study resumes with --resume auto (each rung its own)")
+    if (study / "config.toml").is_file():  # a train/finetune run's own folder: its files are not a study's
+        raise TimmAssembleError(
+            f"--output-dir {study} is a training run folder (config.toml); a study keeps one folder per rung beside "
+            "its table: choose another --output-dir"
+        )
     rungs = parse_rungs(",".join(opts.rungs))
     planned = {r: rung_config(opts, r) for r in rungs}  # every config checked before anything trains
     check_resumable(opts, planned)
