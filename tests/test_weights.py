@@ -22,7 +22,7 @@ import timm
 import torch
 from drive_testing import CLOVA_TF, FakeDrive, block_sockets, official_tree
 from hub_testing import COMMIT, convert_fixture, errors_in_threads, go_offline, seed_hub_cache
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from safetensors import SafetensorError
 
@@ -452,8 +452,16 @@ def _edit_provenance(entry: Path, edit) -> None:
     (entry / PROVENANCE_NAME).write_text(json.dumps(provenance))
 
 
+def _weights_file(entry: Path) -> Path:
+    """The entry's weights file, to read: a FIFO left by another tampering would block the reader forever."""
+    path = entry / "model.safetensors"
+    if not path.is_file():
+        raise OSError(f"{path} is not a regular file (an earlier tampering)")
+    return path
+
+
 def _edit_weights(entry: Path, edit) -> None:
-    state = safetensors.torch.load_file(entry / "model.safetensors")
+    state = safetensors.torch.load_file(_weights_file(entry))
     edit(state)
     safetensors.torch.save_file(state, entry / "model.safetensors")
     _rehash(entry)
@@ -467,13 +475,13 @@ def _edit_config(entry: Path, edit) -> None:
 
 
 def _flip_byte(entry: Path, at: float) -> None:
-    data = bytearray((entry / "model.safetensors").read_bytes())
+    data = bytearray(_weights_file(entry).read_bytes())
     data[int(at * (len(data) - 1))] ^= 0x01
     (entry / "model.safetensors").write_bytes(bytes(data))
 
 
 def _truncate(entry: Path, at: float) -> None:
-    path = entry / "model.safetensors"
+    path = _weights_file(entry)
     path.write_bytes(path.read_bytes()[: int(at * path.stat().st_size)])
 
 
@@ -584,6 +592,8 @@ def test_verify_and_load_agree_on_each_tampering(pristine_entry, tmp_path, monke
 @pytest.mark.slow
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(tampers=st.lists(st.sampled_from(sorted(TAMPERINGS)), min_size=1, max_size=3, unique=True), x=st.floats(0, 0.99))
+@example(tampers=["weights-a-fifo", "nan-tensor+rehash", "flip-a-weights-byte"], x=0.5)  # no reader opens the FIFO
+@example(tampers=["weights-a-link-outside", "weights-a-fifo", "truncate-weights"], x=0.5)
 def test_verify_and_load_agree_on_random_tamperings(pristine_entry, tmp_path, monkeypatch, capsys, tampers, x):
     """Any combination (a forged hash may make a flipped byte a valid weight: then both load it)."""
     _assert_same_verdict(_tampered_cache(pristine_entry, tmp_path, monkeypatch, tampers, x), capsys, tampers)
