@@ -5,10 +5,10 @@ of `benchmarks/corruption_speed.py`.
 
 It needs the reference's own environment (numpy < 2, scikit-image 0.20, OpenCV, Wand on ImageMagick 6, scipy,
 matplotlib, Pillow) and imports nothing from timm_assemble, so it runs in a venv without it. The reference
-files are not part of this repository; write them anywhere, e.g. from the fetched snapshot:
+files are not part of this repository; take them from a clone of https://github.com/hendrycks/robustness, e.g.:
 
-    git -C /work/.mirror/hendrycks+robustness/repo show HEAD:ImageNet-C/create_c/make_cifar_c.py > /tmp/mcc.py
-    /work/refvenv/bin/python benchmarks/corruption_reference.py --set cifar-c --reference-src /tmp/mcc.py OUT.npz
+    git -C robustness show HEAD:ImageNet-C/create_c/make_cifar_c.py > mcc.py
+    REFVENV/bin/python benchmarks/corruption_reference.py --set cifar-c --reference-src mcc.py OUT.npz
 
 writes the set's fixture (see tests/fixtures/<set>/README.md for what it holds). How a file runs unmodified:
 its text up to `# /////////////// End Distortions` is executed (not the dataset-writing code after it), with

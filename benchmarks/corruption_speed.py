@@ -3,10 +3,11 @@ and/or against the hendrycks script that made the set (`make_imagenet_c.py`, `ma
 
     python benchmarks/corruption_speed.py --sets all --corruptions all [--images 3] [--repeats 3] [--size N]
         [--baseline-src OLD/timm_assemble/evaluation/corruptions.py]
-        [--reference-dir /tmp/create_c --reference-python /work/refvenv/bin/python]
+        [--reference-dir CREATE_C --reference-python REFVENV/bin/python]
 
-(/tmp/create_c: the scripts, e.g. `for f in make_imagenet_c make_cifar_c make_tinyimagenet_c make_imagenet_c_inception;
-do git -C /work/.mirror/hendrycks+robustness/repo show HEAD:ImageNet-C/create_c/$f.py > /tmp/create_c/$f.py; done`.)
+(CREATE_C: the scripts, from a clone of https://github.com/hendrycks/robustness, e.g. `for f in make_imagenet_c
+make_cifar_c make_tinyimagenet_c make_imagenet_c_inception; do git -C robustness show
+HEAD:ImageNet-C/create_c/$f.py > CREATE_C/$f.py; done`; REFVENV: a venv as in tests/fixtures/imagenet_c/README.md.)
 Each set runs on images of its own resolution (`--size` overrides).
 The baseline module is loaded from its file path (importlib), so any old checkout works as long as its
 `corrupt(image, name, severity, seed)` has today's signature (for a set other than imagenet-c, with the set as a
