@@ -70,28 +70,32 @@ def test_validate_json_onto_an_image_of_its_data_is_refused(data, model_dir, cap
     assert _hashes(data) == before
 
 
-def test_no_output_lands_in_a_weights_cache_that_the_cache_fills_itself(data, model_dir, tmp_path, monkeypatch, capsys):
-    """Ours ($TIMM_ASSEMBLE_CACHE) and the Hub's are inputs of every command; only the cache's own code (`owning`)
-    writes into ours."""
+def test_no_output_replaces_a_cached_model_that_the_cache_fills_itself(data, model_dir, tmp_path, monkeypatch, capsys):
+    """The entries of ours ($TIMM_ASSEMBLE_CACHE) and of the Hub's cache are inputs of every command; only the
+    cache's own code (`owning`) writes into ours. The roots are not: a cache set to the working folder still
+    takes outputs beside its entries."""
     import huggingface_hub.constants as hf_constants
 
     from timm_assemble.fileio import atomic_write, owning, reading
 
     ours, hub = tmp_path / "ours", tmp_path / "hub"
+    for entry in (ours / "assemble_resnet50.clova_in1k-w8", hub / "models--org--name"):
+        entry.mkdir(parents=True)
     monkeypatch.setenv("TIMM_ASSEMBLE_CACHE", str(ours))
     monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(hub))
     argv = ["validate", "--model", f"local-dir:{model_dir}", "--data-dir", str(data), "--workers", "0"]
-    for target, how in ((ours / "entry" / "model.safetensors", "the weights cache ($TIMM_ASSEMBLE_CACHE)"),
+    for target, how in ((ours / "assemble_resnet50.clova_in1k-w8" / "model.safetensors", "the weights cache"),
                         (hub / "models--org--name" / "r.json", "the Hub cache")):  # fmt: skip
         _refused([*argv, "--json", str(target)], capsys, f"it is inside the input folder {how}")
         assert not target.exists()
-    (ours / "entry").mkdir(parents=True)
-    with reading((ours, "the weights cache")):
+    assert main([*argv, "--json", str(ours / "beside-the-entries.json")]) == 0  # the root itself is no input
+    entry = ours / "assemble_resnet50.clova_in1k-w8"
+    with reading((entry, "the weights cache")):
         with owning(ours):
-            atomic_write(ours / "entry" / "provenance.json", "{}")
+            atomic_write(entry / "provenance.json", "{}")
         with pytest.raises(TimmAssembleError, match="inside the input folder the weights cache"):
-            atomic_write(ours / "entry" / "other.json", "{}")
-    assert (ours / "entry" / "provenance.json").is_file() and not (ours / "entry" / "other.json").exists()
+            atomic_write(entry / "other.json", "{}")
+    assert (entry / "provenance.json").is_file() and not (entry / "other.json").exists()
 
 
 def test_robustness_json_onto_an_evaluated_image_is_refused(data, model_dir, capsys):

@@ -38,7 +38,8 @@ from .errors import TimmAssembleError
 _logger = logging.getLogger(__name__)
 # what the running command reads, as (path, how the user gave it) pairs; set by `reading` only
 _INPUTS: list[tuple[Path, str]] = []
-# stores whose own code is writing into them now (`owning`), resolved: a cache fills itself while declared read
+# stores whose own code is writing into them now (`owning`), resolved: a cache fills itself while its entries are
+# declared read
 _OWNED: list[Path] = []
 
 # errno values a user fixes by freeing space or choosing another folder, not by changing code
@@ -133,8 +134,8 @@ def reading(*inputs: tuple[str | os.PathLike | None, str]) -> Iterator[None]:
 
 @contextlib.contextmanager
 def owning(store: str | os.PathLike) -> Iterator[None]:
-    """The code that keeps `store` (a weights cache) writes into it inside the block: that declared input stays
-    guarded against every other write."""
+    """The code that keeps `store` (a weights cache) writes into it inside the block: the inputs declared in it
+    stay guarded against every other write."""
     _OWNED.append(_resolved(Path(store)))
     try:
         yield
@@ -166,7 +167,7 @@ def check_not_input(target: str | os.PathLike, flag: str = "", folder: bool = Fa
     given = f"{flag} {target}" if flag else str(target)
     for path, how in _INPUTS:
         source = _resolved(path)
-        if source in _OWNED:
+        if any(source == store or store in source.parents for store in _OWNED):
             continue
         if where == source or _same_file(where, source):
             problem = f"it is the input {how} {path}"

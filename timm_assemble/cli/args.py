@@ -194,13 +194,16 @@ MODEL_FIELDS = ("model", "models", "teacher", "baseline", "pretrained")
 
 
 def cache_inputs() -> list[tuple[str, str]]:
-    """The weights caches any command may read from (ours and the Hub's, where they are now): declared as inputs,
-    so no output lands in them; the cache's own code fills ours (`fileio.owning`)."""
+    """What the weights caches hold now (each entry of ours and of the Hub's): declared as inputs, so no output
+    replaces a cached model; the cache's own code fills ours (`fileio.owning`). The roots are not inputs
+    themselves: a cache pointed at a working folder (`TIMM_ASSEMBLE_CACHE=.`) still takes outputs beside its
+    entries."""
     from huggingface_hub import constants
 
     from ..weights.cache import CACHE_ENV, cache_root
 
-    return [(str(cache_root()), f"the weights cache (${CACHE_ENV})"), (constants.HF_HUB_CACHE, "the Hub cache")]
+    roots = ((cache_root(), f"the weights cache (${CACHE_ENV})"), (Path(constants.HF_HUB_CACHE), "the Hub cache"))
+    return [(str(entry), how) for root, how in roots if root.is_dir() for entry in sorted(root.iterdir())]
 
 
 def declared_inputs(values: Any, names: typing.Iterable[str]) -> list[tuple[str, str]]:
