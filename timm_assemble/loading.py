@@ -21,7 +21,7 @@ from safetensors import safe_open
 from timm.models import load_state_dict, parse_model_name
 
 from .errors import TimmAssembleError, UnknownModelError, WeightsUnavailableError
-from .sizing import check_model_size, kwarg_claims, local_config_claims
+from .sizing import check_model_size, kwarg_claims, local_config_claims, meta_model
 from .tensor_checks import check_finite, check_tensor_kinds, shape_diagnosis
 
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
@@ -114,9 +114,10 @@ def _local_dir_mismatch(name: str, kwargs: dict[str, Any]) -> str | None:
     try:
         with safe_open(Path(folder) / "model.safetensors", "pt") as weights:
             shapes = {k: tuple(weights.get_slice(k).get_shape()) for k in weights.keys()}
-        with torch.device("meta"):  # shapes only
-            model = timm.create_model(name, pretrained=False, **kwargs)
-    except Exception:  # no safetensors file, or a model that cannot be built: timm's own line says it
+    except Exception:  # no safetensors file: timm's own line says it
+        return None
+    model = meta_model(name, kwargs)  # shapes only
+    if model is None:  # a model that cannot be built: timm's own line says it
         return None
     diagnosis = shape_diagnosis(shapes, model, model.pretrained_cfg.get("classifier", "fc"))
     return diagnosis and f"its model.safetensors does not fit the model its config.json builds: {diagnosis}"
