@@ -348,6 +348,7 @@ def run_study(opts: StudyOptions) -> dict[str, Any]:
     state = process_state()
     barrier = measurement_barrier(state)
     if state.is_main_process:
+        check_output_dir(study).mkdir(parents=True, exist_ok=True)  # not into an input or a timm run folder
         print(describe_budget({r: c for r, (c, _) in planned.items()}))
         if state.num_processes > 1:
             print(f"{state.num_processes} processes: every rung trains data-parallel on all of them, in turn")
@@ -383,7 +384,6 @@ def _decide(opts: StudyOptions, rung: str) -> str:
     if read_marker(study, rung) is not None and not opts.overwrite:
         print(f"{rung}: complete, kept")
         return "kept"
-    check_output_dir(study).mkdir(parents=True, exist_ok=True)  # not into an input or a timm run folder
     if claim(study, rung) is None:
         print(
             f"{rung}: skipped, claimed by {claim_owner(study, rung)} (delete {claim_path(study, rung)} if it is gone)"
