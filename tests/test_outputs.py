@@ -11,8 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-import timm
-import torch
+from training_helpers import tiny_model_folder
 
 from timm_assemble import create_model
 from timm_assemble.cli import main
@@ -38,10 +37,7 @@ def data(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("outputs") / "M"
-    timm.models.save_for_hf(timm.create_model("test_resnet", num_classes=2), folder, safe_serialization=True)
-    return folder
+    return tiny_model_folder(tmp_path_factory.mktemp("outputs") / "M", num_classes=2)
 
 
 def _hashes(folder: Path) -> dict[str, str]:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import timm
 import torch
 from PIL import Image
+from training_helpers import tiny_model_folder
 
 from timm_assemble.cli import main
 from timm_assemble.data import make_synthetic_image_folder
@@ -45,13 +45,8 @@ def data(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> tuple[str, str]:
-    out = []
-    for seed in (0, 1):
-        torch.manual_seed(seed)
-        folder = tmp_path_factory.mktemp(f"m{seed}") / "model"
-        timm.models.save_for_hf(timm.create_model("test_resnet", num_classes=2), folder, safe_serialization=True)
-        out.append(f"local-dir:{folder}")
-    return out[0], out[1]
+    first, second = (tiny_model_folder(tmp_path_factory.mktemp(f"m{seed}") / "model", 2, seed) for seed in (0, 1))
+    return f"local-dir:{first}", f"local-dir:{second}"
 
 
 @pytest.mark.slow

@@ -12,6 +12,7 @@ import timm
 import torch
 from PIL import Image
 from timm.data import create_transform, resolve_data_config
+from training_helpers import tiny_model_folder
 
 from timm_assemble.cli import main
 from timm_assemble.data import make_synthetic_image_folder
@@ -29,11 +30,7 @@ def data(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def local_model(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    model = timm.create_model("test_resnet", num_classes=3)
-    folder = tmp_path_factory.mktemp("model") / "tiny"
-    timm.models.save_for_hf(model, folder, safe_serialization=True)
-    return folder
+    return tiny_model_folder(tmp_path_factory.mktemp("model") / "tiny", num_classes=3)
 
 
 def _expected(model_dir: Path, data: Path) -> tuple[float, float]:

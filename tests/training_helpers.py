@@ -57,6 +57,16 @@ def tiny_data(root: Path, classes: int = 4, train: int = 24, val: int = 12, size
     )
 
 
+def tiny_model_folder(folder: Path, num_classes: int, seed: int = 0) -> Path:
+    """A `local-dir:` folder of timm's tiny `test_resnet` (random weights from `seed`), as timm's save_for_hf
+    writes one: a model to evaluate in a second."""
+    import timm
+
+    torch.manual_seed(seed)
+    timm.models.save_for_hf(timm.create_model("test_resnet", num_classes=num_classes), folder, safe_serialization=True)
+    return folder
+
+
 def tiny_config(data_dir: Path, out: Path, mode: str = "train", **overrides: Any) -> TrainConfig:
     values = dict(TINY, data_dir=str(data_dir), output_dir=str(out))
     if mode == "finetune":
