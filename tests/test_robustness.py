@@ -15,6 +15,8 @@ from training_helpers import tiny_model_folder
 from timm_assemble.cli import main
 from timm_assemble.data import make_synthetic_image_folder
 from timm_assemble.errors import TimmAssembleError
+from timm_assemble.evaluation.corruption_sets import CORRUPTION_SETS
+from timm_assemble.evaluation.corruptions import ALL_CORRUPTIONS, COMMON_CORRUPTIONS
 from timm_assemble.evaluation.data import (
     ImageListDataset,
     NpyCorruptionFolder,
@@ -22,12 +24,18 @@ from timm_assemble.evaluation.data import (
     images_shorter_side,
     index_image_folder,
 )
+from timm_assemble.evaluation.reference_errors import (
+    ALEXNET,
+    CIFAR10_CLASSES,
+    ROBUSTBENCH_STANDARD,
+    ReferenceErrors,
+    benchmark_dataset,
+)
 from timm_assemble.evaluation.robustness import (
-    ALEXNET_CLEAN_ERROR,
-    ALEXNET_ERRORS,
     _CorruptedView,
     _FitToInput,
     corruption_errors,
+    format_table,
     relative_corruption_errors,
     robustness,
     set_crop,
@@ -135,7 +143,7 @@ def test_imagenet_c_folders_use_alexnet_normalisation(tmp_path: Path) -> None:
     assert r["label_map"] == "imagenet-synsets" and r["ce_reference"] == "alexnet"
     for name in ("gaussian_noise", "saturate"):
         assert all(e == pytest.approx(r["clean_error"]) for e in r["error"][name].values())
-        assert r["ce"][name] == pytest.approx(r["clean_error"] / ALEXNET_ERRORS[name], abs=1e-3)
+        assert r["ce"][name] == pytest.approx(r["clean_error"] / ALEXNET.errors[name][1], abs=1e-3)
         assert r["relative_ce"][name] == pytest.approx(0.0, abs=1e-9)  # corrupted = clean: nothing added
     assert r["mce_over"] == ["gaussian_noise"]  # the extra corruption is reported but not in the 15-mCE
     with pytest.raises(TimmAssembleError, match="ImageNet-C folder for fog severity 1"):
@@ -154,6 +162,43 @@ def test_alexnet_normalises_imagenet_c_only(tmp_path: Path) -> None:
     assert r["ce_reference"] is None and "not tiny-imagenet-c's" in r["ce_note"]
 
 
+@pytest.fixture(scope="module")
+def cifar10_model(tmp_path_factory) -> str:
+    return f"local-dir:{tiny_model_folder(tmp_path_factory.mktemp('c10') / 'model', 10)}"
+
+
+def cifar10_like_folder(root: Path, names: tuple[str, ...]) -> Path:
+    for i, name in enumerate(names):
+        (root / name).mkdir(parents=True)
+        Image.new("RGB", (32, 32), (25 * i, 200 - 15 * i, 90)).save(root / name / "0.png")
+    return root
+
+
+@pytest.mark.slow
+def test_cifar10_is_normalised_by_robustbench_standard_per_severity(cifar10_model, tmp_path: Path) -> None:
+    """CIFAR-10's ten class folders under the cifar-c set: CE over the severities asked, by the published errors
+    of the same severities; a corruption RobustBench did not measure gets no CE and is named."""
+    data = cifar10_like_folder(tmp_path / "cifar10", tuple(n.upper() for n in CIFAR10_CLASSES))  # any case
+    r = robustness(cifar10_model, str(data), corruptions="contrast,speckle_noise", severities="2,4", **FAST)
+    assert r["corruption_set"] == "cifar-c" and r["ce_reference"] == "robustbench-standard"
+    assert r["ce_reference_model"] == ROBUSTBENCH_STANDARD.model and "arXiv:2010.09670" in r["ce_note"]
+    published = ROBUSTBENCH_STANDARD.errors["contrast"]
+    assert r["ce"]["contrast"] == pytest.approx(
+        100 * sum(r["error"]["contrast"].values()) / (100 * (published[2] + published[4])), abs=1e-3
+    )
+    assert r["ce"]["speckle_noise"] is None and "no CE for speckle_noise" in r["ce_note"]
+    assert r["mce_over"] == ["contrast"] and r["mce"] == r["ce"]["contrast"] and not r["mce_is_standard_15"]
+    added = sum(e - r["clean_error"] for e in r["error"]["contrast"].values())
+    added_by_reference = 100 * (published[2] + published[4] - 2 * ROBUSTBENCH_STANDARD.clean_error)
+    assert r["relative_ce"]["contrast"] == pytest.approx(100 * added / added_by_reference, abs=1e-3)
+    assert f"relative to {ROBUSTBENCH_STANDARD.model}" in format_table(r)
+    imagenet_c = robustness(cifar10_model, str(data), corruptions="contrast", corruption_set="imagenet-c", **FAST)
+    assert imagenet_c["ce_reference"] is None and "are cifar-c's, not imagenet-c's" in imagenet_c["ce_note"]
+    other = cifar10_like_folder(tmp_path / "other", tuple(f"class{i}" for i in range(10)))
+    r = robustness(cifar10_model, str(other), corruptions="contrast", severities="2", **FAST)
+    assert r["ce_reference"] is None and "no published errors for this data" in r["ce_note"]
+
+
 def test_cifar_c_npy_folder_is_read_as_published(models, tmp_path: Path) -> None:
     """CIFAR-10-C's layout: <corruption>.npy of 5 x N images, severities stacked in order, and labels.npy."""
     model, _ = models
@@ -167,6 +212,7 @@ def test_cifar_c_npy_folder_is_read_as_published(models, tmp_path: Path) -> None
     assert all(torch.equal(severity_3[i][0], torch.from_numpy(images[6 + i]).permute(2, 0, 1)) for i in range(3))
     r = robustness(model, None, imagenet_c=str(tmp_path), corruptions="contrast", **FAST)
     assert r["source"] == "cifar-c .npy files" and r["corruption_set"] == "cifar-c" and r["geometry"] is None
+    assert r["ce_reference"] is None  # two classes: not CIFAR-10-C
     assert r["num_images"]["contrast"] == {s: 3 for s in range(1, 6)}
     with pytest.raises(TimmAssembleError, match="has no fog.npy"):
         robustness(model, None, imagenet_c=str(tmp_path), corruptions="fog", **FAST)
@@ -177,17 +223,39 @@ def test_cifar_c_npy_folder_is_read_as_published(models, tmp_path: Path) -> None
 
 def test_corruption_errors_arithmetic() -> None:
     errors = {"gaussian_noise": {s: 0.5 for s in range(1, 6)}, "fog": {s: 0.1 * s for s in range(1, 6)}}
-    ce, ref, _ = corruption_errors(errors, [1, 2, 3, 4, 5], None, imagenet=True)
-    assert ref == "alexnet"
-    assert ce["gaussian_noise"] == pytest.approx(0.5 / 0.886428)
+    ce, note = corruption_errors(errors, [1, 2, 3, 4, 5], ALEXNET, "")
+    assert ce["gaussian_noise"] == pytest.approx(0.5 / 0.886428) and note == ALEXNET.source
     assert ce["fog"] == pytest.approx(0.3 / 0.819324)
-    ce, ref, note = corruption_errors(errors, [1, 2, 3, 4, 5], None, imagenet=False)
-    assert ref is None and ce["fog"] is None and "--baseline" in note
-    ce, _, note = corruption_errors({"fog": {1: 0.2}}, [1], None, imagenet=True)
-    assert ce["fog"] is None and "all severities" in note
-    base = {"gaussian_noise": {s: 0.25 for s in range(1, 6)}, "fog": {s: 0.0 for s in range(1, 6)}}
-    ce, ref, _ = corruption_errors(errors, [1, 2, 3, 4, 5], base, imagenet=False)
-    assert ref == "baseline" and ce["gaussian_noise"] == pytest.approx(2.0) and ce["fog"] is None
+    ce, note = corruption_errors(errors, [1, 2, 3, 4, 5], None, "no CE: why")
+    assert ce["fog"] is None and note == "no CE: why"
+    ce, note = corruption_errors({"fog": {1: 0.2}}, [1], ALEXNET, "")
+    assert ce["fog"] is None and "all severities" in note  # only AlexNet's means are published
+    # RobustBench's errors are published per severity: a subset of severities is normalised by the same subset
+    two = {"fog": {2: 0.2, 5: 0.4}, "saturate": {2: 0.1, 5: 0.2}}
+    ce, note = corruption_errors(two, [2, 5], ROBUSTBENCH_STANDARD, "")
+    assert ce["fog"] == pytest.approx(0.6 / (0.0644 + 0.2601)) and ce["saturate"] is None
+    assert note.startswith(ROBUSTBENCH_STANDARD.source) and "no CE for saturate" in note
+    base = ReferenceErrors("baseline", "b", {"gaussian_noise": {s: 0.25 for s in range(1, 6)}, "fog": {}}, None, "")
+    ce, _ = corruption_errors(errors, [1, 2, 3, 4, 5], base, "")
+    assert ce["gaussian_noise"] == pytest.approx(2.0) and ce["fog"] is None
+
+
+def test_published_errors_are_the_sources_aggregates() -> None:
+    """The per-severity table reproduces the numbers its source publishes beside it: RobustBench's leaderboard has
+    the Standard WRN-28-10 at 73.46% mean CIFAR-10-C accuracy over the 15 x 5 cells and 94.78% clean."""
+    cells = [e for per in ROBUSTBENCH_STANDARD.errors.values() for e in per.values()]
+    assert len(cells) == 75 and set(ROBUSTBENCH_STANDARD.errors) == set(COMMON_CORRUPTIONS)
+    assert round(100 * (1 - sum(cells) / 75), 2) == 73.46
+    assert ROBUSTBENCH_STANDARD.clean_error == pytest.approx(1 - 0.9478)
+    assert set(ALEXNET.errors) == set(ALL_CORRUPTIONS) and ALEXNET.means_only
+
+
+def test_the_clean_data_names_its_benchmark() -> None:
+    assert benchmark_dataset("imagenet-synsets", ["n01440764"], 1000) == "imagenet-1k"
+    assert benchmark_dataset("folder-order", list(reversed(CIFAR10_CLASSES)), 10) == "cifar-10"
+    assert benchmark_dataset("folder-order", [*CIFAR10_CLASSES[:9], "lorry"], 10) is None
+    assert benchmark_dataset("labels.npy", None, 10) == "cifar-10"  # CIFAR-10-C's files
+    assert benchmark_dataset("labels.npy", None, 100) is None  # CIFAR-100-C's: nothing published
 
 
 def test_bad_inputs_give_one_clear_error(data: Path, models, tmp_path: Path, capsys) -> None:
@@ -256,15 +324,43 @@ def test_imagenet_c_folder_and_on_the_fly_give_the_same_errors(data: Path, model
     assert from_files["error"] == on_the_fly["error"] and from_files["clean_error"] == on_the_fly["clean_error"]
 
 
+def test_cifar_c_npy_files_and_on_the_fly_see_the_same_images(data: Path, models, tmp_path: Path) -> None:
+    """make_cifar_c.py stores the corrupted uint8 arrays in .npy files, with no JPEG round trip: on the fly, the
+    cifar-c set makes none either (ImageNet-C's files were JPEGs of quality 85; CIFAR-10-C's are not)."""
+    samples = index_image_folder(str(data), 2).samples
+    keys, cifar_c = list(range(len(samples))), CORRUPTION_SETS["cifar-c"]
+    for name in NAMES:
+        views = [_CorruptedView(set_crop(cifar_c), name, s, SEED, keys, 0, None, "cifar-c") for s in range(1, 6)]
+        images = [Image.open(path).convert("RGB") for path, _ in samples]
+        arrays = [np.asarray(view(img, i)) for view in views for i, img in enumerate(images)]
+        np.save(tmp_path / f"{name}.npy", np.stack(arrays))
+    np.save(tmp_path / "labels.npy", np.tile(np.array([t for _, t in samples], np.uint8), 5))
+    files = NpyCorruptionFolder(tmp_path, 2)
+    for name in NAMES:
+        for sev in (1, 5):
+            fly = _CorruptedView(set_crop(cifar_c), name, sev, SEED, keys, cifar_c.jpeg_quality, None, "cifar-c")
+            on_the_fly = ImageListDataset(samples, fly)
+            from_file = files.dataset(name, sev, None, lambda img, i: img)
+            assert all(torch.equal(on_the_fly[i][0], from_file[i][0]) for i in range(len(samples))), (name, sev)
+    model, _ = models
+    common = dict(corruptions="contrast", severities="1", **FAST)
+    assert robustness(model, str(data), **common)["jpeg_quality"] == cifar_c.jpeg_quality == 0  # the set's default
+    assert robustness(model, str(data), corruption_set="imagenet-c", **common)["jpeg_quality"] == 85
+
+
 def test_relative_corruption_errors() -> None:
     errors = {"fog": {s: 0.5 for s in range(1, 6)}}
-    rel = relative_corruption_errors(errors, 0.2, "alexnet")
-    assert rel["fog"] == pytest.approx((0.5 - 0.2) / (ALEXNET_ERRORS["fog"] - ALEXNET_CLEAN_ERROR))
-    assert relative_corruption_errors(errors, None, "alexnet") == {"fog": None}
+    rel = relative_corruption_errors(errors, 0.2, ALEXNET)
+    assert rel["fog"] == pytest.approx((0.5 - 0.2) / (ALEXNET.errors["fog"][1] - ALEXNET.clean_error))
+    assert relative_corruption_errors(errors, None, ALEXNET) == {"fog": None}
     assert relative_corruption_errors(errors, 0.2, None) == {"fog": None}
-    base = {"fog": {s: 0.4 for s in range(1, 6)}}
-    assert relative_corruption_errors(errors, 0.2, "baseline", base, 0.1)["fog"] == pytest.approx(0.3 / 0.3)
-    assert relative_corruption_errors(errors, 0.2, "baseline", base, 0.4)["fog"] is None  # no added error
+    assert relative_corruption_errors({"fog": {3: 0.5}}, 0.2, ALEXNET) == {"fog": None}  # means only: all five
+    rel = relative_corruption_errors({"fog": {3: 0.5}}, 0.2, ROBUSTBENCH_STANDARD)
+    assert rel["fog"] == pytest.approx(0.3 / (0.0771 - (1 - 0.9478)))
+    base = ReferenceErrors("baseline", "b", {"fog": {s: 0.4 for s in range(1, 6)}}, 0.1, "")
+    assert relative_corruption_errors(errors, 0.2, base)["fog"] == pytest.approx(0.3 / 0.3)
+    base = ReferenceErrors("baseline", "b", {"fog": {s: 0.4 for s in range(1, 6)}}, 0.4, "")
+    assert relative_corruption_errors(errors, 0.2, base)["fog"] is None  # the baseline adds no error
 
 
 def test_the_images_size_is_probed_from_headers_and_broken_files_are_skipped(tmp_path: Path) -> None:

@@ -68,6 +68,14 @@ def test_mce_is_relative_to_rung_e0_on_the_same_corrupted_images():
     ]
     assert library.mce_column(imagenet) == ([60.0, 61.0, 62.0], library.mce_column(imagenet)[1])
     assert "AlexNet" in library.mce_column(imagenet)[1]
+    cifar10 = [
+        dict(r, robustness=dict(r["robustness"], ce_reference="robustbench-standard", mce=70.0 + i))
+        for i, r in enumerate(rows)
+    ]
+    values, note = library.mce_column(cifar10)
+    assert values == [70.0, 71.0, 72.0] and "RobustBench Standard WRN-28-10's published errors (cifar-c" in note
+    mixed = [*cifar10[:2], dict(rows[2], robustness=dict(rows[2]["robustness"], ce_reference="alexnet", mce=1.0))]
+    assert "relative to rung e0" in library.mce_column(mixed)[1]  # two references: not one scale
 
 
 def test_mce_names_why_e0_has_no_corruption_errors_when_e0_is_in_the_study():

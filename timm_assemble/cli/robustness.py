@@ -25,12 +25,21 @@ class RobustnessOptions(EvalOptions):
     )
     severities: str = field(default="1-5", metadata=dict(help="e.g. 1-5, 3 or 1,3,5"))
     baseline: str | None = field(
-        default=None, metadata=dict(help="normalise CE by this model instead of AlexNet", metavar="MODEL")
+        default=None,
+        metadata=dict(
+            help="normalise CE by this model instead of the published errors (AlexNet's on ImageNet-C, RobustBench "
+            "Standard's on CIFAR-10-C)",
+            metavar="MODEL",
+        ),
     )
     seed: int = field(default=0, metadata=dict(help="seed of the on-the-fly corruptions"))
-    jpeg_quality: int = field(
-        default=85,
-        metadata=dict(help="JPEG round trip after corrupting, as ImageNet-C's files (0 = none)", bounds="[0, 100]"),
+    jpeg_quality: int | None = field(
+        default=None,
+        metadata=dict(
+            help="JPEG round trip after corrupting (0 = none); default: as the set's files were stored (85 for "
+            "imagenet-c, tiny-imagenet-c and imagenet-c-inception; none for cifar-c's .npy arrays)",
+            bounds="[0, 100]",
+        ),
     )
     geometry: str = field(
         default="corruption-set",

@@ -6,7 +6,10 @@ copy with its own constants and the image side written into it: `make_imagenet_c
 functions are character for character those of `make_imagenet_64_c.py`, which made ImageNet 64x64-C) and
 `make_imagenet_c_inception.py` (ImageNet-C at 299 px). `corruptions.py` has one implementation of each function;
 a `CorruptionSet` is what differs between the copies. The tuples are the scripts' own `c = [...]` lists, in their
-order and arithmetic (`244 * 0.7`, `32 * 0.08`), so that each can be checked against its script by eye.
+order and arithmetic (`244 * 0.7`, `32 * 0.08`), so that each can be checked against its script by eye. The scripts
+also store their output differently: the ImageNet-sized ones save each corrupted image as a JPEG of quality 85
+(`.save(save_path, quality=85, optimize=True)`), `make_cifar_c.py` stacks the uint8 arrays into `.npy` files,
+losslessly; `jpeg_quality` says which, and on-the-fly corruption makes the same round trip.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ class CorruptionSet:
     params: Mapping[str, tuple[Any, ...]]  # corruption -> its 5 severities' constants
     fractal_side: int  # fog's plasma fractal (`plasma_fractal(mapsize=...)`), grown to cover larger images
     frost_scale: float | None  # the frost photographs' `cv2.resize` factor before cropping (None: as they are)
+    jpeg_quality: int  # how its script stored each corrupted image: PIL JPEG at this quality, 0 = losslessly (.npy)
     auto: bool = True  # chosen by default for images of about its resolution (see `set_for_resolution`)
 
     @property
@@ -195,14 +199,14 @@ _IMAGENET_C_INCEPTION = {
 }
 
 _SETS = (
-    CorruptionSet("imagenet-c", 224, 256, "make_imagenet_c.py", "ImageNet-C", _IMAGENET_C, 256, None),
-    CorruptionSet("cifar-c", 32, 32, "make_cifar_c.py", "CIFAR-10-C, CIFAR-100-C", _CIFAR_C, 32, 0.2),
+    CorruptionSet("imagenet-c", 224, 256, "make_imagenet_c.py", "ImageNet-C", _IMAGENET_C, 256, None, 85),
+    CorruptionSet("cifar-c", 32, 32, "make_cifar_c.py", "CIFAR-10-C, CIFAR-100-C", _CIFAR_C, 32, 0.2, 0),
     CorruptionSet("tiny-imagenet-c", 64, 64, "make_tinyimagenet_c.py", "Tiny-ImageNet-C, ImageNet 64x64-C",
-                  _TINY_IMAGENET_C, 64, 0.3),
+                  _TINY_IMAGENET_C, 64, 0.3, 85),
     # Inception-size input, chosen by name or for images of exactly 299 px. Its loader crops the centre 87.5% and
     # resizes that to 299; shorter side 342 (= 299 / 0.875), centre 299 is the same region to within a pixel.
     CorruptionSet("imagenet-c-inception", 299, 342, "make_imagenet_c_inception.py", "ImageNet-C at 299 px",
-                  _IMAGENET_C_INCEPTION, 512, None, auto=False),
+                  _IMAGENET_C_INCEPTION, 512, None, 85, auto=False),
 )  # fmt: skip
 CORRUPTION_SETS: dict[str, CorruptionSet] = {s.name: s for s in _SETS}
 

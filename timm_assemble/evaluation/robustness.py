@@ -2,11 +2,12 @@
 
 CE of a corruption = the model's errors summed over severities / the reference's summed errors;
 relative CE = the same over (error - clean error) (Hendrycks & Dietterich, ICLR 2019). The reference
-is AlexNet on ImageNet-C (published constants below) or, for any other data or corruption set, a
-`--baseline` model scored on exactly the same corrupted images. Images come either from pre-corrupted
+(`reference_errors`) is a `--baseline` model scored on exactly the same corrupted images, or else the
+published errors of the benchmark whose clean data this is, under its own corruption set: AlexNet's for
+ImageNet under imagenet-c, RobustBench Standard's for CIFAR-10 under cifar-c. Images come either from pre-corrupted
 folders (`--imagenet-c DIR`: ImageNet-C's DIR/<corruption>/<severity>/<class>/<image>, or CIFAR-10-C /
 CIFAR-100-C's DIR/<corruption>.npy + DIR/labels.npy) or are corrupted on the fly, deterministically per
---seed, and go through the JPEG quality-85 encoding that every ImageNet-C file went through.
+--seed, and go through the encoding their set's files went through (JPEG quality 85; none for CIFAR-C).
 
 The corruptions are those of a corruption set (`--corruption-set`; `corruption_sets`): ImageNet-C's at
 224 px, CIFAR-10-C's at 32, Tiny-ImageNet-C's at 64, ImageNet-C's Inception variant at 299, each with the
@@ -15,7 +16,7 @@ images (their median shorter side). On the fly, `--geometry corruption-set` (the
 images as the set's benchmark was made (ImageNet-C: shorter side 256, bilinear, centre crop 224; CIFAR-C:
 32 px as they are), corrupts them there, and the model sees that image as it sees a file of the benchmark
 (unchanged at its input size, else resized and centre-cropped to it); clean images take the same path
-without the corruption. AlexNet-normalised numbers are only comparable with the paper's this way.
+without the corruption. Numbers normalised by published errors are only comparable with them this way.
 `--geometry model-input` corrupts the model's own eval resize/crop at its input size instead.
 """
 
@@ -47,41 +48,11 @@ from .data import (
 )
 from .model import create_eval_model, model_data_config, model_from_options
 from .options import eval_options, resolve_device
+from .reference_errors import ReferenceErrors, benchmark_dataset, published_reference
 from .scoring import Scorer, run_scorers
 
-# AlexNet top-1 error on ImageNet-C, averaged over severities 1-5 (Hendrycks & Dietterich 2019).
-# The 15 standard corruptions as listed in google-research/augmix `imagenet.py` (ALEXNET_ERR);
-# the 4 extra ("validation") corruptions as listed in clovaai/assembled-cnn `mce/eval_robustness.py`.
-ALEXNET_ERRORS: dict[str, float] = {
-    "gaussian_noise": 0.886428,
-    "shot_noise": 0.894468,
-    "impulse_noise": 0.922640,
-    "defocus_blur": 0.819880,
-    "glass_blur": 0.826268,
-    "motion_blur": 0.785948,
-    "zoom_blur": 0.798360,
-    "snow": 0.866816,
-    "frost": 0.826572,
-    "fog": 0.819324,
-    "brightness": 0.564592,
-    "contrast": 0.853204,
-    "elastic_transform": 0.646056,
-    "pixelate": 0.717840,
-    "jpeg_compression": 0.606500,
-    "speckle_noise": 0.8454,
-    "gaussian_blur": 0.7871,
-    "spatter": 0.7175,
-    "saturate": 0.6583,
-}
-# torchvision's AlexNet (the network behind ALEXNET_ERRORS), clean ImageNet val at resize 256 / crop 224:
-# top-1 56.522% (AlexNet_Weights.IMAGENET1K_V1 metrics); the denominator of relative CE
-ALEXNET_CLEAN_ERROR = 0.43478
 GEOMETRIES = ("corruption-set", "model-input")
-ALEXNET_SOURCE = (
-    "AlexNet ImageNet-C errors (Hendrycks & Dietterich 2019): 15 standard corruptions from "
-    "google-research/augmix imagenet.py; speckle_noise, gaussian_blur, spatter, saturate from "
-    "clovaai/assembled-cnn mce/eval_robustness.py"
-)
+_ON_SAME = "CE relative to the baseline model on the same corrupted images"
 
 
 class _CorruptedView:
@@ -165,56 +136,36 @@ def _mean(values: list[float]) -> float:
 
 
 def corruption_errors(
-    errors: dict[str, dict[int, float]],
-    severities: list[int],
-    baseline_errors: dict[str, dict[int, float]] | None,
-    imagenet: bool,
-    corruption_set: str = "imagenet-c",
-) -> tuple[dict[str, float | None], str | None, str]:
-    """CE per corruption (fraction, 1.0 = as bad as the reference), the reference used, and a note.
-
-    AlexNet's published errors are ImageNet-C's: they normalise ImageNet data under the imagenet-c set only."""
-    if baseline_errors is not None:
-        ce = {}
-        for name, per_sev in errors.items():
-            base = sum(baseline_errors[name].values())
-            ce[name] = sum(per_sev.values()) / base if base > 0 else None
-        return ce, "baseline", "CE relative to the baseline model on the same corrupted images"
-    if not imagenet:
-        return {n: None for n in errors}, None, "no CE: not ImageNet data; pass --baseline MODEL to normalise"
-    if corruption_set != "imagenet-c":
-        return {n: None for n in errors}, None, (
-            f"no CE: AlexNet's errors are ImageNet-C's, not {corruption_set}'s; pass --baseline MODEL to normalise"
-        )
-    if severities != [1, 2, 3, 4, 5]:
-        return {n: None for n in errors}, None, "no CE: AlexNet normalisation needs all severities 1-5"
-    ce = {name: _mean(list(per_sev.values())) / ALEXNET_ERRORS[name] for name, per_sev in errors.items()}
-    return ce, "alexnet", ALEXNET_SOURCE
+    errors: dict[str, dict[int, float]], severities: list[int], reference: ReferenceErrors | None, why_none: str
+) -> tuple[dict[str, float | None], str]:
+    """CE per corruption (fraction, 1.0 = as bad as the reference) and a note: the reference's source, or why
+    there is no CE (`why_none` when there is no reference)."""
+    if reference is None:
+        return {n: None for n in errors}, why_none
+    ce: dict[str, float | None] = {}
+    for name, per_sev in errors.items():
+        base = reference.summed(name, severities)
+        ce[name] = sum(per_sev.values()) / base if base else None
+    if reference.means_only and severities != [1, 2, 3, 4, 5]:
+        return ce, f"no CE: {reference.model} normalisation needs all severities 1-5 (only their mean is published)"
+    unknown = ", ".join(n for n, v in ce.items() if v is None)
+    return ce, reference.source + (f"; no CE for {unknown}: no {reference.model} errors there" if unknown else "")
 
 
 def relative_corruption_errors(
-    errors: dict[str, dict[int, float]],
-    clean_error: float | None,
-    reference: str | None,
-    baseline_errors: dict[str, dict[int, float]] | None = None,
-    baseline_clean_error: float | None = None,
+    errors: dict[str, dict[int, float]], clean_error: float | None, reference: ReferenceErrors | None
 ) -> dict[str, float | None]:
-    """Relative CE per corruption: the error added by the corruption over the reference's added error.
-
-    AlexNet's per-severity errors are not published, only their means, so its summed added error is
-    5 x (mean - clean); that needs all five severities, which `corruption_errors` already required.
-    """
-    if clean_error is None or reference is None:
-        return {n: None for n in errors}
+    """Relative CE per corruption: the error added by the corruption over the reference's added error, both
+    summed over the same severities (a means-only reference's sum is 5 x its mean, all five severities)."""
     out: dict[str, float | None] = {}
     for name, per_sev in errors.items():
+        base = None if reference is None else reference.summed(name, list(per_sev))
+        if clean_error is None or base is None or reference.clean_error is None:
+            out[name] = None
+            continue
+        added_by_reference = base - len(per_sev) * reference.clean_error
         added = sum(e - clean_error for e in per_sev.values())
-        if reference == "baseline":
-            assert baseline_errors is not None and baseline_clean_error is not None
-            base = sum(e - baseline_clean_error for e in baseline_errors[name].values())
-        else:
-            base = len(per_sev) * (ALEXNET_ERRORS[name] - ALEXNET_CLEAN_ERROR)
-        out[name] = added / base if base > 0 else None
+        out[name] = added / added_by_reference if added_by_reference > 0 else None
     return out
 
 
@@ -227,7 +178,7 @@ def robustness(
     severities: str | list[int] = "1-5",
     baseline: str | None = None,
     seed: int = 0,
-    jpeg_quality: int = 85,
+    jpeg_quality: int | None = None,
     geometry: str = "corruption-set",
     corruption_set: str | None = None,
     **settings: Any,
@@ -244,7 +195,7 @@ def robustness(
         raise TimmAssembleError("give --data-dir (corrupt on the fly) or --imagenet-c DIR (pre-corrupted folders)")
     if geometry not in GEOMETRIES:
         raise TimmAssembleError(f"--geometry must be one of {', '.join(GEOMETRIES)}, got {geometry!r}")
-    if not 0 <= jpeg_quality <= 100:
+    if jpeg_quality is not None and not 0 <= jpeg_quality <= 100:
         raise TimmAssembleError(f"--jpeg-quality must be in 0..100 (0 = no JPEG round trip), got {jpeg_quality}")
     dev = resolve_device(opts.device)
     model = model_from_options(opts, opts.reset_classifier)
@@ -264,15 +215,17 @@ def robustness(
     n_classes = model.num_classes
 
     clean = None
-    label_map = None
+    label_map = class_names = None
     split = None
-    npy = None if imagenet_c is None or not is_npy_corruption_folder(imagenet_c) else NpyCorruptionFolder(
-        imagenet_c, n_classes
+    npy = (
+        None
+        if imagenet_c is None or not is_npy_corruption_folder(imagenet_c)
+        else NpyCorruptionFolder(imagenet_c, n_classes)
     )
     if data_dir is not None:
         folder, split = split_folder(data_dir, opts.split)
         index = index_image_folder(folder, n_classes)
-        label_map = index.label_map
+        label_map, class_names = index.label_map, index.class_names
         keyed = limit_samples(list(enumerate(index.samples)), opts.limit)
         keys, samples = [k for k, _ in keyed], [s for _, s in keyed]
     elif npy is not None:
@@ -282,6 +235,7 @@ def robustness(
         cs, chosen = set_for_resolution(side), f"chosen by the data: images {side} px"
     else:
         cs, chosen = resolve_corruption_set(corruption_set), "chosen with --corruption-set"
+    jpeg_quality = cs.jpeg_quality if jpeg_quality is None else jpeg_quality  # how the set's files were stored
     # what is corrupted, and what the model sees of it afterwards
     crop, after = (set_crop(cs), fit) if geometry == "corruption-set" else (resize_crop(data_config), None)
     shown = cs.geometry if geometry == "corruption-set" else f"the model's eval resize/crop to {h}x{w}, corrupted there"
@@ -302,7 +256,7 @@ def robustness(
             elif imagenet_c is not None:
                 folder = f"{imagenet_c}/{name}/{sev}"
                 idx = index_image_folder(folder, n_classes, what=f"ImageNet-C folder for {name} severity {sev}")
-                label_map = label_map or idx.label_map
+                label_map, class_names = label_map or idx.label_map, class_names or idx.class_names
                 dataset = ImageListDataset(limit_samples(idx.samples, opts.limit), fit)
             else:
                 view = _CorruptedView(crop, name, sev, seed, keys, jpeg_quality, after, cs.name)
@@ -313,14 +267,15 @@ def robustness(
             if base_errors is not None:
                 base_errors[name][sev] = results[1]["error"]
 
-    ce, reference, note = corruption_errors(errors, sevs, base_errors, label_map == "imagenet-synsets", cs.name)
-    relative = relative_corruption_errors(
-        errors,
-        None if clean is None else clean[0]["error"],
-        reference,
-        base_errors,
-        None if clean is None or baseline is None else clean[1]["error"],
-    )
+    if base_errors is not None:
+        base_clean = None if clean is None else clean[1]["error"]
+        reference: ReferenceErrors | None = ReferenceErrors("baseline", baseline, base_errors, base_clean, _ON_SAME)
+        why_none = ""
+    else:
+        reference, why_none = published_reference(benchmark_dataset(label_map, class_names, n_classes), cs.name)
+    ce, note = corruption_errors(errors, sevs, reference, why_none)
+    relative = relative_corruption_errors(errors, None if clean is None else clean[0]["error"], reference)
+    reference = reference if any(v is not None for v in ce.values()) else None
     common = [n for n in names if n in COMMON_CORRUPTIONS] or names
     mce = _mean([ce[n] for n in common]) if all(ce[n] is not None for n in common) else None
     relative_mce = _mean([relative[n] for n in common]) if all(relative[n] is not None for n in common) else None
@@ -361,11 +316,12 @@ def robustness(
         if base_errors is None
         else {n: {str(s): pct(e) for s, e in per.items()} for n, per in base_errors.items()},
         "ce": {n: pct(v) for n, v in ce.items()},
-        "ce_reference": reference,
+        "ce_reference": None if reference is None else reference.name,
+        "ce_reference_model": None if reference is None else reference.model,
         "ce_note": note,
         "mce": pct(mce),
         "mce_over": common if mce is not None else [],
-        "mce_is_standard_15": mce is not None and reference == "alexnet" and set(COMMON_CORRUPTIONS) <= set(names),
+        "mce_is_standard_15": mce is not None and reference.published and set(COMMON_CORRUPTIONS) <= set(names),
         "mce_19": pct(mce_19),
         "relative_ce": {n: pct(v) for n, v in relative.items()},
         "relative_mce": pct(relative_mce),
@@ -391,7 +347,7 @@ def format_table(result: dict[str, Any]) -> str:
         summary.append(f"clean error {result['clean_error']:.2f}%")
     if result["mce"] is not None:
         kind = "standard 15-corruption mCE" if result["mce_is_standard_15"] else f"mCE over {len(result['mce_over'])}"
-        summary.append(f"{kind} ({result['ce_reference']}-normalised) {result['mce']:.2f}")
+        summary.append(f"{kind} (relative to {result['ce_reference_model']}) {result['mce']:.2f}")
     if result["relative_mce"] is not None:
         summary.append(f"relative mCE {result['relative_mce']:.2f}")
     if result["mce_19"] is not None:
@@ -416,7 +372,7 @@ def plot_ce(result: dict[str, Any], path: str) -> None:
     ax.set_xticks(range(len(names)), names, rotation=60, ha="right")
     if has_ce:
         ax.set_ylabel(f"CE (%), {result['ce_reference']}-normalised")
-        ax.axhline(100, color="black", lw=0.8, ls=":", label=f"reference ({result['baseline'] or 'AlexNet'})")
+        ax.axhline(100, color="black", lw=0.8, ls=":", label=f"reference ({result['ce_reference_model']})")
         if result["mce"] is not None:
             ax.axhline(result["mce"], color="tab:red", ls="--", label=f"mCE {result['mce']:.1f}")
         ax.legend(loc="upper right", fontsize=8)
@@ -430,8 +386,6 @@ def plot_ce(result: dict[str, Any], path: str) -> None:
 
 
 __all__ = [
-    "ALEXNET_CLEAN_ERROR",
-    "ALEXNET_ERRORS",
     "GEOMETRIES",
     "corruption_errors",
     "format_table",

@@ -6,7 +6,8 @@ size replace the presets' 120-600 epochs and 224/256 px), in a run folder `STUDY
 (the run's own evaluation of the exported best epoch) and the error under corruptions; a marker
 `STUDY/<rung>/study-rung.json` written last makes the rung complete. The table is assembled from the complete rungs:
 throughput, params and MACs of all of them in one process (interleaved), the corruption error normalised by rung
-e0's errors on the same corrupted images (by AlexNet's on ImageNet), and the deltas along the ladder.
+e0's errors on the same corrupted images (by AlexNet's on ImageNet, by RobustBench Standard's on CIFAR-10), and the
+deltas along the ladder.
 
 A killed study continues with `--resume auto`: complete rungs are kept and an interrupted one resumes from its own
 checkpoints, when their saved settings (`STUDY/<rung>/config.toml`) are the ones asked now; a rung trained under
@@ -42,6 +43,7 @@ from accelerate.utils import broadcast_object_list, parse_flag_from_env
 from ..data.datasets import split_folder
 from ..errors import TimmAssembleError
 from ..evaluation.benchmark import benchmark
+from ..evaluation.reference_errors import PUBLISHED
 from ..evaluation.robustness import robustness
 from ..fileio import atomic_path, atomic_write, check_output_dir, write_new
 from ..locks import FolderLock
@@ -408,10 +410,13 @@ def relative_ce(errors: dict[str, dict[str, float]], base: dict[str, dict[str, f
 
 
 def mce_column(records: list[dict[str, Any]]) -> tuple[list[float | None], str]:
-    """mCE per rung: AlexNet-normalised on ImageNet with all five severities, else relative to rung e0."""
+    """mCE per rung: normalised by a benchmark's published errors where every rung has them (AlexNet's on
+    ImageNet under imagenet-c, RobustBench Standard's on CIFAR-10 under cifar-c), else relative to rung e0."""
     robust = [r["robustness"] for r in records]
-    if robust and all(x and x["ce_reference"] == "alexnet" and x["mce"] is not None for x in robust):
-        return [x["mce"] for x in robust], "mCE: AlexNet-normalised (ImageNet-C protocol, corrupted on the fly)"
+    references = {x["ce_reference"] if x and x.get("mce") is not None else None for x in robust}
+    if robust and len(references) == 1 and (published := PUBLISHED.get(references.pop())):
+        how = f"{published.corruption_set} protocol, corrupted on the fly"
+        return [x["mce"] for x in robust], f"mCE: normalised by {published.model}'s published errors ({how})"
     reference = next((r for r in records if r["rung"] == "e0"), None)
     if reference is None:
         return [None] * len(records), "mCE: needs rung e0 (the reference) in the study"
