@@ -192,6 +192,9 @@ def test_cifar10_is_normalised_by_robustbench_standard_per_severity(cifar10_mode
     added_by_reference = 100 * (published[2] + published[4] - 2 * ROBUSTBENCH_STANDARD.clean_error)
     assert r["relative_ce"]["contrast"] == pytest.approx(100 * added / added_by_reference, abs=1e-3)
     assert f"relative to {ROBUSTBENCH_STANDARD.model}" in format_table(r)
+    for off_protocol in (dict(geometry="model-input"), dict(jpeg_quality=85)):  # not images as CIFAR-10-C's
+        r = robustness(cifar10_model, str(data), corruptions="contrast", **off_protocol, **FAST)
+        assert r["ce_reference"] is None and f"--{next(iter(off_protocol)).replace('_', '-')}" in r["ce_note"]
     imagenet_c = robustness(cifar10_model, str(data), corruptions="contrast", corruption_set="imagenet-c", **FAST)
     assert imagenet_c["ce_reference"] is None and "are cifar-c's, not imagenet-c's" in imagenet_c["ce_note"]
     other = cifar10_like_folder(tmp_path / "other", tuple(f"class{i}" for i in range(10)))

@@ -138,8 +138,11 @@ ROBUSTBENCH_STANDARD = ReferenceErrors(
 PUBLISHED = {p.name: p for p in (ALEXNET, ROBUSTBENCH_STANDARD)}
 
 
-def published_reference(dataset: str | None, corruption_set: str) -> tuple[ReferenceErrors | None, str]:
-    """The published errors that normalise this clean data under this corruption set, or None and why not."""
+def published_reference(
+    dataset: str | None, corruption_set: str, off_protocol: str = ""
+) -> tuple[ReferenceErrors | None, str]:
+    """The published errors that normalise this clean data under this corruption set, or None and why not.
+    `off_protocol` says how the images differ from the benchmark's files, if they do: then none apply."""
     published = next((p for p in PUBLISHED.values() if p.dataset == dataset), None)
     if published is None:
         return None, (
@@ -150,6 +153,11 @@ def published_reference(dataset: str | None, corruption_set: str) -> tuple[Refer
         return None, (
             f"no CE: {published.model}'s published errors are {published.corruption_set}'s, not {corruption_set}'s; "
             "pass --baseline MODEL to normalise"
+        )
+    if off_protocol:
+        return None, (
+            f"no CE: {published.model}'s published errors are for images made as {corruption_set}'s files were; "
+            f"{off_protocol}; pass --baseline MODEL to normalise"
         )
     return published, published.source
 

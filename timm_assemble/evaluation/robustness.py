@@ -131,6 +131,17 @@ def _images_side(
     return images_shorter_side([path for path, _ in index.samples])
 
 
+def _off_protocol(cs: CorruptionSet, geometry: str, jpeg_quality: int) -> str:
+    """How images corrupted on the fly differ from the files of the set's benchmark ('' if they do not): published
+    errors were measured on those files."""
+    if geometry != "corruption-set":
+        return f"--geometry {geometry} corrupts the model's eval crop, not the set's images"
+    if jpeg_quality != cs.jpeg_quality:
+        stored = f"JPEG quality {cs.jpeg_quality}" if cs.jpeg_quality else "no JPEG"
+        return f"--jpeg-quality {jpeg_quality} stores them otherwise than its files were ({stored})"
+    return ""
+
+
 def _mean(values: list[float]) -> float:
     return float(sum(values) / len(values))
 
@@ -272,7 +283,9 @@ def robustness(
         reference: ReferenceErrors | None = ReferenceErrors("baseline", baseline, base_errors, base_clean, _ON_SAME)
         why_none = ""
     else:
-        reference, why_none = published_reference(benchmark_dataset(label_map, class_names, n_classes), cs.name)
+        dataset_name = benchmark_dataset(label_map, class_names, n_classes)
+        off = "" if imagenet_c is not None else _off_protocol(cs, geometry, jpeg_quality)
+        reference, why_none = published_reference(dataset_name, cs.name, off)
     ce, note = corruption_errors(errors, sevs, reference, why_none)
     relative = relative_corruption_errors(errors, None if clean is None else clean[0]["error"], reference)
     reference = reference if any(v is not None for v in ce.values()) else None
