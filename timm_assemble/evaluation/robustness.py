@@ -384,11 +384,11 @@ def plot_ce(result: dict[str, Any], path: str) -> None:
     ax.bar(range(len(names)), values, color=colours)
     ax.set_xticks(range(len(names)), names, rotation=60, ha="right")
     if has_ce:
-        ax.set_ylabel(f"CE (%), {result['ce_reference']}-normalised")
+        ax.set_ylabel("CE (%), 100 = the reference")
         ax.axhline(100, color="black", lw=0.8, ls=":", label=f"reference ({result['ce_reference_model']})")
         if result["mce"] is not None:
             ax.axhline(result["mce"], color="tab:red", ls="--", label=f"mCE {result['mce']:.1f}")
-        ax.legend(loc="upper right", fontsize=8)
+        ax.legend(loc="best", fontsize=8)
     else:
         ax.set_ylabel("mean top-1 error over severities (%)")
     ax.set_title(f"{result['model']}: corruption robustness")
