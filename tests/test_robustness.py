@@ -200,6 +200,7 @@ def test_cifar10_is_normalised_by_robustbench_standard_per_severity(cifar10_mode
     other = cifar10_like_folder(tmp_path / "other", tuple(f"class{i}" for i in range(10)))
     r = robustness(cifar10_model, str(other), corruptions="contrast", severities="2", **FAST)
     assert r["ce_reference"] is None and "no published errors for this data" in r["ce_note"]
+    assert format_table(r).splitlines()[-1].endswith(r["ce_note"])  # the table says why there is no mCE
 
 
 def test_cifar_c_npy_folder_is_read_as_published(models, tmp_path: Path) -> None:
@@ -238,6 +239,8 @@ def test_corruption_errors_arithmetic() -> None:
     ce, note = corruption_errors(two, [2, 5], ROBUSTBENCH_STANDARD, "")
     assert ce["fog"] == pytest.approx(0.6 / (0.0644 + 0.2601)) and ce["saturate"] is None
     assert note.startswith(ROBUSTBENCH_STANDARD.source) and "no CE for saturate" in note
+    ce, note = corruption_errors({"saturate": {2: 0.1}}, [2], ROBUSTBENCH_STANDARD, "")
+    assert ce == {"saturate": None} and note == f"no CE: no {ROBUSTBENCH_STANDARD.model} errors for saturate"
     base = ReferenceErrors("baseline", "b", {"gaussian_noise": {s: 0.25 for s in range(1, 6)}, "fog": {}}, None, "")
     ce, _ = corruption_errors(errors, [1, 2, 3, 4, 5], base, "")
     assert ce["gaussian_noise"] == pytest.approx(2.0) and ce["fog"] is None

@@ -160,6 +160,8 @@ def corruption_errors(
     if reference.means_only and severities != [1, 2, 3, 4, 5]:
         return ce, f"no CE: {reference.model} normalisation needs all severities 1-5 (only their mean is published)"
     unknown = ", ".join(n for n, v in ce.items() if v is None)
+    if unknown and all(v is None for v in ce.values()):
+        return ce, f"no CE: no {reference.model} errors for {unknown}"
     return ce, reference.source + (f"; no CE for {unknown}: no {reference.model} errors there" if unknown else "")
 
 
@@ -365,7 +367,10 @@ def format_table(result: dict[str, Any]) -> str:
         summary.append(f"relative mCE {result['relative_mce']:.2f}")
     if result["mce_19"] is not None:
         summary.append(f"19-corruption mCE (official assembled-cnn average) {result['mce_19']:.2f}")
-    lines.append("; ".join(summary) if summary else result["ce_note"])
+    note = result["ce_note"]
+    if result["mce"] is None and "no CE" in note:  # why there is no mCE
+        summary.append(note[note.index("no CE") :])
+    lines.append("; ".join(summary))
     return "\n".join(lines)
 
 
