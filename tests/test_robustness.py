@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from launch_testing import TWO_PROCESSES, finish
 from PIL import Image
 from training_helpers import tiny_model_folder
 
@@ -42,6 +43,7 @@ from timm_assemble.evaluation.robustness import (
 )
 
 FAST = dict(workers=0, batch_size=8, img_size=32, crop_pct=1.0)
+CPU_FIX = "ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2"
 
 
 @pytest.fixture(scope="module")
@@ -352,6 +354,27 @@ def test_cifar_c_npy_files_and_on_the_fly_see_the_same_images(data: Path, models
     common = dict(corruptions="contrast", severities="1", **FAST)
     assert robustness(model, str(data), **common)["jpeg_quality"] == cifar_c.jpeg_quality == 0  # the set's default
     assert robustness(model, str(data), corruption_set="imagenet-c", **common)["jpeg_quality"] == 85
+
+
+@pytest.mark.slow
+def test_on_two_processes_each_scores_its_share_and_the_result_is_one_process_s(data: Path, models, tmp_path) -> None:
+    """`accelerate launch` with two ranks (gloo on CPU): three images split 2 + 1, each corrupted as in one process
+    (its key is its index in the whole), counts summed, one report; the single-process launcher is refused."""
+    model, _ = models
+    flags = dict(corruptions="gaussian_noise,fog", severities="1,5", limit=3, img_size=32, workers=0, batch_size=2)
+    one = json.loads(json.dumps(robustness(model, str(data), **flags)))
+    out = tmp_path / "two.json"
+    args = ["-m", "timm_assemble", "robustness", "--model", model, "--data-dir", str(data), "--json", str(out)]
+    args += [f"--{k.replace('_', '-')}={v}" for k, v in flags.items()]
+    text = finish(args, tmp_path / "two.log", TWO_PROCESSES, ACCELERATE_USE_CPU="1")
+    two = json.loads(out.read_text())
+    assert two["num_images"] == one["num_images"] == {n: {"1": 3, "5": 3} for n in ("gaussian_noise", "fog")}
+    assert two["error"] == one["error"] and two["clean_error"] == one["clean_error"]
+    assert text.count(f"wrote {out}") == 1 and text.count("corruption set cifar-c (CIFAR-10-C") == 1, text[-3000:]
+    out.unlink()
+    text = finish(args, tmp_path / "cpu.log", ["--cpu", "--num_processes", "2"], rc=2)
+    assert "the launch asked for 2 processes" in text and f"run: {CPU_FIX}" in text, text[-3000:]
+    assert not out.exists()
 
 
 def test_relative_corruption_errors() -> None:

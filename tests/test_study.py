@@ -18,6 +18,7 @@ from training_helpers import tiny_data
 
 from timm_assemble.cli import main
 from timm_assemble.errors import TimmAssembleError
+from timm_assemble.evaluation.robustness import robustness
 from timm_assemble.fileio import sha256_file, write_new
 from timm_assemble.training import engine
 from timm_assemble.training import study as library
@@ -287,3 +288,10 @@ def test_a_study_under_two_processes_trains_each_rung_on_both_and_writes_one_fin
     assert [r["rung"] for r in report["rows"]] == ["e0", "e3"] and report["missing"] == []
     assert report["rows"][0]["mce"] == 100.0
     assert not list(study.glob(".*.claim")) and not (study / ".timm-assemble.lock").exists()
+    # each process corrupted and scored its share of the 3 images: together, what one process measures of them
+    measured = json.loads((study / "e0" / library.MARKER).read_text())["robustness"]
+    alone = robustness(
+        f"local-dir:{study / 'e0' / 'model'}", measured["data_dir"], corruptions="gaussian_noise", severities="3",
+        limit=3, img_size=32, batch_size=4, workers=0,
+    )  # fmt: skip
+    assert measured["error"] == alone["error"] and measured["num_images"] == {"gaussian_noise": {"3": 3}}

@@ -196,8 +196,13 @@ class LauncherWatch:
     goes (nohup).
     """
 
-    def __init__(self, interval: float = 0.25, grace: float = 20.0) -> None:
-        self.interval, self.grace = interval, grace
+    def __init__(
+        self,
+        interval: float = 0.25,
+        grace: float = 20.0,
+        rerun: str = "rerun the same command with --resume auto to continue from the last checkpoint",
+    ) -> None:
+        self.interval, self.grace, self.rerun = interval, grace, rerun
         self.parent = os.getppid()
         self.active = under_launcher()
         self._done = threading.Event()
@@ -229,11 +234,7 @@ class LauncherWatch:
         while not self._done.wait(self.interval):
             if os.getppid() != self.parent:
                 if is_main_by_env():
-                    print(
-                        f"the launcher (PID {self.parent}) is gone: stopping; rerun the same command with "
-                        "--resume auto to continue from the last checkpoint",
-                        file=sys.stderr,
-                        flush=True,
-                    )
+                    gone = f"the launcher (PID {self.parent}) is gone: stopping; {self.rerun}"
+                    print(gone, file=sys.stderr, flush=True)
                 signal.pthread_kill(threading.main_thread().ident, signal.SIGTERM)  # wakes a blocking call too
                 return

@@ -1,4 +1,5 @@
-"""`timm-assemble robustness`: ImageNet-C corruption errors, CE and mCE."""
+"""`timm-assemble robustness`: ImageNet-C corruption errors, CE and mCE; under `accelerate launch` / torchrun with
+several processes each scores its share of the images and the main process reports."""
 
 from dataclasses import dataclass, field
 
@@ -6,6 +7,7 @@ from ..data.images import set_max_image_pixels
 from ..evaluation import robustness as library
 from ..evaluation.corruption_sets import CORRUPTION_SETS
 from ..evaluation.options import EvalOptions
+from ..evaluation.scoring import sharded_evaluation
 from .args import PIXELS_FIELD, Command
 from .report import JSON_FIELD, check_outputs, report
 
@@ -66,8 +68,11 @@ def run(opts: RobustnessOptions) -> int:
     check_outputs(opts)
     set_max_image_pixels(opts.max_image_pixels)
     settings = {k: v for k, v in vars(opts).items() if k not in ("model", "json", "plot", "max_image_pixels")}
-    result = library.robustness(opts.model, **settings)
-    return report(result, library.format_table(result), opts.json, opts.plot, library.plot_ce)
+    with sharded_evaluation() as shard:
+        result = library.robustness(opts.model, shard=shard, **settings)
+        if shard is not None and shard.rank != 0:
+            return 0
+        return report(result, library.format_table(result), opts.json, opts.plot, library.plot_ce)
 
 
 COMMAND = Command(

@@ -178,10 +178,13 @@ class NpyCorruptionFolder:
     def shorter_side(self, corruption: str) -> int:
         return int(min(self.array(corruption).shape[1:3]))
 
-    def dataset(self, corruption: str, severity: int, limit: int | None, image_fn) -> "NpyImagesDataset":
+    def dataset(
+        self, corruption: str, severity: int, limit: int | None, image_fn, take: Callable[[list], list] = list
+    ) -> "NpyImagesDataset":
+        """The severity's images (`limit` of them, evenly spaced; then `take`'s share of those)."""
         self.array(corruption)  # checked here, once, not in a loader worker
         start = (severity - 1) * self.per_severity
-        rows = limit_samples(range(start, start + self.per_severity), limit)
+        rows = take(limit_samples(range(start, start + self.per_severity), limit))
         return NpyImagesDataset(str(self.root / f"{corruption}.npy"), rows, self.labels[rows].tolist(), image_fn)
 
 

@@ -49,7 +49,7 @@ from .data import (
 from .model import create_eval_model, model_data_config, model_from_options
 from .options import eval_options, resolve_device
 from .reference_errors import ReferenceErrors, benchmark_dataset, published_reference
-from .scoring import Scorer, run_scorers
+from .scoring import Scorer, Shard, run_scorers
 
 GEOMETRIES = ("corruption-set", "model-input")
 _ON_SAME = "CE relative to the baseline model on the same corrupted images"
@@ -194,12 +194,14 @@ def robustness(
     jpeg_quality: int | None = None,
     geometry: str = "corruption-set",
     corruption_set: str | None = None,
+    shard: Shard | None = None,
     **settings: Any,
 ) -> dict[str, Any]:
     """Errors per corruption and severity, CE and relative CE per corruption, mCE (see the module docstring).
 
-    `corruption_set` None: the set matching the data's images. `settings` are `EvalOptions` fields (weights, data
-    config, batching, device, precision).
+    `corruption_set` None: the set matching the data's images. `shard`: this process's share of the images when
+    several evaluate together (`scoring.sharded_evaluation`); every process returns the whole result. `settings` are
+    `EvalOptions` fields (weights, data config, batching, device, precision).
     """
     opts = eval_options(model_name, **settings)
     names = parse_corruptions(corruptions)
@@ -210,7 +212,8 @@ def robustness(
         raise TimmAssembleError(f"--geometry must be one of {', '.join(GEOMETRIES)}, got {geometry!r}")
     if jpeg_quality is not None and not 0 <= jpeg_quality <= 100:
         raise TimmAssembleError(f"--jpeg-quality must be in 0..100 (0 = no JPEG round trip), got {jpeg_quality}")
-    dev = resolve_device(opts.device)
+    dev = resolve_device(opts.device) if shard is None else shard.device(resolve_device(opts.device))
+    take = list if shard is None else shard.take  # this process's share of a list of images
     model = model_from_options(opts, opts.reset_classifier)
     data_config = model_data_config(model, opts.data_config_args(), opts.batch_size)
     scorers = [Scorer(model, data_config, dev, opts.amp_mode, opts.channels_last)]
@@ -254,10 +257,12 @@ def robustness(
     shown = cs.geometry if geometry == "corruption-set" else f"the model's eval resize/crop to {h}x{w}, corrupted there"
     shown = shown if imagenet_c is None or data_dir is not None else None  # pre-corrupted files are as they are
     where = shown or f"the files of {imagenet_c} as they are"
-    print(f"corruption set {cs.name} ({cs.benchmarks}; {cs.script}), {chosen}; geometry: {where}", file=sys.stderr)
+    if shard is None or shard.rank == 0:
+        print(f"corruption set {cs.name} ({cs.benchmarks}; {cs.script}), {chosen}; geometry: {where}", file=sys.stderr)
     if data_dir is not None:
+        samples, keys = take(samples), take(keys)  # each image keeps its key: corrupted as in one process
         loader = make_loader(ImageListDataset(samples, _Geometry(crop, after)), opts.batch_size, opts.workers)
-        clean = run_scorers(loader, scorers, "clean")
+        clean = run_scorers(loader, scorers, "clean", shard)
 
     errors: dict[str, dict[int, float]] = {n: {} for n in names}
     base_errors: dict[str, dict[int, float]] | None = {n: {} for n in names} if baseline else None
@@ -265,16 +270,17 @@ def robustness(
     for name in names:
         for sev in sevs:
             if npy is not None:
-                dataset = npy.dataset(name, sev, opts.limit, fit)
+                dataset = npy.dataset(name, sev, opts.limit, fit, take)
             elif imagenet_c is not None:
                 folder = f"{imagenet_c}/{name}/{sev}"
                 idx = index_image_folder(folder, n_classes, what=f"ImageNet-C folder for {name} severity {sev}")
                 label_map, class_names = label_map or idx.label_map, class_names or idx.class_names
-                dataset = ImageListDataset(limit_samples(idx.samples, opts.limit), fit)
+                dataset = ImageListDataset(take(limit_samples(idx.samples, opts.limit)), fit)
             else:
                 view = _CorruptedView(crop, name, sev, seed, keys, jpeg_quality, after, cs.name)
                 dataset = ImageListDataset(samples, view)
-            results = run_scorers(make_loader(dataset, opts.batch_size, opts.workers), scorers, f"{name} s{sev}")
+            loader = make_loader(dataset, opts.batch_size, opts.workers)
+            results = run_scorers(loader, scorers, f"{name} s{sev}", shard)
             errors[name][sev] = results[0]["error"]
             num_images[name][sev] = results[0]["num_images"]
             if base_errors is not None:

@@ -1,13 +1,67 @@
-"""Top-1 / top-5 / loss of models over one pass of a loader, each model normalising with its own mean/std."""
+"""Top-1 / top-5 / loss of models over one pass of a loader, each model normalising with its own mean/std; under a
+launch of several processes each scores its share of the images and the counts are summed."""
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
 
+from ..processes import LauncherWatch, check_launch, launched
 from ..progress import track
 from ..tensor_checks import check_finite_logits
 from .options import autocast
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Shard:
+    """This process's share of an evaluation spread over `size` processes: every `size`-th image from `rank`,
+    each keeping its index in the whole (so it is corrupted as it is in one process); counts summed over `group`."""
+
+    rank: int
+    size: int
+    group: Any  # a torch.distributed gloo group: counts are CPU tensors whatever the devices
+    local_index: int  # the process's index on its machine: its GPU
+
+    def take(self, items: Sequence[T]) -> list[T]:
+        return list(items[self.rank :: self.size])
+
+    def total(self, counts: list[float]) -> list[float]:
+        import torch.distributed as dist
+
+        summed = torch.tensor(counts, dtype=torch.float64)
+        dist.all_reduce(summed, group=self.group)
+        return summed.tolist()
+
+    def device(self, device: torch.device) -> torch.device:
+        """A bare `cuda` means this process's own GPU."""
+        return torch.device("cuda", self.local_index) if device.type == "cuda" and device.index is None else device
+
+
+@contextlib.contextmanager
+def sharded_evaluation() -> Iterator[Shard | None]:
+    """Under `accelerate launch` / torchrun with several processes: the process group (checked against what the
+    launcher asked for, as a training launch is), watched for a launcher that goes away, and this process's
+    `Shard`; None in one process."""
+    if launched().processes <= 1:
+        yield None
+        return
+    import torch.distributed as dist
+    from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
+
+    state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+    try:
+        check_launch(state.num_processes, torch.cuda.is_available())
+        with LauncherWatch(rerun="rerun the same command"):
+            group = dist.new_group(backend="gloo")
+            yield Shard(state.process_index, state.num_processes, group, state.local_process_index)
+    finally:
+        state.destroy_process_group()
 
 
 def topk_correct(logits: torch.Tensor, target: torch.Tensor, ks: Sequence[int]) -> torch.Tensor:
@@ -59,6 +113,13 @@ class Scorer:
         self.correct5 += top5
         self.n += targets.numel()
 
+    def counts(self) -> list[float]:
+        return [self.n, self.correct1, self.correct5, self.loss_sum]
+
+    def set_counts(self, counts: Sequence[float]) -> None:
+        n, correct1, correct5, self.loss_sum = counts
+        self.n, self.correct1, self.correct5 = int(n), int(correct1), int(correct5)
+
     def result(self) -> dict[str, float]:
         n = max(self.n, 1)
         return {
@@ -70,11 +131,18 @@ class Scorer:
         }
 
 
-def run_scorers(loader: torch.utils.data.DataLoader, scorers: Sequence[Scorer], desc: str) -> list[dict[str, float]]:
-    """One pass over `loader`, every batch scored by every scorer."""
+def run_scorers(
+    loader: torch.utils.data.DataLoader, scorers: Sequence[Scorer], desc: str, shard: Shard | None = None
+) -> list[dict[str, float]]:
+    """One pass over `loader`, every batch scored by every scorer; with a `shard`, the loader holds this process's
+    share and the results are those of all processes together."""
     for s in scorers:
         s.reset()
     for images, targets in track(loader, desc):
         for s in scorers:
             s.update(images, targets)
+    if shard is not None:
+        totals = shard.total([c for s in scorers for c in s.counts()])
+        for i, s in enumerate(scorers):
+            s.set_counts(totals[4 * i : 4 * i + 4])
     return [s.result() for s in scorers]

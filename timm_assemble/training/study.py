@@ -45,6 +45,7 @@ from ..errors import TimmAssembleError
 from ..evaluation.benchmark import benchmark
 from ..evaluation.reference_errors import PUBLISHED
 from ..evaluation.robustness import robustness
+from ..evaluation.scoring import Shard
 from ..fileio import atomic_path, atomic_write, check_output_dir, write_new
 from ..locks import FolderLock
 from . import engine
@@ -56,7 +57,7 @@ KD_FIELDS = ("teacher", "teacher_weights", "teacher_logits")
 MARKER = "study-rung.json"
 NO_CORRUPTIONS = "none"
 HOW_NOT_WHAT = {"workers", "log_interval", "tracker_project", "push_every", "compile", "channels_last"}  # how, not what
-MEASURE_WAIT = timedelta(days=7)  # the other ranks wait while the main process measures a rung (corruptions: hours)
+MEASURE_WAIT = timedelta(days=7)  # a rung's measurement between two collectives (corruptions: hours), then its marker
 
 
 @dataclass
@@ -219,8 +220,11 @@ def best_row(result: engine.RunResult) -> dict[str, Any]:
     return next(r for r in result.metrics if r["epoch"] == result.best_epoch)
 
 
-def measure(opts: StudyOptions, rung: str, cfg: TrainConfig, result: engine.RunResult, notes: list[str]) -> dict:
-    """The rung's numbers: top-1/5 of the exported best epoch, errors under corruption at the training size."""
+def measure(
+    opts: StudyOptions, rung: str, cfg: TrainConfig, result: engine.RunResult, notes: list[str], shard: Shard | None
+) -> dict:
+    """The rung's numbers: top-1/5 of the exported best epoch, errors under corruption at the training size (each
+    process scoring its `shard` of the images)."""
     row = best_row(result)
     ema = "ema_top1" in row
     record: dict[str, Any] = dict(
@@ -242,9 +246,10 @@ def measure(opts: StudyOptions, rung: str, cfg: TrainConfig, result: engine.RunR
             f"local-dir:{result.export_dir}", str(folder), corruptions=opts.corruptions, severities=opts.severities,
             seed=opts.seed, img_size=cfg.img_size, batch_size=cfg.batch_size, workers=cfg.workers,
             limit=opts.robustness_images, device=opts.device or engine_device(), corruption_set=opts.corruption_set,
+            shard=shard,
         )  # fmt: skip
-        keep = ("input_size", "corruptions", "severities", "error", "clean_top1", "label_map", "mce", "ce_reference",
-                "corruption_set", "geometry", "geometry_detail")  # fmt: skip
+        keep = ("input_size", "corruptions", "severities", "error", "num_images", "clean_top1", "label_map", "mce",
+                "ce_reference", "corruption_set", "geometry", "geometry_detail")  # fmt: skip
         record["robustness"] = {k: found[k] for k in keep} | {"data_dir": str(folder)}
     return record
 
@@ -263,23 +268,26 @@ def process_state() -> PartialState:
 
 
 def measurement_barrier(state: PartialState) -> Any:
-    """A gloo group for the other ranks to wait on while the main process measures a rung: its timeout outlasts the
-    measurement (the default group's, 10-30 min, is shorter than the corruptions of a large validation set). If the
-    main process fails, the launcher ends the others. None in one process."""
+    """A gloo group for measuring a rung: every process scores its share of the corrupted images and the counts are
+    summed over it, then the others wait on it while the main process writes the rung's marker. Its timeout outlasts
+    a measurement (the default group's, 10-30 min, is shorter than the corruptions of a large validation set). If a
+    process fails, the launcher ends the others. None in one process."""
     return dist.new_group(backend="gloo", timeout=MEASURE_WAIT) if state.num_processes > 1 else None
 
 
 def run_rung(opts: StudyOptions, rung: str, cfg: TrainConfig, notes: list[str], barrier: Any = None) -> None:
-    """Train (or resume) the rung on every process and measure it on the main one; the marker is written last."""
+    """Train (or resume) and measure the rung on every process; the main one writes the marker, last."""
     AcceleratorState._reset_state()  # each rung builds its own Accelerator (mixed precision may differ)
     GradientState._reset_state()
-    main = PartialState().is_main_process
-    if main:
+    state = PartialState()
+    if state.is_main_process:
         for note in notes:
             print(f"{rung}: {note}")
     result = engine.run(cfg, command=f"{opts.command}  # rung {rung}", keep_process_group=True)
-    if main:
-        record = measure(opts, rung, cfg, result, notes)
+    ranks = (state.process_index, state.num_processes)
+    shard = None if barrier is None else Shard(*ranks, barrier, state.local_process_index)
+    record = measure(opts, rung, cfg, result, notes, shard)
+    if state.is_main_process:
         atomic_write(Path(opts.output_dir) / rung / MARKER, json.dumps(record, indent=2) + "\n")
     if barrier is not None:
         dist.barrier(group=barrier)
