@@ -1,4 +1,5 @@
-"""One process against two on the same data: `train` and `finetune` as users launch them, and a launcher kill.
+"""One process against two on the same data: `train`, `finetune` and `robustness` as users launch them, and a
+launcher kill.
 
     python benchmarks/processes.py [--epochs 2] [--images 64] [--val 15] [--out DIR] [--json FILE]
 
@@ -7,9 +8,12 @@ Each job runs under `accelerate launch` (one process: `--cpu --num_processes 1`;
 at 32 px, in a subprocess whose output goes to a file. The table gives updates per epoch (from the run's
 log), wall time, validation images counted per epoch, the final top-1, and whether every output was written
 once (one metrics row, summary row and "saved checkpoint" line per epoch; one model/, curves.png,
-confusion_matrix.png). Then two-process `train` is killed with SIGKILL of its launcher after the first
-checkpoint: the seconds until no worker is left, whether the output lock is free and no temporary file is left,
-and whether `--resume auto` completes every epoch once. Run it on an idle machine: wall times are the point.
+confusion_matrix.png). `robustness` scores the exported one-process `train` model on the training images (the
+15 common corruptions x 5 severities, corrupted on the fly at 32 px): wall time, images per pass, and whether
+the two-process errors are the one-process ones and the report was written once. Then two-process `train` is
+killed with SIGKILL of its launcher after the first checkpoint: the seconds until no worker is left, whether
+the output lock is free and no temporary file is left, and whether `--resume auto` completes every epoch once.
+Run it on an idle machine: wall times are the point.
 """
 
 from __future__ import annotations
@@ -83,6 +87,21 @@ def measure(mode: str, processes: int, data: Path, work: Path, epochs: int) -> d
     )  # fmt: skip
 
 
+def measure_robustness(processes: int, model: Path, data: Path, work: Path) -> dict:
+    out, log = work / f"robustness-{processes}.json", work / f"robustness-{processes}.log"
+    args = ["-m", "timm_assemble", "robustness", "--model", f"local-dir:{model}", "--data-dir", str(data)]
+    args += ["--img-size", "32", "--batch-size", "32", "--workers", "0", "--json", str(out)]
+    start = time.perf_counter()
+    rc = launch(processes, args, log).wait()
+    wall = time.perf_counter() - start
+    result = json.loads(out.read_text()) if out.exists() else {}
+    counts = sorted({n for per in result.get("num_images", {}).values() for n in per.values()})
+    return dict(
+        processes=processes, rc=rc, wall_s=round(wall, 1), images_per_pass=counts, error=result.get("error"),
+        written_once=log.read_text().count(f"wrote {out}") == 1,
+    )  # fmt: skip
+
+
 def launcher_kill(data: Path, work: Path, epochs: int) -> dict:
     out, log = work / "killed", work / "killed.log"
     args = job("train", data, out, epochs)
@@ -132,10 +151,19 @@ def main() -> None:
             f"| {r['mode']} | {r['processes']} | {r['updates_per_epoch']} | {r['wall_s']} | {r['val_images']} | "
             f"{r['top1']} | {r['written_once']} | {r['rc']} |"
         )
+    robust = [measure_robustness(n, work / "train-1" / "model", data / "train", work) for n in (1, 2)]
+    print("| job | processes | wall s | images per pass | errors = 1 process's | written once | rc |")
+    print("|---|---|---|---|---|---|---|")
+    for r in robust:
+        same = r["error"] == robust[0]["error"] and r["error"] is not None
+        print(
+            f"| robustness | {r['processes']} | {r['wall_s']} | {r['images_per_pass']} | {same} | "
+            f"{r['written_once']} | {r['rc']} |"
+        )
     kill = launcher_kill(data, work, args.epochs)
     print("launcher kill -9 (2 processes):", json.dumps(kill))
     if args.json:
-        args.json.write_text(json.dumps(dict(table=table, launcher_kill=kill), indent=1) + "\n")
+        args.json.write_text(json.dumps(dict(table=table, robustness=robust, launcher_kill=kill), indent=1) + "\n")
     print(f"work folder: {work}")
 
 
