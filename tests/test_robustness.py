@@ -266,6 +266,22 @@ def test_the_clean_data_names_its_benchmark() -> None:
     assert benchmark_dataset("labels.npy", None, 100) is None  # CIFAR-100-C's: nothing published
 
 
+@pytest.mark.parametrize("command", ["robustness", "validate"])
+def test_a_broken_image_stops_an_evaluation_with_one_line_naming_it(data: Path, models, tmp_path, capsys, command):
+    """Read in a DataLoader worker (--workers 2): torch re-raises the worker's error with its traceback as the
+    message; the line is the error's own."""
+    model, _ = models
+    broken = tmp_path / "data"
+    shutil.copytree(data, broken)
+    bad = sorted(broken.glob("*/*"))[-1]
+    bad.write_bytes(b"not an image")
+    args = [command, "--model", model, "--data-dir", str(broken), "--img-size", "32", "--workers", "2"]
+    assert main([*args, *(["--corruptions", "contrast", "--severities", "1"] if command == "robustness" else [])]) == 2
+    (line,) = [x for x in capsys.readouterr().err.splitlines() if "error" in x]
+    said = f"cannot read image {bad}: UnidentifiedImageError: cannot identify image file '{bad}'"
+    assert line == f"timm-assemble {command}: error: {said}"
+
+
 def test_bad_inputs_give_one_clear_error(data: Path, models, tmp_path: Path, capsys) -> None:
     model, _ = models
     assert main(["robustness", "--model", model, "--data-dir", str(data), "--corruptions", "rain"]) == 2

@@ -31,6 +31,16 @@ class SharedError(TimmAssembleError):
 DEBUG_ENV = "TIMM_ASSEMBLE_DEBUG"
 
 
+def user_message(err: TimmAssembleError) -> str:
+    """The error's message. One raised in a DataLoader worker reaches the main process re-raised with the worker's
+    traceback as its message (torch's ExceptionWrapper): its last line holds the message."""
+    text = str(err)
+    if text.startswith("Caught ") and "\nOriginal Traceback" in text:
+        last = text.strip().splitlines()[-1]  # "timm_assemble.errors.TimmAssembleError: <message>"
+        return last.split(": ", 1)[-1]
+    return text
+
+
 def exit_code(prog: str, err: BaseException, debug: bool = False) -> int:
     """Report the error that ended command `prog` in one stderr line and return its exit code.
 
@@ -41,7 +51,7 @@ def exit_code(prog: str, err: BaseException, debug: bool = False) -> int:
         raise err
     if isinstance(err, TimmAssembleError):
         if getattr(err, "main", True):
-            print(f"{prog}: error: {err}", file=sys.stderr)
+            print(f"{prog}: error: {user_message(err)}", file=sys.stderr)
         return 2
     if isinstance(err, KeyboardInterrupt):
         print(f"{prog}: interrupted", file=sys.stderr)

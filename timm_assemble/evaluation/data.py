@@ -117,7 +117,11 @@ class ImageListDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         path, target = self.samples[index]
-        return uint8_chw(self.image_fn(open_image(path), index)), target
+        try:
+            img = open_image(path)
+        except READ_ERRORS as err:  # an evaluation scores every image it was given: a broken one stops it
+            raise TimmAssembleError(f"cannot read image {path}: {type(err).__name__}: {err}") from None
+        return uint8_chw(self.image_fn(img, index)), target
 
 
 def make_loader(dataset: torch.utils.data.Dataset, batch_size: int, workers: int) -> torch.utils.data.DataLoader:

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 import torch
 import torch.nn.functional as F
 
+from ..errors import TimmAssembleError
 from ..processes import LauncherWatch, check_launch, launched
 from ..progress import track
 from ..tensor_checks import check_finite_logits
@@ -34,7 +35,10 @@ class Shard:
         import torch.distributed as dist
 
         summed = torch.tensor(counts, dtype=torch.float64)
-        dist.all_reduce(summed, group=self.group)
+        try:
+            dist.all_reduce(summed, group=self.group)
+        except RuntimeError as err:  # gloo: "Connection closed by peer"
+            raise TimmAssembleError("stopped: another process of the launch failed; its error is above") from err
         return summed.tolist()
 
     def device(self, device: torch.device) -> torch.device:
