@@ -79,9 +79,9 @@ def test_a_launch_larger_than_the_process_group_stops_with_the_command_that_work
 def test_commands_that_are_not_data_parallel_refuse_several_processes(monkeypatch, capsys, tmp_path):
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "0")
-    assert cli_main(["validate", "--model", "resnet18", "--data-dir", str(tmp_path)]) == 2
+    assert cli_main(["benchmark", "--models", "resnet18"]) == 2
     (line,) = capsys.readouterr().err.splitlines()
-    assert "validate runs in one process (WORLD_SIZE=2 asked for 2)" in line
+    assert "benchmark runs in one process (WORLD_SIZE=2 asked for 2)" in line
 
 
 def test_one_voice_other_ranks_print_nothing_but_errors(monkeypatch, capsys, caplog):

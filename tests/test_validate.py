@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import timm
 import torch
+from launch_testing import TWO_PROCESSES, finish
 from PIL import Image
 from timm.data import create_transform, resolve_data_config
 from training_helpers import tiny_model_folder
@@ -80,6 +81,19 @@ def test_validate_cli_matches_a_direct_evaluation(data: Path, local_model: Path,
     assert result["top1"] <= result["top5"] == 100.0  # 3 classes: top-5 always hits
     assert result["loss"] > 0
     assert "top-1" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_validate_on_two_processes_is_the_direct_evaluation(data: Path, local_model: Path, tmp_path: Path) -> None:
+    """`accelerate launch` with two ranks (gloo on CPU): nine images split 5 + 4, counts summed, one report."""
+    out = tmp_path / "two.json"
+    args = ["-m", "timm_assemble", "validate", "--model", f"local-dir:{local_model}", "--data-dir", str(data)]
+    text = finish([*args, "--batch-size", "4", "--workers", "0", "--json", str(out)], tmp_path / "two.log",
+                  TWO_PROCESSES, ACCELERATE_USE_CPU="1")  # fmt: skip
+    result = json.loads(out.read_text())
+    top1, loss = _expected(local_model, data)
+    assert result["num_images"] == 9 and result["processes"] == 2 and text.count(f"wrote {out}") == 1
+    assert result["top1"] == pytest.approx(top1, abs=1e-3) and result["loss"] == pytest.approx(loss, abs=1e-4)
 
 
 def test_limit_and_img_size(data: Path, local_model: Path) -> None:

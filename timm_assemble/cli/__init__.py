@@ -22,7 +22,7 @@ _COMMAND_MODULES = (
 
 
 # the commands that run as several processes under `accelerate launch` / torchrun; the others stop there
-DATA_PARALLEL = ("train", "finetune", "study", "robustness")
+DATA_PARALLEL = ("train", "finetune", "study", "validate", "robustness")
 
 
 def commands() -> list[Command]:

@@ -1,9 +1,11 @@
-"""`timm-assemble validate`: top-1 / top-5 / loss of a model on an image folder."""
+"""`timm-assemble validate`: top-1 / top-5 / loss of a model on an image folder; under `accelerate launch` / torchrun
+with several processes each scores its share of the images and the main process reports."""
 
 from dataclasses import dataclass, field
 
 from ..data.images import set_max_image_pixels
 from ..evaluation.options import EvalOptions
+from ..evaluation.scoring import sharded_evaluation
 from ..evaluation.validate import validate
 from .args import PIXELS_FIELD, Command
 from .report import JSON_FIELD, check_outputs, report
@@ -25,7 +27,10 @@ def run(opts: ValidateOptions) -> int:
     check_outputs(opts)
     set_max_image_pixels(opts.max_image_pixels)
     settings = {k: v for k, v in vars(opts).items() if k not in ("model", "data_dir", "json", "max_image_pixels")}
-    result = validate(opts.model, opts.data_dir, **settings)
+    with sharded_evaluation() as shard:
+        result = validate(opts.model, opts.data_dir, shard=shard, **settings)
+    if shard is not None and shard.rank != 0:
+        return 0
     size = result["data_config"]["input_size"][-1]
     table = (
         f"{result['model']}: top-1 {result['top1']:.2f}  top-5 {result['top5']:.2f}  loss {result['loss']:.4f}  "
