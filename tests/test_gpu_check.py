@@ -17,8 +17,11 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.parametrize("gpus", [0, 1, 4])
 def test_the_check_plans_bf16_inference_and_training_with_and_without_compile_on_one_and_every_gpu(tmp_path, gpus):
     steps = {s.name: s for s in gpu_check.plan(tmp_path, gpus)}
-    many = f"train-{max(gpus, 2)}"
-    assert list(steps) == ["train-1", "train-1-compile", *([many] if gpus != 1 else []), "infer", "infer-compile"]
+    many, robust = f"train-{max(gpus, 2)}", f"robustness-{max(gpus, 2)}"
+    spread = [many] if gpus != 1 else []
+    assert list(steps) == [
+        "train-1", "train-1-compile", *spread, "robustness-1", *([robust] if spread else []), "infer", "infer-compile"
+    ]  # fmt: skip
     for name, step in steps.items():
         assert ("--compile" in step.argv) == name.endswith("-compile")
         assert (step.env.get("TORCH_COMPILE_DISABLE") == "1") == (gpus == 0 and name.endswith("-compile"))
@@ -27,6 +30,11 @@ def test_the_check_plans_bf16_inference_and_training_with_and_without_compile_on
             assert step.argv[step.argv.index("--num_processes") + 1] == ("1" if "-1" in name else str(max(gpus, 2)))
             assert ("--multi_gpu" in step.argv) == (name == many)
             assert (step.env.get("ACCELERATE_USE_CPU") == "1") == (gpus == 0)
+    for name in ("robustness-1", *([robust] if spread else [])):
+        argv = steps[name].argv
+        assert argv[argv.index("--model") + 1] == f"local-dir:{tmp_path / 'train-1' / 'model'}"
+        assert argv[argv.index("--num_processes") + 1] == ("1" if name == "robustness-1" else str(max(gpus, 2)))
+        assert ("--multi_gpu" in argv) == (name == robust) and argv[argv.index("--severities") + 1] == "3"
     assert ("--as-published" in steps["infer"].argv) == (gpus > 0)
     if gpus:
         assert steps["infer"].argv[steps["infer"].argv.index("--amp-dtype") + 1] == "bfloat16"
@@ -46,10 +54,14 @@ def test_without_a_gpu_the_check_says_so_in_one_line_and_dry_runs_every_step(tmp
     report = json.loads((out / "gpu_check.json").read_text())
     assert report["mode"] == "dry run on CPU"
     steps = {s["name"]: s for s in report["steps"]}
-    assert list(steps) == ["train-1", "train-1-compile", "train-2", "infer", "infer-compile"]
+    assert list(steps) == [
+        "train-1", "train-1-compile", "train-2", "robustness-1", "robustness-2", "infer", "infer-compile"
+    ]  # fmt: skip
     assert all(s["rc"] == 0 for s in steps.values())
     for name in ("train-1", "train-1-compile", "train-2"):
         assert steps[name]["result"]["epoch"] == 2 and (out / name / "model" / "model.safetensors").is_file()
     assert steps["train-2"]["result"]["step"] * 2 == steps["train-1"]["result"]["step"]  # data sharded on 2 ranks
     assert all(v > 0 for v in steps["infer-compile"]["result"].values())
+    assert steps["robustness-2"]["result"] == steps["robustness-1"]["result"]  # shared out, counted once
+    assert steps["robustness-1"]["result"]["images"] == 12
     assert "| train-1-compile |" in (out / "gpu_check.md").read_text()

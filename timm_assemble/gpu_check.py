@@ -2,8 +2,10 @@
 (a failing step is recorded and the next one runs), one JSON and one table.
 
 Steps: a 2-epoch bf16 training smoke (synthetic data) on one GPU, without and with `torch.compile`; the same smoke
-data-parallel on every GPU (`accelerate launch --multi_gpu`); the as-published inference table with bf16 autocast,
-without and with `torch.compile`. Without a CUDA GPU it says so in one line and runs the same steps as a dry run on
+data-parallel on every GPU (`accelerate launch --multi_gpu`); `robustness` of the smoke's model (15 corruptions at
+severity 3, bf16) on one GPU and data-parallel on every GPU, where each process must score its share on its own
+GPU and the errors must be the one-GPU ones; the as-published inference table with bf16 autocast, without and
+with `torch.compile`. Without a CUDA GPU it says so in one line and runs the same steps as a dry run on
 CPU at tiny sizes (the numbers mean nothing; two gloo processes stand for the GPUs; inference times the width-8 model
 the first smoke exported, in fp32 where the CPU lacks native bf16 (its bf16 convolutions take seconds a batch);
 torch.compile keeps its wrapper but compiles nothing, TORCH_COMPILE_DISABLE=1, as its CPU compile alone takes
@@ -25,12 +27,15 @@ from typing import Any
 
 import torch
 
+from .data.synthetic import make_synthetic_image_folder
 from .fileio import atomic_write
 from .training.precision import cpu_has_native_bf16
 
 LAUNCH = [sys.executable, "-m", "accelerate.commands.launch"]
 CLI = ["-m", "timm_assemble"]
 STEP_TIMEOUT_S = 3600
+EVAL_FOLDER = "eval-images"  # the robustness steps' images, written before the steps run
+EVAL_IMAGES = {True: (2, 32, 6), False: (10, 256, 16)}  # dry run or not: classes (the smokes'), px, images per class
 
 
 @dataclass
@@ -55,11 +60,15 @@ def plan(out: Path, gpus: int) -> list[Step]:
         bench += ["--warmup", "0"]
         bench += ["--repeats", "1", "--iters", "1", "--device", "cpu"]
         sizes = ["--model-kwargs", "width=8", "--img-size", "32", "--batch-size", "4", "--workers", "0"]
-        sizes += ["--synthetic-classes", "2", "--synthetic-images", "4", "--synthetic-image-size", "32"]
+        sizes += ["--synthetic-classes", str(EVAL_IMAGES[True][0]), "--synthetic-images", "4"]
+        sizes += ["--synthetic-image-size", "32"]
+        evaluation = ["--img-size", "32", "--batch-size", "4", "--workers", "0"]
     else:
         bench = ["--as-published"]
         sizes = ["--img-size", "224", "--batch-size", "64", "--workers", "8"]
-        sizes += ["--synthetic-classes", "10", "--synthetic-images", "256", "--synthetic-image-size", "256"]
+        sizes += ["--synthetic-classes", str(EVAL_IMAGES[False][0]), "--synthetic-images", "256"]
+        sizes += ["--synthetic-image-size", "256"]
+        evaluation = ["--batch-size", "64", "--workers", "8"]
     env = {"ACCELERATE_USE_CPU": "1"} if dry else {}
     no_compile = {"TORCH_COMPILE_DISABLE": "1"} if dry else {}
     many = max(gpus, 2)
@@ -70,12 +79,19 @@ def plan(out: Path, gpus: int) -> list[Step]:
         argv = [sys.executable, *CLI, "benchmark", *bench, *amp, *extra]
         return Step(name, what, [*argv, "--json", str(out / f"{name}.json")], no_compile if extra else {})
 
+    def launch(processes: int) -> list[str]:
+        argv = [*LAUNCH, "--num_machines", "1", "--num_processes", str(processes), "--main_process_port", "0"]
+        return argv + (["--multi_gpu"] if processes > 1 else [])
+
     def train(name: str, what: str, processes: int, *extra: str) -> Step:
-        launch = [*LAUNCH, "--num_machines", "1", "--num_processes", str(processes), "--main_process_port", "0"]
-        launch += ["--multi_gpu"] if processes > 1 else []
-        argv = [*launch, *CLI, "train", "--model", "assemble_resnet50", "--synthetic", "--epochs", "2"]
+        argv = [*launch(processes), *CLI, "train", "--model", "assemble_resnet50", "--synthetic", "--epochs", "2"]
         argv += ["--warmup-epochs", "0", *sizes, "--amp", "--amp-dtype", "bfloat16", *extra]
         return Step(name, what, [*argv, "--output-dir", str(out / name)], {**env, **(no_compile if extra else {})})
+
+    def robustness(name: str, what: str, processes: int) -> Step:
+        argv = [*launch(processes), *CLI, "robustness", "--model", f"local-dir:{out / 'train-1' / 'model'}"]
+        argv += ["--data-dir", str(out / EVAL_FOLDER), "--corruptions", "common", "--severities", "3", *evaluation]
+        return Step(name, what, [*argv, *amp, "--json", str(out / f"{name}.json")], env)
 
     steps = [
         train("train-1", "2-epoch bf16 training smoke, one GPU", 1),
@@ -83,6 +99,10 @@ def plan(out: Path, gpus: int) -> list[Step]:
     ]
     if gpus != 1:  # one GPU: the smoke on every GPU is train-1
         steps.append(train(f"train-{many}", f"the same smoke on {many} {'processes' if dry else 'GPUs'}", many))
+    steps.append(robustness("robustness-1", "robustness of train-1's model, one GPU", 1))
+    if gpus != 1:
+        where = f"{many} {'processes' if dry else 'GPUs'}"
+        steps.append(robustness(f"robustness-{many}", f"the same on {where}: robustness-1's errors", many))
     return [
         *steps,
         infer("infer", "as-published inference table" + (", bf16 autocast" if amp else ", fp32 (no native bf16)")),
@@ -118,9 +138,12 @@ def run_step(step: Step, out: Path) -> None:
 def step_result(step: Step, out: Path) -> dict[str, Any]:
     """The numbers a step produced: img/s per model (inference), or the last epoch's row (training)."""
     bench, metrics = out / f"{step.name}.json", out / step.name / "metrics.jsonl"
+    if bench.is_file() and "mean_error" in (found := json.loads(bench.read_text())):  # robustness
+        images = {n for per in found["num_images"].values() for n in per.values()}
+        errors = list(found["mean_error"].values())
+        return {"images": max(images), "mean error": round(sum(errors) / len(errors), 4)}
     if bench.is_file():
-        models = json.loads(bench.read_text()).get("models", [])
-        return {m["model"]: m.get("infer_img_per_s") for m in models}
+        return {m["model"]: m.get("infer_img_per_s") for m in found.get("models", [])}
     if metrics.is_file():
         rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
         keep = ("epoch", "step", "train_loss", "top1", "val_images", "images_per_s", "epoch_time_s")
@@ -147,6 +170,8 @@ def gpu_check(out: str | os.PathLike, dry_run: bool | None = None) -> dict[str, 
         print("no CUDA GPU on this machine: dry run of the same steps on CPU at tiny sizes (the numbers mean nothing)")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    classes, size, per_class = EVAL_IMAGES[bool(dry_run)]
+    make_synthetic_image_folder(out / EVAL_FOLDER, classes, images_per_class=per_class, image_size=size, splits=())
     steps = plan(out, 0 if dry_run else gpus)
     for i, step in enumerate(steps, 1):
         print(f"[{i}/{len(steps)}] {step.name}: {step.what}", flush=True)
