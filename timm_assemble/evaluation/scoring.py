@@ -4,6 +4,7 @@ launch of several processes each scores its share of the images and the counts a
 import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import torch
@@ -16,6 +17,9 @@ from ..tensor_checks import check_finite_logits
 from .options import autocast
 
 T = TypeVar("T")
+# how long a process waits in a pass's sum for the slowest one (gloo's default, 30 min, can be less than the spread
+# of a large pass); a process that died ends the wait at once ("Connection closed by peer")
+EVALUATION_WAIT = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -62,7 +66,7 @@ def sharded_evaluation() -> Iterator[Shard | None]:
     try:
         check_launch(state.num_processes, torch.cuda.is_available())
         with LauncherWatch(rerun="rerun the same command"):
-            group = dist.new_group(backend="gloo")
+            group = dist.new_group(backend="gloo", timeout=EVALUATION_WAIT)
             yield Shard(state.process_index, state.num_processes, group, state.local_process_index)
     finally:
         state.destroy_process_group()
