@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from PIL import Image
 
 from ..data.datasets import split_folder
@@ -47,7 +48,7 @@ from .data import (
     resize_crop,
 )
 from .model import create_eval_model, model_data_config, model_from_options
-from .options import eval_options, resolve_device
+from .options import EvalOptions, eval_options, resolve_device
 from .reference_errors import ReferenceErrors, benchmark_dataset, published_reference
 from .scoring import Scorer, Shard, run_scorers
 
@@ -182,6 +183,54 @@ def relative_corruption_errors(
     return out
 
 
+def _scorers(opts: EvalOptions, baseline: str | None, dev: torch.device) -> list[Scorer]:
+    """The model's scorer, then the baseline's if any: both see the same images (the model's geometry), each
+    normalised its own way."""
+    model = model_from_options(opts, opts.reset_classifier)
+    data_config = model_data_config(model, opts.data_config_args(), opts.batch_size)
+    scorers = [Scorer(model, data_config, dev, opts.amp_mode, opts.channels_last)]
+    if baseline is not None:
+        base_model = create_eval_model(baseline, opts.pretrained, opts.num_classes, None, opts.reset_classifier)
+        if base_model.num_classes != model.num_classes:
+            raise TimmAssembleError(
+                f"baseline {baseline!r} predicts {base_model.num_classes} classes, the model {model.num_classes}"
+            )
+        base_config = {**model_data_config(base_model), **{k: data_config[k] for k in ("input_size", "crop_pct")}}
+        scorers.append(Scorer(base_model, base_config, dev, opts.amp_mode, opts.channels_last))
+    return scorers
+
+
+def _pct(v: float | None) -> float | None:
+    return None if v is None else round(100.0 * v, 4)
+
+
+def _summarise(
+    errors: dict[str, dict[int, float]], clean_error: float | None, reference: ReferenceErrors | None, why_none: str
+) -> dict[str, Any]:
+    """The normalised part of a result (%): CE and relative CE per corruption, mCE over the standard corruptions
+    asked (all asked if none is), the 19-corruption mCE when all 19 ran, and which reference and why."""
+    names, sevs = list(errors), sorted({s for per in errors.values() for s in per})
+    ce, note = corruption_errors(errors, sevs, reference, why_none)
+    relative = relative_corruption_errors(errors, clean_error, reference)
+    reference = reference if any(v is not None for v in ce.values()) else None
+    common = [n for n in names if n in COMMON_CORRUPTIONS] or names
+    mce = _mean([ce[n] for n in common]) if all(ce[n] is not None for n in common) else None
+    relative_mce = _mean([relative[n] for n in common]) if all(relative[n] is not None for n in common) else None
+    all_19 = set(ALL_CORRUPTIONS) <= set(names) and all(ce[n] is not None for n in ALL_CORRUPTIONS)
+    return {
+        "ce": {n: _pct(v) for n, v in ce.items()},
+        "ce_reference": None if reference is None else reference.name,
+        "ce_reference_model": None if reference is None else reference.model,
+        "ce_note": note,
+        "mce": _pct(mce),
+        "mce_over": common if mce is not None else [],
+        "mce_is_standard_15": mce is not None and reference.published and set(COMMON_CORRUPTIONS) <= set(names),
+        "mce_19": _pct(_mean([ce[n] for n in ALL_CORRUPTIONS])) if all_19 else None,
+        "relative_ce": {n: _pct(v) for n, v in relative.items()},
+        "relative_mce": _pct(relative_mce),
+    }
+
+
 def robustness(
     model_name: str,
     data_dir: str | None = None,
@@ -214,21 +263,10 @@ def robustness(
         raise TimmAssembleError(f"--jpeg-quality must be in 0..100 (0 = no JPEG round trip), got {jpeg_quality}")
     dev = resolve_device(opts.device) if shard is None else shard.device(resolve_device(opts.device))
     take = list if shard is None else shard.take  # this process's share of a list of images
-    model = model_from_options(opts, opts.reset_classifier)
-    data_config = model_data_config(model, opts.data_config_args(), opts.batch_size)
-    scorers = [Scorer(model, data_config, dev, opts.amp_mode, opts.channels_last)]
-    if baseline is not None:
-        base_model = create_eval_model(baseline, opts.pretrained, opts.num_classes, None, opts.reset_classifier)
-        if base_model.num_classes != model.num_classes:
-            raise TimmAssembleError(
-                f"baseline {baseline!r} predicts {base_model.num_classes} classes, the model {model.num_classes}"
-            )
-        # same images for both: the model's geometry, the baseline's own normalisation
-        base_config = {**model_data_config(base_model), **{k: data_config[k] for k in ("input_size", "crop_pct")}}
-        scorers.append(Scorer(base_model, base_config, dev, opts.amp_mode, opts.channels_last))
+    scorers = _scorers(opts, baseline, dev)
+    data_config, n_classes = scorers[0].data_config, scorers[0].model.num_classes
     _, h, w = data_config["input_size"]
     fit = _FitToInput((h, w), data_config["interpolation"])  # how the model sees a file of the benchmark
-    n_classes = model.num_classes
 
     clean = None
     label_map = class_names = None
@@ -294,22 +332,7 @@ def robustness(
         dataset_name = benchmark_dataset(label_map, class_names, n_classes)
         off = "" if imagenet_c is not None else _off_protocol(cs, geometry, jpeg_quality)
         reference, why_none = published_reference(dataset_name, cs.name, off)
-    ce, note = corruption_errors(errors, sevs, reference, why_none)
-    relative = relative_corruption_errors(errors, None if clean is None else clean[0]["error"], reference)
-    reference = reference if any(v is not None for v in ce.values()) else None
-    common = [n for n in names if n in COMMON_CORRUPTIONS] or names
-    mce = _mean([ce[n] for n in common]) if all(ce[n] is not None for n in common) else None
-    relative_mce = _mean([relative[n] for n in common]) if all(relative[n] is not None for n in common) else None
-    mce_19 = (
-        _mean([ce[n] for n in ALL_CORRUPTIONS])
-        if set(ALL_CORRUPTIONS) <= set(names) and all(ce[n] is not None for n in ALL_CORRUPTIONS)
-        else None
-    )
-
-    def pct(v: float | None) -> float | None:
-        return None if v is None else round(100.0 * v, 4)
-
-    result: dict[str, Any] = {
+    return {
         "model": model_name,
         "baseline": baseline,
         "source": ("cifar-c .npy files" if npy else "imagenet-c folders") if imagenet_c else "on-the-fly",
@@ -328,26 +351,16 @@ def robustness(
         "corruptions": names,
         "severities": sevs,
         "clean_top1": None if clean is None else round(clean[0]["top1"], 4),
-        "clean_error": None if clean is None else pct(clean[0]["error"]),
-        "baseline_clean_error": pct(clean[1]["error"]) if clean is not None and baseline else None,
+        "clean_error": None if clean is None else _pct(clean[0]["error"]),
+        "baseline_clean_error": _pct(clean[1]["error"]) if clean is not None and baseline else None,
         "num_images": num_images,
-        "error": {n: {str(s): pct(e) for s, e in per.items()} for n, per in errors.items()},
-        "mean_error": {n: pct(_mean(list(per.values()))) for n, per in errors.items()},
+        "error": {n: {str(s): _pct(e) for s, e in per.items()} for n, per in errors.items()},
+        "mean_error": {n: _pct(_mean(list(per.values()))) for n, per in errors.items()},
         "baseline_error": None
         if base_errors is None
-        else {n: {str(s): pct(e) for s, e in per.items()} for n, per in base_errors.items()},
-        "ce": {n: pct(v) for n, v in ce.items()},
-        "ce_reference": None if reference is None else reference.name,
-        "ce_reference_model": None if reference is None else reference.model,
-        "ce_note": note,
-        "mce": pct(mce),
-        "mce_over": common if mce is not None else [],
-        "mce_is_standard_15": mce is not None and reference.published and set(COMMON_CORRUPTIONS) <= set(names),
-        "mce_19": pct(mce_19),
-        "relative_ce": {n: pct(v) for n, v in relative.items()},
-        "relative_mce": pct(relative_mce),
+        else {n: {str(s): _pct(e) for s, e in per.items()} for n, per in base_errors.items()},
+        **_summarise(errors, None if clean is None else clean[0]["error"], reference, why_none),
     }
-    return result
 
 
 def format_table(result: dict[str, Any]) -> str:

@@ -93,7 +93,7 @@ class Scorer:
         amp: str = "none",
         channels_last: bool = False,
     ):
-        self.model = model.to(device).eval()
+        self.model, self.data_config = model.to(device).eval(), data_config
         self.device, self.amp, self.channels_last = device, amp, channels_last
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
