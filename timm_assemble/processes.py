@@ -22,6 +22,7 @@ import sys
 import threading
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 from .errors import SharedError
 
@@ -140,6 +141,21 @@ def _program() -> str:
     return shlex.join([*shlex.split(script), *sys.argv[1:]]) if sys.argv else "SCRIPT ..."
 
 
+def cpu_forced() -> bool:
+    """ACCELERATE_USE_CPU as accelerate reads it (the `--cpu` launch, or the `--multi_gpu` form on CPU)."""
+    from accelerate.utils import parse_flag_from_env
+
+    return parse_flag_from_env("ACCELERATE_USE_CPU")
+
+
+def process_state() -> Any:
+    """The launch's processes, seen as an Accelerator will see them: accelerate reads ACCELERATE_USE_CPU only when
+    an Accelerator is built, and a PartialState made first without it leaves every rank alone."""
+    from accelerate import PartialState
+
+    return PartialState(cpu=cpu_forced())
+
+
 def check_launch(process_group_size: int, cuda_available: bool) -> None:
     """One line (from the main process; every rank stops) when the launch asked for more processes than form
     the process group: each would train alone."""
@@ -148,7 +164,7 @@ def check_launch(process_group_size: int, cuda_available: bool) -> None:
         return
     if launch.single_process_launcher:
         why = "accelerate's single-process launcher ran (as it does for --cpu, or without --multi_gpu), so one started"
-    elif not cuda_available and os.environ.get("ACCELERATE_USE_CPU", "").lower() not in ("1", "true", "yes"):
+    elif not cuda_available and not cpu_forced():
         why = "--multi_gpu needs CUDA GPUs and this machine has none, so each process runs alone"
     else:
         why = f"accelerate's process group holds {process_group_size}, so each process would run alone"

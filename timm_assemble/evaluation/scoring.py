@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import TimmAssembleError
-from ..processes import LauncherWatch, check_launch, launched
+from ..processes import LauncherWatch, check_launch, launched, process_state
 from ..progress import track
 from ..tensor_checks import check_finite_logits
 from .options import autocast
@@ -31,6 +31,11 @@ class Shard:
     size: int
     group: Any  # a torch.distributed gloo group: counts are CPU tensors whatever the devices
     local_index: int  # the process's index on its machine: its GPU
+
+    @classmethod
+    def of(cls, state: Any, group: Any) -> "Shard":
+        """This process's share, from accelerate's state of the launch."""
+        return cls(state.process_index, state.num_processes, group, state.local_process_index)
 
     def take(self, items: Sequence[T]) -> list[T]:
         return list(items[self.rank :: self.size])
@@ -59,15 +64,12 @@ def sharded_evaluation() -> Iterator[Shard | None]:
         yield None
         return
     import torch.distributed as dist
-    from accelerate import PartialState
-    from accelerate.utils import parse_flag_from_env
 
-    state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+    state = process_state()
     try:
         check_launch(state.num_processes, torch.cuda.is_available())
         with LauncherWatch(rerun="rerun the same command"):
-            group = dist.new_group(backend="gloo", timeout=EVALUATION_WAIT)
-            yield Shard(state.process_index, state.num_processes, group, state.local_process_index)
+            yield Shard.of(state, dist.new_group(backend="gloo", timeout=EVALUATION_WAIT))
     finally:
         state.destroy_process_group()
 

@@ -13,9 +13,9 @@ import os
 from dataclasses import dataclass
 
 import torch
-from accelerate.utils import parse_flag_from_env
 
 from ..errors import TimmAssembleError
+from ..processes import cpu_forced
 from .config import TrainConfig
 
 LAUNCHER_ENV = "ACCELERATE_MIXED_PRECISION"
@@ -29,7 +29,7 @@ class Precision:
 
 def cuda_in_use() -> bool:
     """CUDA is there and the launcher did not ask for the CPU (`accelerate launch --cpu`)."""
-    return torch.cuda.is_available() and not parse_flag_from_env("ACCELERATE_USE_CPU")
+    return torch.cuda.is_available() and not cpu_forced()
 
 
 def choose_precision(cfg: TrainConfig, launcher: str | None = None, cuda: bool | None = None) -> Precision:

@@ -38,7 +38,7 @@ import timm
 import torch.distributed as dist
 from accelerate import PartialState
 from accelerate.state import AcceleratorState, GradientState
-from accelerate.utils import broadcast_object_list, parse_flag_from_env
+from accelerate.utils import broadcast_object_list
 
 from ..data.datasets import split_folder
 from ..errors import TimmAssembleError
@@ -48,6 +48,7 @@ from ..evaluation.robustness import robustness
 from ..evaluation.scoring import Shard
 from ..fileio import atomic_path, atomic_write, check_output_dir, write_new
 from ..locks import FolderLock
+from ..processes import process_state
 from . import engine
 from .config import TrainConfig, format_config, list_presets, load_preset, resolve_config, tomllib
 
@@ -260,13 +261,6 @@ def engine_device() -> str:
     return "cuda" if cuda_in_use() else "cpu"
 
 
-def process_state() -> PartialState:
-    """The launch's processes, seen as the engine's Accelerator will see them: accelerate reads ACCELERATE_USE_CPU
-    (the `--multi_gpu` form on CPU) only when an Accelerator is built, and a PartialState made first without it
-    leaves every rank alone."""
-    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
-
-
 def measurement_barrier(state: PartialState) -> Any:
     """A gloo group for measuring a rung: every process scores its share of the corrupted images and the counts are
     summed over it, then the others wait on it while the main process writes the rung's marker. Its timeout outlasts
@@ -284,8 +278,7 @@ def run_rung(opts: StudyOptions, rung: str, cfg: TrainConfig, notes: list[str], 
         for note in notes:
             print(f"{rung}: {note}")
     result = engine.run(cfg, command=f"{opts.command}  # rung {rung}", keep_process_group=True)
-    ranks = (state.process_index, state.num_processes)
-    shard = None if barrier is None else Shard(*ranks, barrier, state.local_process_index)
+    shard = None if barrier is None else Shard.of(state, barrier)
     record = measure(opts, rung, cfg, result, notes, shard)
     if state.is_main_process:
         atomic_write(Path(opts.output_dir) / rung / MARKER, json.dumps(record, indent=2) + "\n")
