@@ -229,22 +229,22 @@ def test_cifar_c_npy_folder_is_read_as_published(models, tmp_path: Path) -> None
 
 def test_corruption_errors_arithmetic() -> None:
     errors = {"gaussian_noise": {s: 0.5 for s in range(1, 6)}, "fog": {s: 0.1 * s for s in range(1, 6)}}
-    ce, note = corruption_errors(errors, [1, 2, 3, 4, 5], ALEXNET, "")
+    ce, note = corruption_errors(errors, ALEXNET, "")
     assert ce["gaussian_noise"] == pytest.approx(0.5 / 0.886428) and note == ALEXNET.source
     assert ce["fog"] == pytest.approx(0.3 / 0.819324)
-    ce, note = corruption_errors(errors, [1, 2, 3, 4, 5], None, "no CE: why")
+    ce, note = corruption_errors(errors, None, "no CE: why")
     assert ce["fog"] is None and note == "no CE: why"
-    ce, note = corruption_errors({"fog": {1: 0.2}}, [1], ALEXNET, "")
+    ce, note = corruption_errors({"fog": {1: 0.2}}, ALEXNET, "")
     assert ce["fog"] is None and "all severities" in note  # only AlexNet's means are published
     # RobustBench's errors are published per severity: a subset of severities is normalised by the same subset
     two = {"fog": {2: 0.2, 5: 0.4}, "saturate": {2: 0.1, 5: 0.2}}
-    ce, note = corruption_errors(two, [2, 5], ROBUSTBENCH_STANDARD, "")
+    ce, note = corruption_errors(two, ROBUSTBENCH_STANDARD, "")
     assert ce["fog"] == pytest.approx(0.6 / (0.0644 + 0.2601)) and ce["saturate"] is None
     assert note.startswith(ROBUSTBENCH_STANDARD.source) and "no CE for saturate" in note
-    ce, note = corruption_errors({"saturate": {2: 0.1}}, [2], ROBUSTBENCH_STANDARD, "")
+    ce, note = corruption_errors({"saturate": {2: 0.1}}, ROBUSTBENCH_STANDARD, "")
     assert ce == {"saturate": None} and note == f"no CE: no {ROBUSTBENCH_STANDARD.model} errors for saturate"
     base = ReferenceErrors("baseline", "b", {"gaussian_noise": {s: 0.25 for s in range(1, 6)}, "fog": {}}, None, "")
-    ce, _ = corruption_errors(errors, [1, 2, 3, 4, 5], base, "")
+    ce, _ = corruption_errors(errors, base, "")
     assert ce["gaussian_noise"] == pytest.approx(2.0) and ce["fog"] is None
 
 

@@ -148,17 +148,17 @@ def _mean(values: list[float]) -> float:
 
 
 def corruption_errors(
-    errors: dict[str, dict[int, float]], severities: list[int], reference: ReferenceErrors | None, why_none: str
+    errors: dict[str, dict[int, float]], reference: ReferenceErrors | None, why_none: str
 ) -> tuple[dict[str, float | None], str]:
-    """CE per corruption (fraction, 1.0 = as bad as the reference) and a note: the reference's source, or why
-    there is no CE (`why_none` when there is no reference)."""
+    """CE per corruption (fraction, 1.0 = as bad as the reference, over the same severities) and a note: the
+    reference's source, or why there is no CE (`why_none` when there is no reference)."""
     if reference is None:
         return {n: None for n in errors}, why_none
     ce: dict[str, float | None] = {}
     for name, per_sev in errors.items():
-        base = reference.summed(name, severities)
+        base = reference.summed(name, sorted(per_sev))
         ce[name] = sum(per_sev.values()) / base if base else None
-    if reference.means_only and severities != [1, 2, 3, 4, 5]:
+    if reference.means_only and any(sorted(per_sev) != [1, 2, 3, 4, 5] for per_sev in errors.values()):
         return ce, f"no CE: {reference.model} normalisation needs all severities 1-5 (only their mean is published)"
     unknown = ", ".join(n for n, v in ce.items() if v is None)
     if unknown and all(v is None for v in ce.values()):
@@ -173,7 +173,7 @@ def relative_corruption_errors(
     summed over the same severities (a means-only reference's sum is 5 x its mean, all five severities)."""
     out: dict[str, float | None] = {}
     for name, per_sev in errors.items():
-        base = None if reference is None else reference.summed(name, list(per_sev))
+        base = None if reference is None else reference.summed(name, sorted(per_sev))
         if clean_error is None or base is None or reference.clean_error is None:
             out[name] = None
             continue
@@ -209,8 +209,8 @@ def _summarise(
 ) -> dict[str, Any]:
     """The normalised part of a result (%): CE and relative CE per corruption, mCE over the standard corruptions
     asked (all asked if none is), the 19-corruption mCE when all 19 ran, and which reference and why."""
-    names, sevs = list(errors), sorted({s for per in errors.values() for s in per})
-    ce, note = corruption_errors(errors, sevs, reference, why_none)
+    names = list(errors)
+    ce, note = corruption_errors(errors, reference, why_none)
     relative = relative_corruption_errors(errors, clean_error, reference)
     reference = reference if any(v is not None for v in ce.values()) else None
     common = [n for n in names if n in COMMON_CORRUPTIONS] or names
